@@ -1,0 +1,1 @@
+"""Artifacts: deterministic archives, their manifests and the content-addressed store."""

@@ -1,0 +1,324 @@
+"""Read slipway.yml into a frozen :class:`~slipway.model.config.Project`, with errors that point home.
+
+Every error names file:line:column, the key path, what is wrong and what is allowed; an unknown key
+gets a "did you mean". YAML is composed into nodes first so that every value keeps its position.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from slipway.errors import ConfigError
+from slipway.model.config import Project
+from slipway.model.states import StageKind
+
+CONFIG_NAME = "slipway.yml"
+Loc = tuple[str | int, ...]
+#: Used only to turn scalar nodes into Python values (it holds no state between calls that matters).
+_SCALARS = yaml.SafeLoader("")
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A 1-based position in the file."""
+
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated project plus where it came from (for later errors about its values)."""
+
+    project: Project
+    path: Path
+    marks: Mapping[Loc, Mark]
+    text: str
+
+    @property
+    def root(self) -> Path:
+        """The directory holding slipway.yml: relative paths in it are relative to this."""
+        return self.path.parent
+
+    def error(self, message: str, loc: Loc, *, hint: str = "") -> ConfigError:
+        """A ConfigError pointing at ``loc`` (or its nearest marked parent)."""
+        return _error_at(str(self.path), self.marks, loc, message, hint=hint)
+
+
+def find_config(start: Path) -> Path:
+    """The slipway.yml in ``start`` or the nearest parent directory."""
+    start = start.resolve()
+    for directory in (start, *start.parents):
+        candidate = directory / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no {CONFIG_NAME} in {start} or any parent directory",
+        hint="run 'slipway init' to write a commented one, or pass --config PATH",
+    )
+
+
+def load_config(path: Path) -> LoadedConfig:
+    """Read, parse and validate ``path``; raise ConfigError with its position on any problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path} does not exist", hint="run 'slipway init' or pass --config PATH"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    return parse_config(text, path=path)
+
+
+def parse_config(text: str, *, path: Path) -> LoadedConfig:
+    """Parse ``text`` as the contents of ``path``."""
+    file = str(path)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise ConfigError(
+            f"malformed YAML: {exc.problem or exc.context}",
+            file=file,
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+            hint="check the indentation and quoting around this position",
+        ) from None
+    if node is None:
+        raise ConfigError("the file is empty", file=file, hint="run 'slipway init' for a starting point")
+    marks: dict[Loc, Mark] = {}
+    data = _to_python(node, (), marks, file)
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping of keys", file=file, line=1, column=1)
+    try:
+        project = Project.model_validate(data)
+    except ValidationError as exc:
+        raise _from_validation(exc, file, marks) from None
+    loaded = LoadedConfig(project=project, path=path, marks=marks, text=text)
+    check_references(loaded)
+    return loaded
+
+
+def _to_python(node: yaml.Node, loc: Loc, marks: dict[Loc, Mark], file: str) -> Any:
+    marks[loc] = Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = _SCALARS.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            if not isinstance(key, str):
+                key = str(key)
+            if key in result:
+                raise ConfigError(
+                    f"key {key!r} appears twice",
+                    file=file,
+                    line=key_node.start_mark.line + 1,
+                    column=key_node.start_mark.column + 1,
+                    key_path=_dotted((*loc, key)),
+                    hint="keep one of them",
+                )
+            result[key] = _to_python(value_node, (*loc, key), marks, file)
+            marks[(*loc, key, "__key__")] = Mark(key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, (*loc, i), marks, file) for i, item in enumerate(node.value)]
+    return _SCALARS.construct_object(node, deep=True)  # type: ignore[no-untyped-call]
+
+
+def _dotted(loc: Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+def _error_at(file: str, marks: Mapping[Loc, Mark], loc: Loc, message: str, *, hint: str = "") -> ConfigError:
+    probe = loc
+    while probe and probe not in marks:
+        probe = probe[:-1]
+    mark = marks.get(probe)
+    return ConfigError(
+        message,
+        file=file,
+        line=mark.line if mark else None,
+        column=mark.column if mark else None,
+        key_path=_dotted(loc) or None,
+        hint=hint,
+    )
+
+
+def _from_validation(exc: ValidationError, file: str, marks: Mapping[Loc, Mark]) -> ConfigError:
+    """Turn pydantic's first error into one ConfigError; the others are listed in its hint."""
+    problems: list[ConfigError] = []
+    errors = exc.errors()
+    locs = [tuple(e["loc"]) for e in errors]
+    # A typo'd key usually also causes a "missing" error; the typo is the root cause, so it goes first.
+    errors.sort(key=lambda e: e["type"] != "extra_forbidden")
+    for err in errors:
+        raw = tuple(err["loc"])
+        if err["type"] == "too_short" and any(len(o) > len(raw) and o[: len(raw)] == raw for o in locs):
+            continue  # a consequence of an error inside this list, reported on its own
+        loc = _data_loc(raw, marks)
+        message, hint = _explain(err, loc, raw)
+        if err["type"] == "extra_forbidden":
+            key_mark = marks.get((*loc, "__key__"))
+            error = _error_at(file, marks, loc, message, hint=hint)
+            if key_mark:
+                error = ConfigError(
+                    message, file=file, line=key_mark.line, column=key_mark.column,
+                    key_path=_dotted(loc), hint=hint,
+                )
+        else:
+            error = _error_at(file, marks, loc, message, hint=hint)
+        problems.append(error)
+    first = problems[0]
+    if len(problems) > 1:
+        more = "\n".join(f"  also: {p}" for p in problems[1:6])
+        first = ConfigError(
+            first.reason, file=first.file, line=first.line, column=first.column,
+            key_path=first.key_path, hint="\n".join(x for x in (first.hint, more) if x),
+        )
+    return first
+
+
+def _data_loc(loc: tuple[Any, ...], marks: Mapping[Loc, Mark]) -> Loc:
+    """Drop pydantic's union-tag parts of a location so that it matches the YAML path."""
+    out: Loc = ()
+    for i, part in enumerate(loc):
+        candidate = (*out, part)
+        if candidate in marks or i == len(loc) - 1 or isinstance(part, int):
+            out = candidate
+    return out
+
+
+def _explain(err: Any, loc: Loc, raw: tuple[Any, ...]) -> tuple[str, str]:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1]) if loc else "?"
+        allowed = sorted(_allowed_keys(raw[:-1]))
+        guess = difflib.get_close_matches(key, allowed, n=1)
+        hint = f"did you mean {guess[0]!r}? " if guess else ""
+        return f"unknown key {key!r}", hint + "allowed here: " + ", ".join(allowed)
+    if kind == "missing":
+        return f"required key {str(loc[-1])!r} is missing", "add it; docs/config.md describes it"
+    if kind in ("literal_error", "enum"):
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"{err['msg'].lower()}", f"allowed: {expected}" if expected else ""
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        return f"unknown kind {ctx.get('tag')!r}", f"allowed kinds: {ctx.get('expected_tags')}"
+    msg = str(err["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return msg, ""
+
+
+def _allowed_keys(loc: Loc) -> set[str]:
+    """The keys a mapping at ``loc`` accepts, found by walking the model's type hints."""
+    current: Any = Project
+    for part in loc:
+        current = _step_into(current, part)
+        if current is None:
+            return set()
+    current = _unwrap_model(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return set(current.model_fields)
+    return set()
+
+
+def _unwrap_model(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _unwrap_model(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        models = [a for a in typing.get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
+        return models[0] if len(models) == 1 else None
+    return tp
+
+
+def _step_into(tp: Any, part: str | int) -> Any:
+    tp = _unwrap_annotated(tp)
+    origin = typing.get_origin(tp)
+    if origin in (tuple, list, Sequence) and isinstance(part, int):
+        return typing.get_args(tp)[0]
+    if origin is dict:
+        return typing.get_args(tp)[1]
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            arg = _unwrap_annotated(arg)
+            tag = arg.model_fields.get("kind") if isinstance(arg, type) and issubclass(arg, BaseModel) else None
+            if tag is not None and tag.default == part:
+                return arg  # pydantic puts the discriminator's tag in the location
+        return None
+    if isinstance(tp, type) and issubclass(tp, BaseModel) and isinstance(part, str):
+        field = tp.model_fields.get(part)
+        return field.annotation if field else None
+    return None
+
+
+def _unwrap_annotated(tp: Any) -> Any:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def check_references(loaded: LoadedConfig) -> None:
+    """Cross-key rules pydantic cannot see: names that must exist, be unique, or come in order."""
+    project = loaded.project
+    seen: dict[str, int] = {}
+    deployed: set[str] = set()
+    envs = sorted(project.environments)
+    builds = [i for i, s in enumerate(project.pipeline) if s.kind is StageKind.BUILD]
+    if not builds:
+        raise loaded.error(
+            "the pipeline has no build stage", ("pipeline",),
+            hint="add '- {name: build, kind: build}' as the first stage: every run builds its artifact once",
+        )
+    if builds[0] != 0 or len(builds) > 1:
+        at = builds[1] if len(builds) > 1 else builds[0]
+        raise loaded.error(
+            "the build stage must be the first stage and appear once", ("pipeline", at, "kind"),
+            hint="an artifact is built once per run, before anything tests or deploys it",
+        )
+    for i, stage in enumerate(project.pipeline):
+        if stage.name in seen:
+            raise loaded.error(
+                f"stage name {stage.name!r} is already used by stage {seen[stage.name] + 1}",
+                ("pipeline", i, "name"), hint="give each stage its own name",
+            )
+        seen[stage.name] = i
+        env = stage.environment
+        if env is None:
+            continue
+        if env not in project.environments:
+            guess = difflib.get_close_matches(env, envs, n=1)
+            raise loaded.error(
+                f"environment {env!r} is not defined",
+                ("pipeline", i, "environment"),
+                hint=(f"did you mean {guess[0]!r}? " if guess else "") + "defined: " + ", ".join(envs),
+            )
+        if stage.kind is StageKind.DEPLOY:
+            if env in deployed:
+                raise loaded.error(
+                    f"environment {env!r} is deployed by two stages", ("pipeline", i, "environment"),
+                    hint="deploy each environment once per run",
+                )
+            deployed.add(env)
+        elif env not in deployed:
+            raise loaded.error(
+                f"stage {stage.name!r} works on {env!r} before any stage deploys it",
+                ("pipeline", i, "environment"),
+                hint=f"put a deploy stage for {env!r} before it",
+            )

@@ -1,0 +1,231 @@
+"""The validated, frozen shape of slipway.yml.
+
+Parsing (YAML, line numbers, friendly errors) lives in :mod:`slipway.config`; these classes only say what
+is allowed. Every model forbids unknown keys so that a typo is an error with a suggestion, never a
+silently ignored setting. docs/config.md documents each key.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from slipway.model.states import StageKind
+
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+HOOK_ORDER = ("prepare", "install", "migrate", "configure", "activate", "verify")
+
+
+class Frozen(BaseModel):
+    """Base of every config model: immutable and strict about keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Command(Frozen):
+    """One shell command of a hook or stage, with where and how it runs."""
+
+    run: str = Field(min_length=1)
+    #: Run only on targets that have one of these roles (empty: every target).
+    roles: tuple[str, ...] = ()
+    #: Run on one target only (the first of the matching ones), not on each: e.g. migrations.
+    once: bool = False
+    #: Seconds before the command is stopped; the hook's default applies when unset.
+    timeout: float | None = Field(default=None, gt=0)
+
+
+def _to_command(value: Any) -> Any:
+    return {"run": value} if isinstance(value, str) else value
+
+
+class Hooks(Frozen):
+    """The deploy hooks, run in the fixed order of :data:`HOOK_ORDER` on every target."""
+
+    prepare: tuple[Command, ...] = ()
+    install: tuple[Command, ...] = ()
+    migrate: tuple[Command, ...] = ()
+    configure: tuple[Command, ...] = ()
+    activate: tuple[Command, ...] = ()
+    verify: tuple[Command, ...] = ()
+
+    @field_validator(*HOOK_ORDER, mode="before")
+    @classmethod
+    def _commands(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            return [_to_command(v) for v in value]
+        return value
+
+
+class DeploySpec(Frozen):
+    """How every environment is deployed: the same process everywhere, only data differs."""
+
+    hooks: Hooks = Hooks()
+    #: Directories under ``shared/`` linked into every release (persist across releases).
+    shared: tuple[str, ...] = ()
+    #: How many releases each target keeps (the current one included).
+    keep_releases: int = Field(default=5, ge=1)
+    #: Default per-command timeout in seconds.
+    timeout: float = Field(default=600, gt=0)
+
+    @field_validator("shared")
+    @classmethod
+    def _relative(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if item.startswith("/") or ".." in item.split("/"):
+                raise ValueError(f"shared path {item!r} must be relative and stay inside shared/")
+        return value
+
+
+class ArtifactSpec(Frozen):
+    """How the one artifact of a commit is built and what goes into it."""
+
+    #: Commands run once per commit in a clean export of that commit.
+    build: tuple[str, ...] = ()
+    #: Paths (files, directories or glob patterns) relative to the build directory.
+    paths: tuple[str, ...] = Field(min_length=1)
+    #: Glob patterns left out.
+    exclude: tuple[str, ...] = ("**/__pycache__", "**/*.pyc", ".git")
+
+    @field_validator("build", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class SecretRef(Frozen):
+    """Where a secret's value comes from; resolved at the last moment, never stored."""
+
+    env: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("a secret names exactly one source: {env: VAR} or {file: PATH}")
+        return self
+
+    def describe(self) -> str:
+        """Human wording of the reference, never the value."""
+        return f"environment variable {self.env}" if self.env else f"file {self.file}"
+
+
+class LocalTargetSpec(Frozen):
+    """A host that is a directory on this machine."""
+
+    kind: Literal["local"] = "local"
+    name: str = Field(pattern=NAME_RE)
+    #: The deploy root (releases/, shared/, current); relative paths are relative to slipway.yml.
+    path: str = Field(min_length=1)
+    roles: tuple[str, ...] = ()
+    vars: dict[str, Any] = Field(default_factory=dict)
+
+
+class SSHTargetSpec(Frozen):
+    """A host reached over SSH; its host key must be in ``known_hosts``."""
+
+    kind: Literal["ssh"] = "ssh"
+    name: str = Field(pattern=NAME_RE)
+    address: str = Field(min_length=1)
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = "root"
+    key: str | None = None
+    known_hosts: str | None = None
+    #: The deploy root on the host.
+    path: str = "/srv/app"
+    roles: tuple[str, ...] = ()
+    vars: dict[str, Any] = Field(default_factory=dict)
+
+
+TargetSpec = Annotated[LocalTargetSpec | SSHTargetSpec, Field(discriminator="kind")]
+
+
+class Environment(Frozen):
+    """A named place to deploy to; it differs from the others only in data."""
+
+    #: Base URL of the deployed app, templated with the environment's vars.
+    url: str | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+    secrets: dict[str, SecretRef] = Field(default_factory=dict)
+    targets: tuple[TargetSpec, ...] = Field(min_length=1)
+    #: How many targets are deployed at the same time.
+    parallel: int = Field(default=10, ge=1)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: dict[str, SecretRef]) -> dict[str, SecretRef]:
+        for key in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ValueError(f"secret name {key!r} must be a valid environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> Environment:
+        names = [t.name for t in self.targets]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"target names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+class Stage(Frozen):
+    """One stage of the pipeline."""
+
+    name: str = Field(pattern=NAME_RE)
+    kind: StageKind
+    #: Commands of test, acceptance and post-deploy stages.
+    run: tuple[str, ...] = ()
+    #: The environment a deploy, acceptance or post-deploy stage works on.
+    environment: str | None = None
+    #: Who may approve an approval stage (empty: anyone).
+    approvers: tuple[str, ...] = ()
+    timeout: float = Field(default=1800, gt=0)
+
+    @field_validator("run", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> Stage:
+        needs_env = {StageKind.DEPLOY, StageKind.ACCEPTANCE, StageKind.POST_DEPLOY}
+        needs_run = {StageKind.TEST, StageKind.ACCEPTANCE, StageKind.POST_DEPLOY}
+        if self.kind in needs_env and not self.environment:
+            raise ValueError(f"a {self.kind.value} stage needs 'environment'")
+        if self.kind not in needs_env and self.environment:
+            raise ValueError(f"a {self.kind.value} stage takes no 'environment'")
+        if self.kind in needs_run and not self.run:
+            raise ValueError(f"a {self.kind.value} stage needs 'run' (one command or a list)")
+        if self.kind not in needs_run and self.run:
+            raise ValueError(f"a {self.kind.value} stage takes no 'run'")
+        if self.approvers and self.kind is not StageKind.APPROVAL:
+            raise ValueError("only an approval stage takes 'approvers'")
+        return self
+
+
+class Project(Frozen):
+    """The whole slipway.yml."""
+
+    version: Literal[1] = 1
+    name: str = Field(pattern=NAME_RE)
+    artifact: ArtifactSpec
+    deploy: DeploySpec = DeploySpec()
+    environments: dict[str, Environment] = Field(min_length=1)
+    pipeline: tuple[Stage, ...] = Field(min_length=1)
+
+    def stage(self, name: str) -> Stage:
+        """The stage called ``name``; KeyError if there is none."""
+        for stage in self.pipeline:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)
+
+    def deploy_stage_index(self, environment: str) -> int | None:
+        """Index of the first deploy stage of ``environment``, or None."""
+        for i, stage in enumerate(self.pipeline):
+            if stage.kind is StageKind.DEPLOY and stage.environment == environment:
+                return i
+        return None

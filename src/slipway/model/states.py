@@ -1,0 +1,90 @@
+"""States of runs, stages, steps and deployments, and the only edges they may move along.
+
+A state changes only through :func:`transition`, which refuses an edge the machine does not have.
+That keeps "the store always says truthfully what happened" a property of the code, not a habit.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from slipway.errors import StateError
+
+
+class State(StrEnum):
+    """The life cycle shared by runs, stages and steps."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+    @property
+    def is_final(self) -> bool:
+        """True for states a run never leaves."""
+        return self in FINAL
+
+
+FINAL = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED, State.SKIPPED})
+
+_EDGES: dict[State, frozenset[State]] = {
+    State.PENDING: frozenset({State.RUNNING, State.SKIPPED, State.CANCELLED}),
+    State.RUNNING: frozenset({State.SUCCEEDED, State.FAILED, State.WAITING, State.CANCELLED}),
+    State.WAITING: frozenset({State.RUNNING, State.FAILED, State.CANCELLED}),
+    State.SUCCEEDED: frozenset(),
+    State.FAILED: frozenset(),
+    State.CANCELLED: frozenset(),
+    State.SKIPPED: frozenset(),
+}
+
+
+def can_transition(current: State, target: State) -> bool:
+    """Whether the state machine has an edge from ``current`` to ``target``."""
+    return target in _EDGES[current]
+
+
+def transition(current: State, target: State, *, what: str = "run") -> State:
+    """Return ``target`` if the edge exists, else raise StateError naming both ends."""
+    if not can_transition(current, target):
+        allowed = ", ".join(sorted(s.value for s in _EDGES[current])) or "none (it is final)"
+        raise StateError(
+            f"{what} cannot go from {current.value} to {target.value}; allowed from "
+            f"{current.value}: {allowed}"
+        )
+    return target
+
+
+class StageKind(StrEnum):
+    """What a pipeline stage does."""
+
+    BUILD = "build"
+    TEST = "test"
+    DEPLOY = "deploy"
+    ACCEPTANCE = "acceptance"
+    APPROVAL = "approval"
+    POST_DEPLOY = "post-deploy"
+
+
+class RunKind(StrEnum):
+    """How a run came to be."""
+
+    PIPELINE = "pipeline"
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+
+
+class DeploymentKind(StrEnum):
+    """A deployment installs a release, or rolls back to one already installed."""
+
+    DEPLOY = "deploy"
+    ROLLBACK = "rollback"
+
+
+class Decision(StrEnum):
+    """The outcome of an approval gate."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"

@@ -1,0 +1,423 @@
+"""The state store's single entry point: every read and write of runs, deployments and the audit log.
+
+SQLite by default (a file in ``.slipway/``), PostgreSQL when ``SLIPWAY_DATABASE_URL`` says so. The
+schema is brought to the newest Alembic revision when the store opens. Every public method is one
+transaction; SQLAlchemy errors become :class:`~slipway.errors.StoreError` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, delete, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from slipway.errors import LockHeld, StateError, StoreError
+from slipway.model import records as rec
+from slipway.model.states import Decision, DeploymentKind, RunKind, StageKind, State, transition
+from slipway.store import schema as t
+
+T = TypeVar("T")
+ALEMBIC_DIR = Path(__file__).parent / "alembic"
+
+
+def alembic_config(engine: Engine) -> Config:
+    """An Alembic config pointing at the packaged migrations."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(ALEMBIC_DIR))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _describe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database URL>"
+
+
+class Store:
+    """Runs, stages, steps, artifacts, deployments, approvals, the audit log and locks."""
+
+    def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
+        self.url = url
+        self._now = clock
+        try:
+            if url.startswith("sqlite"):
+                path = url.split("///", 1)[-1]
+                if path and path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self.engine = create_engine(url, connect_args={"timeout": 30})
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            else:
+                self.engine = create_engine(url, pool_pre_ping=True)
+            self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+            self.upgrade()
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot open the state store at {_describe_url(url)}: {exc.__class__.__name__}: {exc.args[0] if exc.args else exc}",
+                hint="check SLIPWAY_DATABASE_URL (or unset it to use the SQLite file in .slipway/)",
+            ) from exc
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest revision (idempotent)."""
+        with self.engine.begin() as conn:
+            cfg = alembic_config(self.engine)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def close(self) -> None:
+        """Release all connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        session = self._sessions()
+        try:
+            with session.begin():
+                yield session
+        except (StateError, LockHeld):
+            raise
+        except SQLAlchemyError as exc:
+            raise StoreError(f"state store error: {exc.__class__.__name__}: {exc}") from exc
+        finally:
+            session.close()
+
+    # ---- runs -------------------------------------------------------------------------------------
+    def create_run(
+        self,
+        *,
+        project: str,
+        kind: RunKind,
+        commit: str,
+        triggered_by: str,
+        config_text: str,
+        config_path: str,
+        stages: Sequence[tuple[str, StageKind, str | None]],
+        artifact_digest: str | None = None,
+    ) -> int:
+        """Record a new pending run with its stages; return its id."""
+        now = self._now()
+        with self._tx() as s:
+            run = t.Run(
+                project=project, kind=kind.value, commit=commit, state=State.PENDING.value,
+                artifact_digest=artifact_digest, triggered_by=triggered_by, created_at=now,
+                config_text=config_text, config_path=config_path,
+            )
+            s.add(run)
+            s.flush()
+            for i, (name, skind, env) in enumerate(stages):
+                s.add(t.Stage(run_id=run.id, idx=i, name=name, kind=skind.value, environment=env, state=State.PENDING.value))
+            self._audit(s, triggered_by, f"run.create.{kind.value}", f"run {run.id}", {"commit": commit})
+            return run.id
+
+    def get_run(self, run_id: int) -> rec.RunRecord:
+        """The run and its stages; StateError if there is no such run."""
+        with self._tx() as s:
+            run = s.get(t.Run, run_id)
+            if run is None:
+                raise StateError(f"there is no run {run_id}", hint="'slipway history' lists the runs")
+            stages = s.scalars(select(t.Stage).where(t.Stage.run_id == run_id).order_by(t.Stage.idx)).all()
+            return _run_record(run, stages)
+
+    def list_runs(self, *, limit: int = 20, project: str | None = None) -> list[rec.RunRecord]:
+        """The newest runs first."""
+        with self._tx() as s:
+            q = select(t.Run).order_by(t.Run.id.desc()).limit(limit)
+            if project:
+                q = q.where(t.Run.project == project)
+            runs = s.scalars(q).all()
+            out = []
+            for run in runs:
+                stages = s.scalars(select(t.Stage).where(t.Stage.run_id == run.id).order_by(t.Stage.idx)).all()
+                out.append(_run_record(run, stages))
+            return out
+
+    def set_run_state(self, run_id: int, state: State, *, error: str | None = None, actor: str = "slipway") -> None:
+        """Move a run along its state machine."""
+        with self._tx() as s:
+            run = s.get(t.Run, run_id)
+            if run is None:
+                raise StateError(f"there is no run {run_id}")
+            run.state = transition(State(run.state), state, what=f"run {run_id}").value
+            if state.is_final:
+                run.finished_at = self._now()
+            if error is not None:
+                run.error = error
+            self._audit(s, actor, f"run.{state.value}", f"run {run_id}", {"error": error} if error else {})
+
+    def set_run_artifact(self, run_id: int, digest: str) -> None:
+        """Bind the run to the one artifact it built (or promotes)."""
+        with self._tx() as s:
+            run = s.get(t.Run, run_id)
+            if run is None:
+                raise StateError(f"there is no run {run_id}")
+            if run.artifact_digest not in (None, digest):
+                raise StateError(f"run {run_id} already deploys {run.artifact_digest}; an artifact is never swapped")
+            run.artifact_digest = digest
+
+    def set_stage_state(self, stage_id: int, state: State, *, error: str | None = None) -> None:
+        """Move a stage along its state machine, stamping start and finish times."""
+        with self._tx() as s:
+            stage = s.get(t.Stage, stage_id)
+            if stage is None:
+                raise StateError(f"there is no stage {stage_id}")
+            stage.state = transition(State(stage.state), state, what=f"stage {stage.name}").value
+            now = self._now()
+            if state is State.RUNNING and stage.started_at is None:
+                stage.started_at = now
+            if state.is_final:
+                stage.finished_at = now
+            if error is not None:
+                stage.error = error
+
+    # ---- steps ------------------------------------------------------------------------------------
+    def start_step(self, stage_id: int, *, name: str, host: str, command: str) -> int:
+        """Record a step that starts now."""
+        with self._tx() as s:
+            step = t.Step(
+                stage_id=stage_id, name=name, host=host, command=command,
+                state=State.RUNNING.value, started_at=self._now(), log="",
+            )
+            s.add(step)
+            s.flush()
+            return step.id
+
+    def finish_step(self, step_id: int, state: State, *, exit_code: int | None, log: str) -> None:
+        """Record how a step ended and what it printed (already masked by the caller)."""
+        with self._tx() as s:
+            step = s.get(t.Step, step_id)
+            if step is None:
+                raise StateError(f"there is no step {step_id}")
+            step.state = transition(State(step.state), state, what=f"step {step.name}").value
+            step.exit_code = exit_code
+            step.finished_at = self._now()
+            step.log = log
+
+    def steps(self, run_id: int, *, stage: str | None = None) -> list[tuple[str, rec.StepRecord]]:
+        """(stage name, step) pairs of a run in the order they ran."""
+        with self._tx() as s:
+            q = (
+                select(t.Stage.name, t.Step)
+                .join(t.Step, t.Step.stage_id == t.Stage.id)
+                .where(t.Stage.run_id == run_id)
+                .order_by(t.Stage.idx, t.Step.id)
+            )
+            if stage:
+                q = q.where(t.Stage.name == stage)
+            return [(name, _step_record(step)) for name, step in s.execute(q).all()]
+
+    # ---- artifacts --------------------------------------------------------------------------------
+    def record_artifact(self, *, digest: str, project: str, commit: str, built_at: float, size: int,
+                        file_count: int, run_id: int | None) -> None:
+        """Remember an artifact (idempotent: the first record of a digest wins)."""
+        with self._tx() as s:
+            if s.get(t.Artifact, digest) is None:
+                s.add(t.Artifact(digest=digest, project=project, commit=commit, built_at=built_at,
+                                 size=size, file_count=file_count, run_id=run_id))
+
+    def get_artifact(self, digest: str) -> rec.ArtifactRecord | None:
+        """The artifact record, or None."""
+        with self._tx() as s:
+            a = s.get(t.Artifact, digest)
+            return _artifact_record(a) if a else None
+
+    def artifact_for_commit(self, project: str, commit: str) -> rec.ArtifactRecord | None:
+        """The artifact already built for this commit, if any: build once per commit."""
+        with self._tx() as s:
+            a = s.scalars(
+                select(t.Artifact).where(t.Artifact.project == project, t.Artifact.commit == commit)
+                .order_by(t.Artifact.built_at)
+            ).first()
+            return _artifact_record(a) if a else None
+
+    def runs_with_artifact(self, digest: str) -> list[rec.RunRecord]:
+        """Every run that built or deployed this artifact, newest first."""
+        with self._tx() as s:
+            ids = s.scalars(select(t.Run.id).where(t.Run.artifact_digest == digest).order_by(t.Run.id.desc())).all()
+        return [self.get_run(i) for i in ids]
+
+    # ---- deployments ------------------------------------------------------------------------------
+    def start_deployment(self, *, environment: str, kind: DeploymentKind, run_id: int | None,
+                         artifact_digest: str, release_id: str, deployed_by: str, reason: str | None = None) -> int:
+        """Record a deployment that starts now."""
+        with self._tx() as s:
+            d = t.Deployment(environment=environment, kind=kind.value, run_id=run_id,
+                             artifact_digest=artifact_digest, release_id=release_id,
+                             state=State.RUNNING.value, started_at=self._now(), deployed_by=deployed_by, reason=reason)
+            s.add(d)
+            s.flush()
+            self._audit(s, deployed_by, f"deployment.{kind.value}", f"environment {environment}",
+                        {"deployment": d.id, "release": release_id, "artifact": artifact_digest, "run": run_id})
+            return d.id
+
+    def finish_deployment(self, deployment_id: int, state: State, *, reason: str | None = None) -> None:
+        """Record how a deployment ended."""
+        with self._tx() as s:
+            d = s.get(t.Deployment, deployment_id)
+            if d is None:
+                raise StateError(f"there is no deployment {deployment_id}")
+            d.state = transition(State(d.state), state, what=f"deployment {deployment_id}").value
+            d.finished_at = self._now()
+            if reason:
+                d.reason = reason
+            self._audit(s, d.deployed_by, f"deployment.{state.value}", f"environment {d.environment}",
+                        {"deployment": d.id, "reason": reason})
+
+    def record_host(self, deployment_id: int, *, host: str, from_release: str | None, to_release: str,
+                    state: State, error: str | None, duration: float | None) -> None:
+        """Record what a deployment did on one host."""
+        with self._tx() as s:
+            s.add(t.DeploymentHost(deployment_id=deployment_id, host=host, from_release=from_release,
+                                   to_release=to_release, state=state.value, error=error, duration=duration))
+
+    def set_host_release(self, *, environment: str, host: str, release_id: str, artifact_digest: str,
+                         commit: str, deployment_id: int, run_id: int | None) -> None:
+        """Say which release a host runs from now on (called right after its ``current`` moved)."""
+        with self._tx() as s:
+            row = s.get(t.HostRelease, (environment, host))
+            if row is None:
+                row = t.HostRelease(environment=environment, host=host)
+                s.add(row)
+            row.release_id = release_id
+            row.artifact_digest = artifact_digest
+            row.commit = commit
+            row.since = self._now()
+            row.deployment_id = deployment_id
+            row.run_id = run_id
+
+    def host_releases(self, environment: str | None = None) -> list[rec.HostRelease]:
+        """What runs where, by environment and host."""
+        with self._tx() as s:
+            q = select(t.HostRelease).order_by(t.HostRelease.environment, t.HostRelease.host)
+            if environment:
+                q = q.where(t.HostRelease.environment == environment)
+            return [
+                rec.HostRelease(r.environment, r.host, r.release_id, r.artifact_digest, r.commit, r.since,
+                                r.deployment_id, r.run_id)
+                for r in s.scalars(q).all()
+            ]
+
+    def deployments(self, environment: str | None = None, *, limit: int = 20) -> list[rec.DeploymentRecord]:
+        """Recent deployments, newest first, each with its per-host results."""
+        with self._tx() as s:
+            q = select(t.Deployment).order_by(t.Deployment.id.desc()).limit(limit)
+            if environment:
+                q = q.where(t.Deployment.environment == environment)
+            out = []
+            for d in s.scalars(q).all():
+                hosts = s.scalars(select(t.DeploymentHost).where(t.DeploymentHost.deployment_id == d.id)
+                                  .order_by(t.DeploymentHost.host)).all()
+                out.append(rec.DeploymentRecord(
+                    d.id, d.environment, DeploymentKind(d.kind), d.run_id, d.artifact_digest, d.release_id,
+                    State(d.state), d.started_at, d.finished_at, d.deployed_by, d.reason,
+                    tuple(rec.HostDeployment(h.host, h.from_release, h.to_release, State(h.state), h.error, h.duration)
+                          for h in hosts),
+                ))
+            return out
+
+    # ---- approvals and audit ----------------------------------------------------------------------
+    def add_approval(self, *, run_id: int, stage_name: str, decision: Decision, by: str, reason: str) -> None:
+        """Record who decided what on a gate, and why."""
+        with self._tx() as s:
+            s.add(t.Approval(run_id=run_id, stage_name=stage_name, decision=decision.value, by=by,
+                             reason=reason, at=self._now()))
+            self._audit(s, by, f"approval.{decision.value}", f"run {run_id}", {"stage": stage_name, "reason": reason})
+
+    def approvals(self, run_id: int | None = None) -> list[rec.ApprovalRecord]:
+        """Decisions on gates, oldest first."""
+        with self._tx() as s:
+            q = select(t.Approval).order_by(t.Approval.id)
+            if run_id is not None:
+                q = q.where(t.Approval.run_id == run_id)
+            return [rec.ApprovalRecord(a.id, a.run_id, a.stage_name, Decision(a.decision), a.by, a.reason, a.at)
+                    for a in s.scalars(q).all()]
+
+    def audit(self, actor: str, action: str, subject: str, detail: dict[str, Any] | None = None) -> None:
+        """Append to the audit log."""
+        with self._tx() as s:
+            self._audit(s, actor, action, subject, detail or {})
+
+    def _audit(self, s: Session, actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:
+        s.add(t.Audit(at=self._now(), actor=actor, action=action, subject=subject,
+                      detail=json.dumps(detail, sort_keys=True, default=str)))
+
+    def audit_log(self, *, limit: int = 100) -> list[rec.AuditRecord]:
+        """The newest audit entries first."""
+        with self._tx() as s:
+            rows = s.scalars(select(t.Audit).order_by(t.Audit.id.desc()).limit(limit)).all()
+            return [rec.AuditRecord(a.id, a.at, a.actor, a.action, a.subject, a.detail) for a in rows]
+
+    # ---- locks ------------------------------------------------------------------------------------
+    def acquire_lock(self, name: str, holder: str, *, ttl: float) -> None:
+        """Take the named lock or raise LockHeld naming its holder. An expired lock is taken over."""
+        now = self._now()
+        try:
+            with self._tx() as s:
+                row = s.get(t.Lock, name, with_for_update=True)
+                if row is not None and row.expires_at > now and row.holder != holder:
+                    raise LockHeld(
+                        f"{name} is locked by {row.holder} since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(row.acquired_at))}",
+                        hint="wait for it to finish; if that process is gone, the lock expires at "
+                        + time.strftime("%H:%M:%S", time.localtime(row.expires_at))
+                        + " or remove it with 'slipway unlock'",
+                    )
+                if row is None:
+                    s.add(t.Lock(name=name, holder=holder, acquired_at=now, expires_at=now + ttl))
+                else:
+                    row.holder, row.acquired_at, row.expires_at = holder, now, now + ttl
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):  # somebody inserted it between our read and write
+                raise LockHeld(f"{name} was just locked by another process") from exc
+            raise
+
+    def release_lock(self, name: str, holder: str | None = None) -> bool:
+        """Release the lock (only if ``holder`` holds it, when given); True if a lock was removed."""
+        with self._tx() as s:
+            q = delete(t.Lock).where(t.Lock.name == name)
+            if holder is not None:
+                q = q.where(t.Lock.holder == holder)
+            return bool(s.execute(q).rowcount)  # type: ignore[attr-defined]
+
+
+def _run_record(run: t.Run, stages: Sequence[t.Stage]) -> rec.RunRecord:
+    return rec.RunRecord(
+        id=run.id, project=run.project, kind=RunKind(run.kind), commit=run.commit, state=State(run.state),
+        artifact_digest=run.artifact_digest, triggered_by=run.triggered_by, created_at=run.created_at,
+        finished_at=run.finished_at, config_text=run.config_text, config_path=run.config_path, error=run.error,
+        stages=tuple(
+            rec.StageRecord(st.id, st.run_id, st.idx, st.name, StageKind(st.kind), st.environment, State(st.state),
+                            st.started_at, st.finished_at, st.error)
+            for st in stages
+        ),
+    )
+
+
+def _step_record(step: t.Step) -> rec.StepRecord:
+    return rec.StepRecord(step.id, step.stage_id, step.name, step.host, step.command, State(step.state),
+                          step.exit_code, step.started_at, step.finished_at, step.log)
+
+
+def _artifact_record(a: t.Artifact) -> rec.ArtifactRecord:
+    return rec.ArtifactRecord(a.digest, a.project, a.commit, a.built_at, a.size, a.file_count, a.run_id)

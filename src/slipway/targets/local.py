@@ -1,0 +1,144 @@
+"""The local target: a "host" that is a directory on this machine.
+
+Commands run through ``sh -c`` exactly as they would over SSH, so the release layout code and the hooks
+behave the same here and on a fleet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from slipway.errors import CommandResult, CommandTimeout, TargetError
+from slipway.ports import OutputSink
+
+#: After the command exits, how long we keep reading output that a background child may still hold open.
+PIPE_GRACE = 1.0
+
+
+class LocalTarget:
+    """Deploys into ``root`` on this machine."""
+
+    def __init__(self, name: str, root: str | Path, *, base_env: Mapping[str, str] | None = None) -> None:
+        self.name = name
+        self.root = str(Path(root).absolute())
+        self._base_env = dict(os.environ if base_env is None else base_env)
+
+    async def run(
+        self,
+        command: str,
+        *,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        on_output: OutputSink | None = None,
+    ) -> CommandResult:
+        """Run ``command`` with ``sh -c``; stream its lines; stop its whole process group on timeout."""
+        started = time.monotonic()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "sh", "-c", command,
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=cwd,
+                env={**self._base_env, **(env or {})},
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise TargetError(f"cannot start command: {exc}", host=self.name, command=command) from exc
+        out: list[str] = []
+        err: list[str] = []
+        readers = [
+            asyncio.create_task(_pump(proc.stdout, "stdout", out, on_output)),
+            asyncio.create_task(_pump(proc.stderr, "stderr", err, on_output)),
+        ]
+        if stdin is not None:
+            readers.append(asyncio.create_task(_feed(proc, stdin)))
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            _kill_group(proc.pid)
+            await proc.wait()
+            await _finish(readers)
+            raise CommandTimeout(
+                f"command timed out after {timeout:g}s and was stopped: {command}",
+                host=self.name, command=command, stderr_tail="\n".join(err[-10:]),
+            ) from None
+        except asyncio.CancelledError:
+            _kill_group(proc.pid)
+            raise
+        await _finish(readers)
+        return CommandResult(
+            host=self.name, command=command, exit_code=proc.returncode or 0,
+            stdout="\n".join(out), stderr="\n".join(err), duration=time.monotonic() - started,
+        )
+
+    async def put(self, data: bytes, path: str, *, mode: int = 0o644) -> None:
+        """Write a file atomically."""
+        target = Path(path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".slipway-put-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise TargetError(f"cannot write {path}: {exc.strerror}", host=self.name) from exc
+
+    async def read(self, path: str) -> bytes:
+        """Read a file."""
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise TargetError(f"cannot read {path}: {exc.strerror}", host=self.name) from exc
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+async def _pump(stream: asyncio.StreamReader | None, name: str, sink: list[str], on_output: OutputSink | None) -> None:
+    if stream is None:
+        return
+    while True:
+        raw = await stream.readline()
+        if not raw:
+            return
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        sink.append(line)
+        if on_output is not None:
+            on_output(name, line)
+
+
+async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(data)
+        await proc.stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the command stopped reading; its exit code tells the story
+    finally:
+        proc.stdin.close()
+
+
+async def _finish(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for the output readers; a daemon the command started may hold the pipes, so not forever."""
+    _done, pending = await asyncio.wait(tasks, timeout=PIPE_GRACE)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,266 @@
+"""The release layout every target shares, driven only through the Target protocol.
+
+On each host, under its deploy root::
+
+    releases/<release-id>/     one directory per release, hard links into the object store
+    shared/                    files that persist across releases, linked into each
+    current -> releases/<id>   switched atomically: a new link, then rename over the old one
+    .slipway/objects/<sha256>-<mode>   file contents by hash (the host's content-addressed store)
+    .slipway/tmp/              uploads in progress
+
+Installing a release asks the host in one round trip which contents it lacks, sends only those in one
+tar stream, verifies their hashes on the host, then builds ``releases/<id>.partial`` from hard links and
+renames it to ``releases/<id>`` only once it is complete. A directory without ``.partial`` is therefore
+always a complete release, and ``current`` only ever points at one. Everything here is POSIX shell plus
+GNU tar, the same on a laptop directory, an SSH host or a container volume.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from shlex import quote
+
+from slipway.artifacts.archive import Manifest, check_member_path
+from slipway.errors import CommandFailed, CommandResult, DeploymentError, TargetError
+from slipway.ports import OutputSink, Target
+
+MARKER = ".slipway-release"
+OBJECTS = ".slipway/objects"
+TMP = ".slipway/tmp"
+
+#: Returns the contents for the requested sha256 hex digests.
+ObjectSource = Callable[[set[str]], Awaitable[dict[str, bytes]]]
+
+
+@dataclass(frozen=True)
+class InstallStats:
+    """What installing one release on one host cost."""
+
+    objects_sent: int
+    bytes_sent: int
+    already_installed: bool
+
+
+def _check(result: CommandResult, what: str) -> CommandResult:
+    if not result.ok:
+        raise CommandFailed.from_result(result, what=what)
+    return result
+
+
+def release_dir(target: Target, release_id: str) -> str:
+    """Absolute path of a release on the target."""
+    return f"{target.root}/releases/{release_id}"
+
+
+def shared_link_target(path: str) -> str:
+    """Relative symlink target from ``releases/<id>/<path>`` to ``shared/<path>``."""
+    return "../" * (len(PurePosixPath(path).parts) + 1) + f"shared/{path}"
+
+
+def validate_release_id(release_id: str) -> str:
+    """Release ids become directory names: letters, digits, dot, dash and underscore only."""
+    if not release_id or not all(c.isalnum() or c in "._-" for c in release_id) or release_id[0] == ".":
+        raise DeploymentError(f"invalid release id {release_id!r}")
+    return release_id
+
+
+async def prepare_layout(target: Target, shared: Sequence[str], *, timeout: float) -> None:
+    """Create the deploy root's directories (idempotent)."""
+    dirs = ["releases", "shared", OBJECTS, TMP, *[f"shared/{check_member_path(s)}" for s in shared]]
+    cmd = f"mkdir -p -- {' '.join(quote(f'{target.root}/{d}') for d in dirs)}"
+    _check(await target.run(cmd, timeout=timeout), "cannot create the deploy directories")
+
+
+async def release_exists(target: Target, release_id: str, *, timeout: float = 60) -> bool:
+    """Whether a complete release with this id is on the target."""
+    path = f"{release_dir(target, validate_release_id(release_id))}/{MARKER}"
+    result = await target.run(f"test -f {quote(path)}", timeout=timeout)
+    return result.ok
+
+
+async def missing_objects(target: Target, manifest: Manifest, *, timeout: float) -> set[str]:
+    """Ask the host, in one round trip, which contents of ``manifest`` it lacks (by object name)."""
+    names = sorted({f.object_name for f in manifest.files})
+    script = f'cd {quote(target.root + "/" + OBJECTS)} && while read -r n; do [ -e "$n" ] || echo "$n"; done'
+    result = _check(
+        await target.run(script, stdin=("\n".join(names) + "\n").encode(), timeout=timeout),
+        "cannot list the host's object store",
+    )
+    return {line.strip() for line in result.stdout.splitlines() if line.strip()}
+
+
+async def upload_objects(
+    target: Target, manifest: Manifest, missing: set[str], source: ObjectSource, *, release_id: str, timeout: float
+) -> tuple[int, int]:
+    """Send the missing contents in one tar stream; the host verifies each hash before accepting it."""
+    if not missing:
+        return 0, 0
+    wanted = {f.object_name: f for f in manifest.files if f.object_name in missing}
+    contents = await source({f.sha256 for f in wanted.values()})
+    buf = io.BytesIO()
+    sent = 0
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, entry in sorted(wanted.items()):
+            data = contents[entry.sha256]
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o555 if entry.executable else 0o444
+            tar.addfile(info, io.BytesIO(data))
+            sent += len(data)
+    incoming = f"{target.root}/{TMP}/{release_id}.objects"
+    objects = f"{target.root}/{OBJECTS}"
+    # sha256sum prints "<hash>  ./<hash>-<mode>": any line whose name does not start with its hash is bad.
+    script = (
+        f"rm -rf {quote(incoming)} && mkdir -p {quote(incoming)} && cd {quote(incoming)} && "
+        "tar -x --no-same-owner -f - && "
+        "find . -type f -exec sha256sum {} + | "
+        "awk '{ n = substr($2, 3); if (index(n, $1 \"-\") != 1) { print \"bad object \" n; bad = 1 } } END { exit bad }' && "
+        f"find . -type f -exec mv -f -t {quote(objects)} {{}} + ; rc=$?; cd / && rm -rf {quote(incoming)}; exit $rc"
+    )
+    result = await target.run(script, stdin=buf.getvalue(), timeout=timeout)
+    if not result.ok:
+        await target.run(f"rm -rf {quote(incoming)}", timeout=timeout)
+        raise CommandFailed.from_result(result, what="uploading release contents failed")
+    return len(wanted), sent
+
+
+def link_tar(manifest: Manifest, release_id: str, shared: Sequence[str]) -> bytes:
+    """A tar of hard links (no file data), symlinks and the marker that builds the release tree."""
+    base = f"releases/{release_id}.partial"
+    shared_set = [check_member_path(s) for s in shared]
+
+    def under_shared(path: str) -> bool:
+        return any(path == s or path.startswith(s + "/") for s in shared_set)
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        root = tarfile.TarInfo(base)
+        root.type, root.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(root)
+        for d in manifest.directories():
+            if under_shared(d):
+                continue
+            info = tarfile.TarInfo(f"{base}/{d}")
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for f in manifest.files:
+            if under_shared(f.path):
+                continue
+            info = tarfile.TarInfo(f"{base}/{check_member_path(f.path)}")
+            info.type, info.linkname = tarfile.LNKTYPE, f"{OBJECTS}/{f.object_name}"
+            tar.addfile(info)
+        for link in manifest.links:
+            if under_shared(link.path):
+                continue
+            info = tarfile.TarInfo(f"{base}/{check_member_path(link.path)}")
+            info.type, info.linkname, info.mode = tarfile.SYMTYPE, link.target, 0o777
+            tar.addfile(info)
+        for s in shared_set:
+            parent = PurePosixPath(s).parent
+            if str(parent) != ".":
+                info = tarfile.TarInfo(f"{base}/{parent}")
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            info = tarfile.TarInfo(f"{base}/{s}")
+            info.type, info.linkname, info.mode = tarfile.SYMTYPE, shared_link_target(s), 0o777
+            tar.addfile(info)
+        marker = json.dumps(
+            {"release": release_id, "digest": manifest.digest, "commit": manifest.commit}, sort_keys=True
+        ).encode()
+        info = tarfile.TarInfo(f"{base}/{MARKER}")
+        info.size, info.mode = len(marker), 0o444
+        tar.addfile(info, io.BytesIO(marker))
+    return buf.getvalue()
+
+
+async def build_release(
+    target: Target, manifest: Manifest, release_id: str, shared: Sequence[str], *, timeout: float
+) -> None:
+    """Build ``releases/<id>`` from the object store; it appears only once complete."""
+    final = release_dir(target, release_id)
+    partial = final + ".partial"
+    expected = 1 + sum(1 for f in manifest.files if not any(f.path == s or f.path.startswith(s + "/") for s in shared))
+    script = (
+        f"cd {quote(target.root)} && rm -rf {quote(partial)} && tar -x --no-same-owner -f - && "
+        f'n=$(find {quote(partial)} -type f | wc -l) && if [ "$n" -ne {expected} ]; then '
+        f'echo "release incomplete: $n of {expected} files" >&2; rm -rf {quote(partial)}; exit 3; fi && '
+        f"mv -T {quote(partial)} {quote(final)}"
+    )
+    result = await target.run(script, stdin=link_tar(manifest, release_id, shared), timeout=timeout)
+    if not result.ok:
+        await target.run(f"rm -rf {quote(partial)}", timeout=timeout)
+        raise CommandFailed.from_result(result, what="building the release directory failed")
+
+
+async def install_release(
+    target: Target,
+    manifest: Manifest,
+    release_id: str,
+    source: ObjectSource,
+    *,
+    shared: Sequence[str] = (),
+    timeout: float = 600,
+) -> InstallStats:
+    """Make ``releases/<id>`` exist and complete on the target, sending only missing contents."""
+    validate_release_id(release_id)
+    await prepare_layout(target, shared, timeout=timeout)
+    if await release_exists(target, release_id, timeout=timeout):
+        return InstallStats(0, 0, already_installed=True)
+    missing = await missing_objects(target, manifest, timeout=timeout)
+    count, sent = await upload_objects(target, manifest, missing, source, release_id=release_id, timeout=timeout)
+    await build_release(target, manifest, release_id, shared, timeout=timeout)
+    return InstallStats(count, sent, already_installed=False)
+
+
+async def current_release(target: Target, *, timeout: float = 60) -> str | None:
+    """The release id ``current`` points at, or None when nothing was activated yet."""
+    result = await target.run(f"readlink {quote(target.root + '/current')} || true", timeout=timeout)
+    link = result.stdout.strip()
+    return PurePosixPath(link).name if link else None
+
+
+async def switch_current(target: Target, release_id: str, *, timeout: float = 60) -> None:
+    """Point ``current`` at a complete release: new link, then an atomic rename over the old one."""
+    validate_release_id(release_id)
+    root = quote(target.root)
+    marker = quote(f"releases/{release_id}/{MARKER}")
+    script = (
+        f"cd {root} && test -f {marker} || {{ echo 'release {release_id} is not complete on this host' >&2; exit 3; }}; "
+        f"ln -sfn {quote('releases/' + release_id)} current.tmp && mv -Tf current.tmp current"
+    )
+    _check(await target.run(script, timeout=timeout), f"cannot switch current to {release_id}")
+
+
+async def prune_releases(target: Target, keep: int, protect: Sequence[str], *, timeout: float = 120) -> list[str]:
+    """Remove the oldest releases beyond ``keep`` (never a protected one) and unreferenced objects."""
+    result = _check(
+        await target.run(f"cd {quote(target.root + '/releases')} && ls -1", timeout=timeout),
+        "cannot list releases",
+    )
+    releases = sorted(r for r in result.stdout.split() if not r.endswith(".partial"))
+    doomed = [r for r in releases[: max(0, len(releases) - keep)] if r not in protect]
+    if doomed:
+        paths = " ".join(quote(f"releases/{r}") for r in doomed)
+        await target.run(f"cd {quote(target.root)} && rm -rf -- {paths}", timeout=timeout)
+    # An object no release links to has a link count of 1: nothing needs it any more.
+    await target.run(
+        f"find {quote(target.root + '/' + OBJECTS)} -type f -links 1 -delete", timeout=timeout
+    )
+    return doomed
+
+
+def require_ok(results: dict[str, BaseException | None], what: str) -> None:
+    """Raise TargetError when any host in a per-host map failed."""
+    failed = {h: e for h, e in results.items() if e is not None}
+    if failed:
+        raise TargetError(f"{what} failed on {', '.join(sorted(failed))}")
+
+
+async def run_checked(target: Target, command: str, *, what: str, timeout: float, on_output: OutputSink | None = None) -> CommandResult:
+    """Run a command and raise CommandFailed (with its evidence) on a non-zero exit."""
+    return _check(await target.run(command, timeout=timeout, on_output=on_output), what)

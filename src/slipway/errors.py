@@ -167,6 +167,8 @@ class HostKeyError(TargetError):
 class CommandFailed(TargetError):
     """A command exited non-zero."""
 
+    exit_code = 1
+
     @classmethod
     def from_result(cls, result: CommandResult, *, what: str = "command failed") -> CommandFailed:
         """Build the error from a command result, keeping its evidence."""

@@ -206,11 +206,21 @@ class Stage(Frozen):
         return self
 
 
+class StoreSpec(Frozen):
+    """Where Slipway keeps its state; environment variables and flags override these."""
+
+    #: SQLAlchemy URL of the state store (default: SQLite in .slipway/state.db).
+    url: str | None = None
+    #: Directory of the artifact store (default: .slipway/artifacts).
+    artifacts: str | None = None
+
+
 class Project(Frozen):
     """The whole slipway.yml."""
 
     version: Literal[1] = 1
     name: str = Field(pattern=NAME_RE)
+    store: StoreSpec = StoreSpec()
     artifact: ArtifactSpec
     deploy: DeploySpec = DeploySpec()
     environments: dict[str, Environment] = Field(min_length=1)

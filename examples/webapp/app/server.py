@@ -1,0 +1,93 @@
+"""The example web service: a JSON API over SQLite with a /health endpoint. Standard library only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from app import store
+
+
+def release_info() -> dict[str, str]:
+    """What release this process runs, read from the marker Slipway writes into every release."""
+    marker = Path(__file__).resolve().parent.parent / ".slipway-release"
+    try:
+        return json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return {"release": "dev", "commit": "unknown", "digest": "unknown"}
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Routes: GET /health, GET /items, POST /items {"name": ...}."""
+
+    db_path: str = ""
+    lock = threading.Lock()
+    protocol_version = "HTTP/1.1"
+
+    def _send(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path == "/health":
+            try:
+                with store.connect(self.db_path) as conn:
+                    conn.execute("SELECT 1").fetchone()
+                self._send(200, {"status": "ok", **release_info()})
+            except sqlite3.Error as exc:
+                self._send(503, {"status": "database unavailable", "error": str(exc)})
+        elif self.path == "/items":
+            with store.connect(self.db_path) as conn:
+                self._send(200, {"items": store.list_items(conn)})
+        else:
+            self._send(404, {"error": "not found"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        if self.path != "/items":
+            self._send(404, {"error": "not found"})
+            return
+        length = int(self.headers.get("Content-Length", "0"))
+        try:
+            payload = json.loads(self.rfile.read(length) or b"{}")
+            name = str(payload["name"]).strip()
+            if not name:
+                raise ValueError("empty name")
+        except (ValueError, KeyError, TypeError):
+            self._send(400, {"error": 'send {"name": "..."}'})
+            return
+        with self.lock, store.connect(self.db_path) as conn:
+            item = store.add_item(conn, name)
+        self._send(201, item)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        """Quiet: one line per request to stderr would flood the log under load."""
+
+
+def main() -> None:
+    """Run the server until it is stopped."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--data", required=True, help="directory of the SQLite database")
+    args = parser.parse_args()
+    os.makedirs(args.data, exist_ok=True)
+    Handler.db_path = os.path.join(args.data, "app.db")
+    with store.connect(Handler.db_path) as conn:
+        store.ensure_schema(conn)
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    server.daemon_threads = True
+    print(f"serving on http://{args.host}:{args.port} ({release_info().get('release')})", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Stop the running app (if any) and start the one in this release. Usage: restart.sh PORT SHARED_DIR
+set -eu
+port=$1
+shared=$2
+mkdir -p "$shared/run" "$shared/log" "$shared/data"
+pidfile="$shared/run/app.pid"
+if [ -f "$pidfile" ]; then
+  old=$(cat "$pidfile")
+  if kill -0 "$old" 2>/dev/null; then
+    kill "$old" 2>/dev/null || true
+    i=0
+    while kill -0 "$old" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+    kill -9 "$old" 2>/dev/null || true
+  fi
+fi
+cd "$(dirname "$0")/.."
+setsid nohup python3 -m app.server --port "$port" --data "$shared/data" >>"$shared/log/app.log" 2>&1 </dev/null &
+echo $! >"$pidfile"
+echo "started app (pid $!) on port $port"

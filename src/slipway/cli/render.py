@@ -1,0 +1,104 @@
+"""Rich rendering of live progress and of the store's views."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from slipway.model.states import State
+
+ICONS = {
+    State.SUCCEEDED: "[green]✓[/]",
+    State.FAILED: "[red]✗[/]",
+    State.CANCELLED: "[yellow]⊘[/]",
+    State.WAITING: "[cyan]⏸[/]",
+    State.SKIPPED: "[dim]-[/]",
+    State.RUNNING: "[blue]…[/]",
+    State.PENDING: "[dim]·[/]",
+}
+
+
+class RichObserver:
+    """Streams stages, steps and their output to the terminal as they happen, host-prefixed."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def stage_started(self, name: str, kind: str) -> None:
+        """Print a stage header."""
+        self.console.rule(f"[bold]{escape(name)}[/] [dim]({kind})[/]", align="left")
+
+    def stage_finished(self, name: str, state: State, duration: float, error: str | None) -> None:
+        """Print how the stage ended."""
+        self.console.print(f"{ICONS[state]} stage [bold]{escape(name)}[/] {state.value} in {duration:.1f}s")
+
+    def step_started(self, host: str, label: str) -> None:
+        """Print the step being started."""
+        self.console.print(f"[blue]▶[/] [magenta]\\[{escape(host)}][/] {escape(label)}")
+
+    def output(self, host: str, stream: str, line: str) -> None:
+        """Print one line of output."""
+        style = "red" if stream == "stderr" else "dim"
+        self.console.print(f"  [magenta]\\[{escape(host)}][/] [{style}]{escape(line)}[/]", highlight=False)
+
+    def step_finished(self, host: str, label: str, state: State, exit_code: int | None, duration: float) -> None:
+        """Print the step's result."""
+        code = f" (exit {exit_code})" if exit_code not in (0, None) else ""
+        self.console.print(f"{ICONS[state]} [magenta]\\[{escape(host)}][/] {escape(label)}{code} [dim]{duration:.2f}s[/]")
+
+    def message(self, text: str) -> None:
+        """Print a note."""
+        self.console.print(f"[cyan]•[/] {escape(text)}")
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console that does not wrap at 80 columns when the output is a file or a pipe (CI logs)."""
+    probe = Console(stderr=stderr)
+    return Console(stderr=stderr, highlight=False, width=None if probe.is_terminal else 160, soft_wrap=not probe.is_terminal)
+
+
+def ago(ts: float | None) -> str:
+    """A timestamp as local time."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def status_table(data: dict[str, Any]) -> Table:
+    """Which release runs where."""
+    table = Table(title=f"{data['project']}: what runs where")
+    for col in ("environment", "release", "artifact", "commit", "deployed", "run", "hosts"):
+        table.add_column(col)
+    for env in data["environments"]:
+        hosts = ", ".join(f"{h['name']}={h['release'] or '-'}" for h in env["hosts"])
+        table.add_row(
+            env["name"], env["release"] or "-", (env["artifact_digest"] or "-")[:19], (env["commit"] or "-")[:12],
+            ago(env["deployed_at"]), str(env["run_id"] or "-"), hosts,
+        )
+    return table
+
+
+def history_table(runs: list[dict[str, Any]]) -> Table:
+    """Recent runs."""
+    table = Table(title="runs")
+    for col in ("run", "kind", "state", "commit", "artifact", "started", "by", "stages"):
+        table.add_column(col)
+    for run in runs:
+        stages = " ".join(f"{ICONS[State(s['state'])]}{escape(s['name'])}" for s in run["stages"])
+        table.add_row(str(run["id"]), run["kind"], run["state"], run["commit"][:12], (run["artifact_digest"] or "-")[:19],
+                      ago(run["created_at"]), escape(run["triggered_by"]), stages)
+    return table
+
+
+def deployments_table(rows: list[dict[str, Any]]) -> Table:
+    """Recent deployments."""
+    table = Table(title="deployments")
+    for col in ("id", "environment", "kind", "release", "state", "started", "duration", "by", "reason"):
+        table.add_column(col)
+    for d in rows:
+        dur = f"{d['duration']:.1f}s" if d["duration"] is not None else "-"
+        table.add_row(str(d["id"]), d["environment"], d["kind"], d["release"], d["state"], ago(d["started_at"]), dur,
+                      escape(d["deployed_by"]), escape(d["reason"] or ""))
+    return table

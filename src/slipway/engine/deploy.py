@@ -1,0 +1,312 @@
+"""The deployment runner: executes a :class:`~slipway.engine.planner.DeploymentPlan` through Target ports.
+
+Guarantees, whatever fails:
+
+- before the switch nothing a user sees changes; a failure there leaves every host as it was;
+- ``current`` only ever points at a complete release (see :mod:`slipway.targets.release`);
+- the store is told which release a host runs right after its ``current`` moves, and again when it moves
+  back, so it always says truthfully what runs where;
+- when a host fails after switching, every host this deployment switched is put back on the release it
+  had (its activate hooks run again to restart it), and the deployment is recorded as failed with the
+  per-host evidence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from slipway.artifacts.archive import Manifest
+from slipway.engine.events import Observer
+from slipway.engine.masking import Masker
+from slipway.engine.planner import POST_SWITCH, PRE_SWITCH, Action, DeploymentPlan, PlanStep
+from slipway.errors import (
+    CommandFailed,
+    CommandResult,
+    DeploymentError,
+    HostOutcome,
+    SlipwayError,
+)
+from slipway.model.records import HostRelease
+from slipway.model.states import State
+from slipway.ports import Target
+from slipway.targets import release as layout
+
+if TYPE_CHECKING:
+    from slipway.store.repository import Store
+
+#: Builds the steps that restart ``host`` on the release it ran before (activate hooks of that release).
+RevertSteps = Callable[[str, HostRelease], Sequence[PlanStep]]
+ObjectSource = Callable[[set[str]], Awaitable[dict[str, bytes]]]
+
+
+@dataclass
+class StepRunner:
+    """Runs single plan steps on targets and records each one in the store."""
+
+    store: Store
+    stage_id: int
+    observer: Observer
+    masker: Masker
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    async def run_command(self, target: Target, label: str, command: str, *, cwd: str | None, timeout: float,
+                          env: Mapping[str, str] | None = None) -> CommandResult:
+        """Run a shell command as a recorded step; raise CommandFailed on a non-zero exit."""
+        shown = self.masker(command)
+        step_id = self.store.start_step(self.stage_id, name=self.masker(label), host=target.name, command=shown)
+        self.observer.step_started(target.name, self.masker(label))
+        lines: list[str] = []
+
+        def sink(stream: str, line: str) -> None:
+            masked = self.masker(line)
+            lines.append(masked if stream == "stdout" else f"[stderr] {masked}")
+            self.observer.output(target.name, stream, masked)
+
+        started = time.monotonic()
+        try:
+            result = await target.run(command, cwd=cwd, env={**self.env, **(env or {})}, timeout=timeout, on_output=sink)
+        except asyncio.CancelledError:
+            self.store.finish_step(step_id, State.CANCELLED, exit_code=None, log="\n".join(lines))
+            self.observer.step_finished(target.name, label, State.CANCELLED, None, time.monotonic() - started)
+            raise
+        except SlipwayError as exc:
+            lines.append(self.masker(str(exc)))
+            self.store.finish_step(step_id, State.FAILED, exit_code=None, log="\n".join(lines))
+            self.observer.step_finished(target.name, label, State.FAILED, None, time.monotonic() - started)
+            raise
+        state = State.SUCCEEDED if result.ok else State.FAILED
+        self.store.finish_step(step_id, state, exit_code=result.exit_code, log="\n".join(lines))
+        self.observer.step_finished(target.name, label, state, result.exit_code, time.monotonic() - started)
+        if not result.ok:
+            masked = CommandResult(result.host, shown, result.exit_code, self.masker(result.stdout),
+                                   self.masker(result.stderr), result.duration)
+            raise CommandFailed.from_result(masked, what=f"{label.split(':')[0]} hook failed")
+        return result
+
+    async def run_builtin(self, target: Target, label: str, action: Callable[[], Awaitable[str]]) -> None:
+        """Run a built-in action (install, switch) as a recorded step."""
+        step_id = self.store.start_step(self.stage_id, name=label, host=target.name, command=label)
+        self.observer.step_started(target.name, label)
+        started = time.monotonic()
+        try:
+            note = await action()
+        except asyncio.CancelledError:
+            self.store.finish_step(step_id, State.CANCELLED, exit_code=None, log="")
+            raise
+        except SlipwayError as exc:
+            self.store.finish_step(step_id, State.FAILED, exit_code=None, log=self.masker(str(exc)))
+            self.observer.step_finished(target.name, label, State.FAILED, None, time.monotonic() - started)
+            raise
+        self.store.finish_step(step_id, State.SUCCEEDED, exit_code=0, log=note)
+        if note:
+            self.observer.output(target.name, "stdout", note)
+        self.observer.step_finished(target.name, label, State.SUCCEEDED, 0, time.monotonic() - started)
+
+
+@dataclass
+class DeploymentRun:
+    """One deployment of one environment, from plan to recorded outcome."""
+
+    plan: DeploymentPlan
+    targets: Mapping[str, Target]
+    steps: StepRunner
+    store: Store
+    deployment_id: int
+    run_id: int | None
+    manifest: Manifest | None
+    source: ObjectSource | None
+    shared: Sequence[str]
+    keep_releases: int
+    revert_steps: RevertSteps
+    parallel: int = 10
+    before: dict[str, HostRelease | None] = field(default_factory=dict)
+    previous: dict[str, str | None] = field(default_factory=dict)
+    switched: list[str] = field(default_factory=list)
+    outcomes: dict[str, HostOutcome] = field(default_factory=dict)
+
+    async def execute(self) -> None:
+        """Run the plan; raise DeploymentError (after reverting) if any host fails."""
+        known = {h.host: h for h in self.store.host_releases(self.plan.environment)}
+        self.before = {h: known.get(h) for h in self.plan.hosts}
+        self.previous = await self._each(self.plan.hosts, lambda t: layout.current_release(t))
+        if not self.plan.rollback:
+            for phase in PRE_SWITCH:
+                await self._phase(self.plan.hosts, (phase,))
+        for batch in self.plan.batches:
+            try:
+                await self._phase(batch, POST_SWITCH)
+            except DeploymentError:
+                await self._revert_switched()
+                raise
+        for host in self.plan.hosts:
+            self.outcomes.setdefault(host, HostOutcome(host, True, release=self.plan.release.id))
+        if not self.plan.rollback:
+            await self._each(
+                self.plan.hosts,
+                lambda t: layout.prune_releases(
+                    t, self.keep_releases, [r for r in (self.plan.release.id, self.previous.get(t.name)) if r]
+                ),
+            )
+
+    async def _each(self, hosts: Sequence[str], fn: Callable[[Target], Awaitable[object]]) -> dict[str, object]:
+        limit = asyncio.Semaphore(self.parallel)
+
+        async def one(host: str) -> object:
+            async with limit:
+                return await fn(self.targets[host])
+
+        values = await asyncio.gather(*(one(h) for h in hosts))
+        return dict(zip(hosts, values, strict=True))
+
+    async def _phase(self, hosts: Sequence[str], phases: Sequence[str]) -> None:
+        limit = asyncio.Semaphore(self.parallel)
+        failures: dict[str, HostOutcome] = {}
+
+        async def one(host: str) -> None:
+            async with limit:
+                target = self.targets[host]
+                for phase in phases:
+                    for step in self.plan.phase_steps(host, phase):
+                        started = time.monotonic()
+                        try:
+                            await self._step(target, step)
+                        except SlipwayError as exc:
+                            failures[host] = HostOutcome(host, False, step=step.label, error=str(exc),
+                                                         duration=time.monotonic() - started)
+                            return
+
+        tasks = [asyncio.ensure_future(one(h)) for h in hosts]
+        try:
+            await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._revert_switched()
+            raise
+        if failures:
+            self.outcomes.update(failures)
+            where = "before the switch" if phases[0] in PRE_SWITCH else "after the switch"
+            raise DeploymentError(
+                f"deployment of {self.plan.environment} failed {where} on {len(failures)} of {len(hosts)} host(s)",
+                results=failures,
+            )
+
+    async def _step(self, target: Target, step: PlanStep) -> None:
+        release = self.plan.release
+        rdir = layout.release_dir(target, release.id)
+        if step.action is Action.INSTALL:
+            assert self.manifest is not None and self.source is not None
+            manifest, source = self.manifest, self.source
+
+            async def install() -> str:
+                stats = await layout.install_release(target, manifest, release.id, source,
+                                                     shared=self.shared, timeout=step.timeout)
+                if stats.already_installed:
+                    return f"release {release.id} already installed: nothing sent"
+                return f"sent {stats.objects_sent} new file contents ({stats.bytes_sent} bytes)"
+
+            await self.steps.run_builtin(target, step.label, install)
+        elif step.action is Action.SWITCH:
+
+            async def switch() -> str:
+                await layout.switch_current(target, release.id, timeout=step.timeout)
+                self.switched.append(target.name)
+                self.store.set_host_release(
+                    environment=self.plan.environment, host=target.name, release_id=release.id,
+                    artifact_digest=release.digest, commit=release.commit, deployment_id=self.deployment_id,
+                    run_id=self.run_id,
+                )
+                return f"current -> releases/{release.id} (was {self.previous.get(target.name) or 'nothing'})"
+
+            await self.steps.run_builtin(target, step.label, switch)
+        else:
+            cwd = target.root if step.phase == "prepare" else rdir
+            await self.steps.run_command(target, step.label, step.command, cwd=cwd, timeout=step.timeout,
+                                         env={"SLIPWAY_RELEASE_DIR": rdir, "SLIPWAY_HOST": target.name})
+
+    async def _revert_switched(self) -> None:
+        """Put every host this deployment switched back on the release it had."""
+        hosts = [h for h in self.switched if self.previous.get(h) and self.previous[h] != self.plan.release.id]
+        self.switched = []
+        if not hosts:
+            return
+        self.steps.observer.message(f"reverting {', '.join(hosts)} to the release each ran before")
+
+        async def revert(host: str) -> None:
+            target = self.targets[host]
+            prev_id = self.previous[host]
+            assert prev_id is not None
+            before = self.before.get(host) or HostRelease(
+                self.plan.environment, host, prev_id, "unknown", "unknown", 0.0, 0, None
+            )
+            if before.release_id != prev_id:
+                before = HostRelease(self.plan.environment, host, prev_id, "unknown", "unknown", 0.0, 0, None)
+
+            async def switch_back() -> str:
+                await layout.switch_current(target, prev_id)
+                self.store.set_host_release(
+                    environment=self.plan.environment, host=host, release_id=prev_id,
+                    artifact_digest=before.artifact_digest, commit=before.commit,
+                    deployment_id=before.deployment_id or self.deployment_id, run_id=before.run_id,
+                )
+                return f"current -> releases/{prev_id} (reverted)"
+
+            try:
+                await self.steps.run_builtin(target, "revert: switch-current", switch_back)
+                for step in self.revert_steps(host, before):
+                    await self.steps.run_command(target, f"revert {step.label}", step.command,
+                                                 cwd=layout.release_dir(target, prev_id), timeout=step.timeout)
+                old = self.outcomes.get(host)
+                self.outcomes[host] = HostOutcome(
+                    host, False, step=old.step if old else "reverted",
+                    error=(old.error + "; " if old else "") + f"reverted to {prev_id}",
+                    release=prev_id,
+                )
+            except SlipwayError as exc:
+                self.outcomes[host] = HostOutcome(host, False, step="revert", error=f"revert failed: {exc}")
+
+        await asyncio.gather(*(revert(h) for h in hosts))
+
+    def record_hosts(self, state: State) -> None:
+        """Write the per-host outcome of this deployment to the store."""
+        for host in self.plan.hosts:
+            outcome = self.outcomes.get(host)
+            ok = outcome.ok if outcome else state is State.SUCCEEDED
+            self.store.record_host(
+                self.deployment_id, host=host, from_release=self.previous.get(host),
+                to_release=self.plan.release.id,
+                state=State.SUCCEEDED if ok else (State.CANCELLED if state is State.CANCELLED else State.FAILED),
+                error=None if ok or outcome is None else outcome.error,
+                duration=outcome.duration if outcome else None,
+            )
+
+
+async def run_deployment(run: DeploymentRun) -> None:
+    """Execute, then record the outcome truthfully whatever happened; re-raise failures."""
+    try:
+        await run.execute()
+    except DeploymentError as exc:
+        run.record_hosts(State.FAILED)
+        run.store.finish_deployment(run.deployment_id, State.FAILED, reason=exc.message.splitlines()[0])
+        raise DeploymentError(
+            exc.message.splitlines()[0] + (
+                "; hosts already switched were reverted" if any("reverted" in o.error for o in run.outcomes.values()) else ""
+            ),
+            results=run.outcomes,
+            hint=f"'slipway logs {run.run_id}' shows every step's output" if run.run_id else "",
+        ) from exc
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        run.record_hosts(State.CANCELLED)
+        run.store.finish_deployment(run.deployment_id, State.CANCELLED, reason="interrupted by the user")
+        raise
+    except SlipwayError as exc:
+        run.record_hosts(State.FAILED)
+        run.store.finish_deployment(run.deployment_id, State.FAILED, reason=str(exc).splitlines()[0])
+        raise
+    run.record_hosts(State.SUCCEEDED)
+    run.store.finish_deployment(run.deployment_id, State.SUCCEEDED)

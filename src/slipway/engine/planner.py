@@ -1,0 +1,186 @@
+"""The deployment planner: pure. Config + release + hosts in, a plan (data) out.
+
+A deployment has two parts. Before the switch, every host runs prepare, install (the built-in release
+install, then the install hooks), migrate and configure, phase by phase with a barrier between phases,
+so that a ``once`` migration has finished before any host goes on. Nothing a user sees changes yet, and a
+failure here leaves every host as it was. Then, batch by batch, each host switches ``current`` (built-in),
+runs its activate hooks and its verify hooks. A dry run prints this plan; the runner executes this plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from slipway.model.config import Command, Environment, Project
+
+PRE_SWITCH = ("prepare", "install", "migrate", "configure")
+POST_SWITCH = ("activate", "verify")
+
+
+class Action(StrEnum):
+    """What a plan step does."""
+
+    HOOK = "hook"
+    INSTALL = "install-release"
+    SWITCH = "switch-current"
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    """One thing to do on one host."""
+
+    phase: str
+    action: Action
+    command: str = ""
+    timeout: float = 600.0
+
+    @property
+    def label(self) -> str:
+        """Short human name for logs and the store."""
+        return f"{self.phase}: {self.command}" if self.action is Action.HOOK else f"{self.phase}: {self.action.value}"
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """What the planner needs to know of a target."""
+
+    name: str
+    root: str
+    roles: tuple[str, ...] = ()
+    vars: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseInfo:
+    """The release being deployed."""
+
+    id: str
+    digest: str
+    commit: str
+
+
+@dataclass(frozen=True)
+class DeploymentPlan:
+    """Everything a deployment will do, host by host and phase by phase."""
+
+    environment: str
+    release: ReleaseInfo
+    hosts: tuple[str, ...]
+    #: host -> phase -> steps.
+    steps: Mapping[str, Mapping[str, tuple[PlanStep, ...]]]
+    #: Hosts switched together, in order.
+    batches: tuple[tuple[str, ...], ...]
+    rollback: bool = False
+
+    def phase_steps(self, host: str, phase: str) -> tuple[PlanStep, ...]:
+        """The steps of one host in one phase."""
+        return self.steps.get(host, {}).get(phase, ())
+
+
+def template_context(
+    *, project: Project, environment: str, env: Environment, host: HostInfo, release: ReleaseInfo, url: str | None
+) -> dict[str, Any]:
+    """The variables a hook command may use (documented in docs/config.md)."""
+    root = host.root.rstrip("/")
+    merged = {**env.vars, **(host.vars or {})}
+    return {
+        "project": project.name,
+        "release": {
+            "id": release.id,
+            "dir": f"{root}/releases/{release.id}",
+            "digest": release.digest,
+            "commit": release.commit,
+            "version": release.commit[:12],
+        },
+        "environment": {"name": environment, "url": url or ""},
+        "vars": merged,
+        "host": {"name": host.name, "root": root, "roles": list(host.roles), "vars": dict(host.vars or {})},
+        "paths": {
+            "root": root,
+            "current": f"{root}/current",
+            "shared": f"{root}/shared",
+            "releases": f"{root}/releases",
+        },
+    }
+
+
+def _applies(command: Command, host: HostInfo) -> bool:
+    return not command.roles or bool(set(command.roles) & set(host.roles))
+
+
+def plan_batches(hosts: Sequence[str], parallel: int) -> tuple[tuple[str, ...], ...]:
+    """All-at-once in groups of at most ``parallel`` hosts, in the order the config lists them."""
+    size = max(1, parallel)
+    return tuple(tuple(hosts[i : i + size]) for i in range(0, len(hosts), size))
+
+
+def plan_deployment(
+    *,
+    project: Project,
+    environment: str,
+    hosts: Sequence[HostInfo],
+    release: ReleaseInfo,
+    render: Any,
+    url: str | None = None,
+    rollback: bool = False,
+) -> DeploymentPlan:
+    """Plan a deployment (or, with ``rollback``, a switch back to a release already installed).
+
+    ``render(template, context, where)`` renders one hook command; it is passed in so the planner stays
+    free of any template engine's details.
+    """
+    env = project.environments[environment]
+    hooks = project.deploy.hooks
+    phases = POST_SWITCH if rollback else PRE_SWITCH + POST_SWITCH
+    steps: dict[str, dict[str, tuple[PlanStep, ...]]] = {h.name: {} for h in hosts}
+    once_done: set[tuple[str, int]] = set()
+    for phase in phases:
+        commands: tuple[Command, ...] = getattr(hooks, phase)
+        for host in hosts:
+            ctx = template_context(project=project, environment=environment, env=env, host=host, release=release, url=url)
+            out: list[PlanStep] = []
+            if phase == "install":
+                out.append(PlanStep(phase, Action.INSTALL, timeout=project.deploy.timeout))
+            if phase == "activate":
+                out.append(PlanStep(phase, Action.SWITCH, timeout=project.deploy.timeout))
+            for i, command in enumerate(commands):
+                if not _applies(command, host):
+                    continue
+                if command.once:
+                    if (phase, i) in once_done:
+                        continue
+                    once_done.add((phase, i))
+                text = render(command.run, ctx, f"deploy.hooks.{phase}[{i}]")
+                out.append(PlanStep(phase, Action.HOOK, text, command.timeout or project.deploy.timeout))
+            steps[host.name][phase] = tuple(out)
+    names = tuple(h.name for h in hosts)
+    return DeploymentPlan(
+        environment=environment,
+        release=release,
+        hosts=names,
+        steps=steps,
+        batches=plan_batches(names, env.parallel),
+        rollback=rollback,
+    )
+
+
+def describe_plan(plan: DeploymentPlan) -> list[str]:
+    """Human-readable lines of a plan, for ``--dry-run``."""
+    verb = "roll back" if plan.rollback else "deploy"
+    lines = [f"{verb} {plan.environment} to release {plan.release.id} ({plan.release.digest[:19]}, commit {plan.release.commit[:12]})"]
+    if not plan.rollback:
+        lines.append("  before the switch, on every host, phase by phase:")
+        for phase in PRE_SWITCH:
+            for host in plan.hosts:
+                for step in plan.phase_steps(host, phase):
+                    lines.append(f"    [{host}] {step.label}")
+    for n, batch in enumerate(plan.batches, 1):
+        lines.append(f"  batch {n} of {len(plan.batches)}: {', '.join(batch)}")
+        for host in batch:
+            for phase in POST_SWITCH:
+                for step in plan.phase_steps(host, phase):
+                    lines.append(f"    [{host}] {step.label}")
+    return lines

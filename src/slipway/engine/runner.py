@@ -1,0 +1,82 @@
+"""The pipeline runner: moves a run through its stages, in order, along the state machine.
+
+It knows nothing of git, shells or hosts; each stage kind is handled by a callable the services layer
+provides. A handler returns the state its stage ended in (``SUCCEEDED``, or ``WAITING`` for a gate that
+parks the run); an exception fails the stage and the run; cancellation (Ctrl-C) cancels both. A run
+that was parked continues from its first stage that is not final, in a new process, from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
+
+from slipway.engine.events import Observer
+from slipway.errors import SlipwayError, StateError
+from slipway.model.records import StageRecord
+from slipway.model.states import StageKind, State
+
+if TYPE_CHECKING:
+    from slipway.store.repository import Store
+
+StageHandler = Callable[[StageRecord], Awaitable[State]]
+
+
+async def drive_run(
+    store: Store,
+    run_id: int,
+    handlers: Mapping[StageKind, StageHandler],
+    observer: Observer,
+    *,
+    actor: str,
+) -> State:
+    """Run every remaining stage of ``run_id``; return the run's final (or waiting) state."""
+    run = store.get_run(run_id)
+    if run.state is State.PENDING:
+        store.set_run_state(run_id, State.RUNNING, actor=actor)
+    elif run.state is not State.RUNNING:
+        raise StateError(f"run {run_id} is {run.state.value}; only a pending or resumed run can be driven")
+    for stage in run.stages:
+        if stage.state.is_final:
+            continue
+        if stage.state is State.WAITING:
+            raise StateError(f"stage {stage.name} of run {run_id} is waiting for a decision")
+        store.set_stage_state(stage.id, State.RUNNING)
+        observer.stage_started(stage.name, stage.kind.value)
+        started = time.monotonic()
+        try:
+            outcome = await handlers[stage.kind](stage)
+        except asyncio.CancelledError:
+            _cancel_rest(store, run_id, stage.id)
+            observer.stage_finished(stage.name, State.CANCELLED, time.monotonic() - started, "cancelled")
+            raise
+        except SlipwayError as exc:
+            message = str(exc)
+            store.set_stage_state(stage.id, State.FAILED, error=message)
+            _skip_rest(store, run_id, after=stage.index)
+            store.set_run_state(run_id, State.FAILED, error=f"stage {stage.name} failed: {message.splitlines()[0]}", actor=actor)
+            observer.stage_finished(stage.name, State.FAILED, time.monotonic() - started, message)
+            raise
+        store.set_stage_state(stage.id, outcome)
+        observer.stage_finished(stage.name, outcome, time.monotonic() - started, None)
+        if outcome is State.WAITING:
+            store.set_run_state(run_id, State.WAITING, actor=actor)
+            return State.WAITING
+    store.set_run_state(run_id, State.SUCCEEDED, actor=actor)
+    return State.SUCCEEDED
+
+
+def _skip_rest(store: Store, run_id: int, *, after: int) -> None:
+    for stage in store.get_run(run_id).stages:
+        if stage.index > after and stage.state is State.PENDING:
+            store.set_stage_state(stage.id, State.SKIPPED)
+
+
+def _cancel_rest(store: Store, run_id: int, stage_id: int) -> None:
+    """Record a Ctrl-C: the running stage and the run are cancelled, the stages after it too."""
+    for stage in store.get_run(run_id).stages:
+        if stage.id == stage_id or stage.state in (State.PENDING, State.RUNNING, State.WAITING):
+            store.set_stage_state(stage.id, State.CANCELLED, error="interrupted by the user")
+    store.set_run_state(run_id, State.CANCELLED, error="interrupted by the user")

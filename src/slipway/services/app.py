@@ -1,0 +1,98 @@
+"""Wiring: one :class:`App` holds the config, the settings, the stores and the observer of a command."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slipway.artifacts.store import LocalArtifactStore
+from slipway.config import LoadedConfig, find_config, load_config, parse_config
+from slipway.engine.events import NullObserver, Observer
+from slipway.engine.masking import Masker
+from slipway.errors import ConfigError
+from slipway.model.config import LocalTargetSpec, SSHTargetSpec, TargetSpec
+from slipway.ports import Target
+from slipway.services.settings import Settings
+from slipway.store.repository import Store
+from slipway.targets.local import LocalTarget
+
+
+@dataclass
+class App:
+    """Everything one command needs; the store opens on first use."""
+
+    config: LoadedConfig
+    settings: Settings
+    environ: Mapping[str, str]
+    observer: Observer = field(default_factory=NullObserver)
+    masker: Masker = field(default_factory=Masker)
+    _store: Store | None = None
+
+    @property
+    def root(self) -> Path:
+        """The project directory (where slipway.yml is)."""
+        return self.config.root
+
+    @property
+    def store(self) -> Store:
+        """The state store, opened (and migrated) on first use."""
+        if self._store is None:
+            self._store = Store(self.settings.database_url)
+        return self._store
+
+    @property
+    def artifacts(self) -> LocalArtifactStore:
+        """The artifact store."""
+        return LocalArtifactStore(self.settings.artifact_dir)
+
+    def config_of(self, text: str, path: str) -> LoadedConfig:
+        """The configuration a run was started with (runs keep their own copy)."""
+        return parse_config(text, path=Path(path))
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def open_app(
+    *,
+    config_path: Path | None = None,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    observer: Observer | None = None,
+    database_url: str | None = None,
+    artifact_dir: str | None = None,
+    actor: str | None = None,
+) -> App:
+    """Find and load slipway.yml, resolve settings, and wire an App."""
+    env = dict(os.environ if environ is None else environ)
+    path = config_path or find_config(cwd or Path.cwd())
+    loaded = load_config(path.resolve())
+    settings = Settings.resolve(
+        root=loaded.root, config=loaded.project.store, environ=env,
+        database_url=database_url, artifact_dir=artifact_dir, actor=actor,
+    )
+    return App(config=loaded, settings=settings, environ=env, observer=observer or NullObserver())
+
+
+def target_root(spec: TargetSpec, root: Path) -> str:
+    """The deploy root of a target; local paths are relative to the project directory."""
+    if isinstance(spec, LocalTargetSpec):
+        path = Path(spec.path).expanduser()
+        return str((path if path.is_absolute() else root / path).absolute())
+    return spec.path
+
+
+def make_target(spec: TargetSpec, *, root: Path, environ: Mapping[str, str]) -> Target:
+    """Build the adapter for a target spec."""
+    if isinstance(spec, LocalTargetSpec):
+        return LocalTarget(spec.name, target_root(spec, root), base_env=environ)
+    if isinstance(spec, SSHTargetSpec):
+        from slipway.targets.ssh import SSHTarget  # imported lazily: only fleets need asyncssh
+
+        return SSHTarget.from_spec(spec, root=root)  # type: ignore[attr-defined, no-any-return]
+    raise ConfigError(f"unsupported target kind {getattr(spec, 'kind', '?')!r}")

@@ -1,0 +1,209 @@
+"""Deploying an artifact to an environment, and rolling an environment back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from slipway.artifacts.store import parse_digest
+from slipway.config import LoadedConfig
+from slipway.engine.deploy import DeploymentRun, StepRunner, run_deployment
+from slipway.engine.planner import (
+    Action,
+    DeploymentPlan,
+    HostInfo,
+    PlanStep,
+    ReleaseInfo,
+    describe_plan,
+    plan_deployment,
+)
+from slipway.engine.template import render
+from slipway.errors import GateError
+from slipway.model.config import Project
+from slipway.model.records import HostRelease
+from slipway.model.states import DeploymentKind, State
+from slipway.ports import Target
+from slipway.services.app import App, make_target, target_root
+from slipway.services.secrets import resolve_secrets
+from slipway.targets import release as layout
+
+LOCK_TTL = 6 * 3600
+
+
+def new_release_id(digest: str, now: float) -> str:
+    """Release ids sort by time and name their artifact: ``20261124T101500Z-<12 hex of the digest>``."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + parse_digest(digest)[:12]
+
+
+def hosts_of(loaded: LoadedConfig, environment: str) -> list[HostInfo]:
+    """The planner's view of an environment's targets."""
+    env = loaded.project.environments[environment]
+    return [HostInfo(t.name, target_root(t, loaded.root), tuple(t.roles), dict(t.vars)) for t in env.targets]
+
+
+def environment_url(project: Project, environment: str) -> str | None:
+    """The environment's URL with its variables filled in."""
+    env = project.environments[environment]
+    if not env.url:
+        return None
+    return render(env.url, {"vars": env.vars, "environment": {"name": environment}}, shell=False,
+                  where=f"environments.{environment}.url")
+
+
+def _render(template: str, context: dict[str, object], where: str) -> str:
+    return render(template, context, shell=True, where=where)
+
+
+def make_plan(loaded: LoadedConfig, environment: str, release: ReleaseInfo, *, rollback: bool = False) -> DeploymentPlan:
+    """Plan a deployment of ``release`` to ``environment``."""
+    project = loaded.project
+    return plan_deployment(
+        project=project, environment=environment, hosts=hosts_of(loaded, environment), release=release,
+        render=_render, url=environment_url(project, environment), rollback=rollback,
+    )
+
+
+def dry_run_lines(loaded: LoadedConfig, environment: str) -> list[str]:
+    """The plan of a deployment whose artifact is not built yet, for ``run --dry-run``."""
+    placeholder = ReleaseInfo("<release-id>", "sha256:<built-by-this-run>", "<commit>")
+    return describe_plan(make_plan(loaded, environment, placeholder))
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """What to deploy where, on behalf of which run and stage."""
+
+    environment: str
+    digest: str
+    run_id: int | None
+    stage_id: int
+    kind: DeploymentKind = DeploymentKind.DEPLOY
+    release_id: str | None = None
+    commit: str | None = None
+    reason: str | None = None
+
+
+async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
+    """Deploy (or roll back to) a release on every target of an environment; return the release id.
+
+    Everything that can be checked without touching a host is checked first: the secrets resolve, the
+    artifact is in the store and its bytes match its digest, the environment is not locked.
+    """
+    project = loaded.project
+    env = project.environments[request.environment]
+    secrets = resolve_secrets(env, environment=request.environment, root=loaded.root, environ=app.environ)
+    app.masker.add(secrets.values())
+    rollback = request.kind is DeploymentKind.ROLLBACK
+    manifest = None
+    if not rollback:
+        app.artifacts.fetch(request.digest)  # verifies the digest before any host is touched
+        manifest = app.artifacts.manifest(request.digest)
+    commit = request.commit or (manifest.commit if manifest else "unknown")
+    release_id = request.release_id or new_release_id(request.digest, time.time())
+    release = ReleaseInfo(release_id, request.digest, commit)
+    plan = make_plan(loaded, request.environment, release, rollback=rollback)
+    store = app.store
+    lock = f"environment {request.environment}"
+    holder = f"{app.settings.actor} (run {request.run_id}, pid {os.getpid()} on {os.uname().nodename})"
+    store.acquire_lock(lock, holder, ttl=LOCK_TTL)
+    targets: dict[str, Target] = {}
+    try:
+        targets = {t.name: make_target(t, root=loaded.root, environ=app.environ) for t in env.targets}
+        deployment_id = store.start_deployment(
+            environment=request.environment, kind=request.kind, run_id=request.run_id,
+            artifact_digest=request.digest, release_id=release_id, deployed_by=app.settings.actor,
+            reason=request.reason,
+        )
+        steps = StepRunner(
+            store=store, stage_id=request.stage_id, observer=app.observer, masker=app.masker,
+            env={
+                **secrets,
+                "SLIPWAY_ENVIRONMENT": request.environment,
+                "SLIPWAY_RELEASE_ID": release_id,
+                "SLIPWAY_COMMIT": commit,
+                "SLIPWAY_DIGEST": request.digest,
+            },
+        )
+        artifacts = app.artifacts
+
+        async def source(wanted: set[str]) -> dict[str, bytes]:
+            return await asyncio.to_thread(artifacts.read_objects, request.digest, wanted)
+
+        run = DeploymentRun(
+            plan=plan, targets=targets, steps=steps, store=store, deployment_id=deployment_id,
+            run_id=request.run_id, manifest=manifest, source=None if rollback else source,
+            shared=project.deploy.shared, keep_releases=project.deploy.keep_releases,
+            revert_steps=lambda host, before: revert_steps(loaded, request.environment, host, before),
+            parallel=env.parallel,
+        )
+        await run_deployment(run)
+        return release_id
+    finally:
+        await asyncio.gather(*(t.close() for t in targets.values()), return_exceptions=True)
+        store.release_lock(lock, holder)
+
+
+def revert_steps(loaded: LoadedConfig, environment: str, host: str, before: HostRelease) -> Sequence[PlanStep]:
+    """The activate hooks of the release a host ran before, to restart it after switching back."""
+    info = next(h for h in hosts_of(loaded, environment) if h.name == host)
+    plan = plan_deployment(
+        project=loaded.project, environment=environment, hosts=[info],
+        release=ReleaseInfo(before.release_id, before.artifact_digest, before.commit),
+        render=_render, url=environment_url(loaded.project, environment), rollback=True,
+    )
+    return [s for s in plan.phase_steps(host, "activate") if s.action is Action.HOOK]
+
+
+@dataclass(frozen=True)
+class RollbackTarget:
+    """The release an environment goes back to."""
+
+    release_id: str
+    digest: str
+    commit: str
+
+
+def choose_rollback(app: App, environment: str, to_release: str | None) -> RollbackTarget:
+    """The release to go back to: ``to_release``, or the last one that ran before the current one."""
+    history = [d for d in app.store.deployments(environment, limit=200) if d.state is State.SUCCEEDED]
+    running = {h.release_id for h in app.store.host_releases(environment)}
+    if not history and not running:
+        raise GateError(f"nothing was ever deployed to {environment}: there is nothing to roll back to")
+    if to_release:
+        for d in history:
+            if d.release_id == to_release:
+                return RollbackTarget(d.release_id, d.artifact_digest, _commit_of(app, d.artifact_digest))
+        known = ", ".join(dict.fromkeys(d.release_id for d in history)) or "none"
+        raise GateError(f"release {to_release} was never deployed successfully to {environment}",
+                        hint=f"releases deployed there: {known}")
+    current = history[0].release_id if history else None
+    for d in history:
+        if d.release_id != current and d.release_id not in running:
+            return RollbackTarget(d.release_id, d.artifact_digest, _commit_of(app, d.artifact_digest))
+    raise GateError(f"{environment} has no earlier release to roll back to",
+                    hint="'slipway deployments " + environment + "' lists what was deployed")
+
+
+def _commit_of(app: App, digest: str) -> str:
+    record = app.store.get_artifact(digest)
+    return record.commit if record else "unknown"
+
+
+async def check_release_present(app: App, loaded: LoadedConfig, environment: str, release_id: str) -> None:
+    """Refuse a rollback to a release that a host no longer has (pruned by keep_releases)."""
+    env = loaded.project.environments[environment]
+    targets = [make_target(t, root=loaded.root, environ=app.environ) for t in env.targets]
+    try:
+        present = await asyncio.gather(*(layout.release_exists(t, release_id) for t in targets), return_exceptions=True)
+    finally:
+        await asyncio.gather(*(t.close() for t in targets), return_exceptions=True)
+    missing = [t.name for t, ok in zip(targets, present, strict=True) if ok is not True]
+    if missing:
+        raise GateError(
+            f"release {release_id} is no longer installed on {', '.join(missing)}",
+            hint="deploy.keep_releases limits how many releases a host keeps; promote that artifact again instead",
+        )
+

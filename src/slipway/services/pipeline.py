@@ -1,0 +1,303 @@
+"""Run a pipeline for a commit; approve or reject its gates; promote an artifact; roll back."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from slipway.artifacts.archive import build_archive, collect_files
+from slipway.artifacts.store import PREFIX, parse_digest
+from slipway.config import LoadedConfig, load_config
+from slipway.engine.deploy import StepRunner
+from slipway.engine.runner import drive_run
+from slipway.engine.template import render
+from slipway.errors import ConfigError, GateError, StateError
+from slipway.model.config import Project
+from slipway.model.records import RunRecord, StageRecord
+from slipway.model.states import Decision, DeploymentKind, RunKind, StageKind, State
+from slipway.services import deployments as dep
+from slipway.services.app import App
+from slipway.services.secrets import resolve_secrets
+from slipway.targets.local import LocalTarget
+from slipway.vcs import export_commit, resolve_commit
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a command that drives a run left it."""
+
+    run_id: int
+    state: State
+    artifact_digest: str | None
+
+
+def workspace(app: App, run: RunRecord) -> Path:
+    """The clean export of the run's commit that builds and tests run in (re-created when missing)."""
+    path = app.settings.state_dir / "work" / f"run-{run.id}"
+    if not path.is_dir():
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        export_commit(app.root, run.commit, tmp)
+        tmp.rename(path)
+    return path
+
+
+class PipelineRun:
+    """Handlers for each stage kind of one run; the engine's runner calls them in order."""
+
+    def __init__(self, app: App, run_id: int) -> None:
+        self.app = app
+        self.run = app.store.get_run(run_id)
+        self.loaded: LoadedConfig = app.config_of(self.run.config_text, self.run.config_path)
+        self.project: Project = self.loaded.project
+
+    async def drive(self) -> State:
+        """Run the remaining stages."""
+        handlers = {
+            StageKind.BUILD: self.build,
+            StageKind.TEST: self.commands,
+            StageKind.ACCEPTANCE: self.commands,
+            StageKind.POST_DEPLOY: self.commands,
+            StageKind.DEPLOY: self.deploy,
+            StageKind.APPROVAL: self.approval,
+        }
+        return await drive_run(self.app.store, self.run.id, handlers, self.app.observer, actor=self.app.settings.actor)
+
+    def _steps(self, stage: StageRecord, env: dict[str, str] | None = None) -> StepRunner:
+        return StepRunner(store=self.app.store, stage_id=stage.id, observer=self.app.observer,
+                          masker=self.app.masker, env=env or {})
+
+    async def build(self, stage: StageRecord) -> State:
+        """Build the run's one artifact, or reuse the one already built for this commit."""
+        store, artifacts = self.app.store, self.app.artifacts
+        existing = store.artifact_for_commit(self.project.name, self.run.commit)
+        if existing and artifacts.exists(existing.digest):
+            artifacts.fetch(existing.digest)
+            store.set_run_artifact(self.run.id, existing.digest)
+            self.app.observer.message(f"commit {self.run.commit[:12]} was built before: reusing {existing.digest}")
+            return State.SUCCEEDED
+        ws = workspace(self.app, self.run)
+        builder = LocalTarget("build", ws, base_env=self.app.environ)
+        steps = self._steps(stage, {"SLIPWAY_COMMIT": self.run.commit})
+        for i, command in enumerate(self.project.artifact.build):
+            await steps.run_command(builder, f"build: {command}", command, cwd=str(ws), timeout=3600)
+            _ = i
+        files = collect_files(ws, self.project.artifact.paths, self.project.artifact.exclude)
+        artifacts.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=artifacts.root, prefix=".build-", suffix=".tar.gz")
+        tmp = Path(tmp_name)
+        with open(fd, "wb") as out:
+            manifest = build_archive(ws, files, out, project=self.project.name, commit=self.run.commit,
+                                     built_at=time.time())
+        stored = artifacts.add(tmp, manifest)
+        store.record_artifact(digest=stored.digest, project=self.project.name, commit=self.run.commit,
+                              built_at=stored.built_at, size=stored.size, file_count=len(stored.files),
+                              run_id=self.run.id)
+        store.set_run_artifact(self.run.id, stored.digest)
+        self.app.observer.message(f"artifact {stored.digest} ({len(stored.files)} files, {stored.size} bytes)")
+        return State.SUCCEEDED
+
+    async def commands(self, stage: StageRecord) -> State:
+        """Run a test, acceptance or post-deploy stage's commands in the run's workspace."""
+        spec = self.project.stage(stage.name)
+        env: dict[str, str] = {"SLIPWAY_COMMIT": self.run.commit}
+        context: dict[str, object] = {"project": self.project.name, "commit": self.run.commit, "vars": {}}
+        if spec.environment:
+            environment = self.project.environments[spec.environment]
+            secrets = resolve_secrets(environment, environment=spec.environment, root=self.loaded.root,
+                                      environ=self.app.environ)
+            self.app.masker.add(secrets.values())
+            url = dep.environment_url(self.project, spec.environment) or ""
+            env.update(secrets)
+            env.update({"SLIPWAY_ENVIRONMENT": spec.environment, "SLIPWAY_URL": url})
+            env.update({f"SLIPWAY_VAR_{k.upper()}": str(v) for k, v in environment.vars.items()})
+            context.update(environment={"name": spec.environment, "url": url}, vars=environment.vars)
+        ws = workspace(self.app, self.run)
+        runner = LocalTarget("local", ws, base_env=self.app.environ)
+        steps = self._steps(stage, env)
+        for i, command in enumerate(spec.run):
+            text = render(command, context, where=f"pipeline.{stage.name}.run[{i}]")
+            await steps.run_command(runner, f"{stage.kind.value}: {command}", text, cwd=str(ws), timeout=spec.timeout)
+        return State.SUCCEEDED
+
+    async def deploy(self, stage: StageRecord) -> State:
+        """Deploy this run's artifact, and only it: build once, enforced."""
+        run = self.app.store.get_run(self.run.id)
+        if not run.artifact_digest:
+            raise StateError(f"run {run.id} has no artifact to deploy: its build stage did not produce one")
+        assert stage.environment is not None
+        await dep.deploy(self.app, self.loaded, dep.DeployRequest(
+            environment=stage.environment, digest=run.artifact_digest, run_id=run.id, stage_id=stage.id,
+            commit=run.commit,
+        ))
+        return State.SUCCEEDED
+
+    async def approval(self, stage: StageRecord) -> State:
+        """Park the run until somebody approves or rejects it."""
+        who = self.project.stage(stage.name).approvers
+        self.app.observer.message(
+            f"run {self.run.id} waits for approval at {stage.name}"
+            + (f" (approvers: {', '.join(who)})" if who else "")
+            + f": slipway approve {self.run.id} --reason TEXT"
+        )
+        return State.WAITING
+
+
+async def start_run(app: App, *, rev: str = "HEAD") -> RunOutcome:
+    """Create a run for ``rev`` with the pipeline *of that commit*, and drive it."""
+    commit = resolve_commit(app.root, rev)
+    run_id = _create_pipeline_run(app, commit)
+    return await continue_run(app, run_id)
+
+
+def _create_pipeline_run(app: App, commit: str) -> int:
+    ws_probe = Path(tempfile.mkdtemp(prefix="slipway-config-"))
+    try:
+        export_commit(app.root, commit, ws_probe)
+        committed = ws_probe / app.config.path.name
+        if not committed.is_file():
+            raise ConfigError(f"commit {commit[:12]} has no {app.config.path.name}",
+                              hint="commit slipway.yml: the pipeline is code and runs as committed")
+        loaded = load_config(committed)
+        text = loaded.text
+    finally:
+        shutil.rmtree(ws_probe, ignore_errors=True)
+    project = loaded.project
+    return app.store.create_run(
+        project=project.name, kind=RunKind.PIPELINE, commit=commit, triggered_by=app.settings.actor,
+        config_text=text, config_path=str(app.config.path),
+        stages=[(s.name, s.kind, s.environment) for s in project.pipeline],
+    )
+
+
+async def continue_run(app: App, run_id: int) -> RunOutcome:
+    """Drive a run from its first stage that is not final."""
+    state = await PipelineRun(app, run_id).drive()
+    run = app.store.get_run(run_id)
+    return RunOutcome(run_id, state, run.artifact_digest)
+
+
+def _waiting_gate(app: App, run_id: int) -> tuple[RunRecord, StageRecord]:
+    run = app.store.get_run(run_id)
+    stage = next((s for s in run.stages if s.state is State.WAITING), None)
+    if run.state is not State.WAITING or stage is None or stage.kind is not StageKind.APPROVAL:
+        raise StateError(
+            f"run {run_id} is {run.state.value}, not waiting for approval",
+            hint="'slipway status' and 'slipway history' show which runs are waiting",
+        )
+    return run, stage
+
+
+async def approve(app: App, run_id: int, *, reason: str) -> RunOutcome:
+    """Record an approval (who and why) and continue the run from the store."""
+    run, stage = _waiting_gate(app, run_id)
+    _check_reason(reason)
+    loaded = app.config_of(run.config_text, run.config_path)
+    allowed = loaded.project.stage(stage.name).approvers
+    actor = app.settings.actor
+    if allowed and actor not in allowed and actor.split("@")[0] not in allowed:
+        raise GateError(f"{actor} may not approve {stage.name}; approvers: {', '.join(allowed)}",
+                        hint="ask one of them, or set SLIPWAY_USER when acting for them is allowed")
+    app.store.add_approval(run_id=run_id, stage_name=stage.name, decision=Decision.APPROVED, by=actor, reason=reason)
+    app.store.set_stage_state(stage.id, State.SUCCEEDED)
+    app.store.set_run_state(run_id, State.RUNNING, actor=actor)
+    return await continue_run(app, run_id)
+
+
+def reject(app: App, run_id: int, *, reason: str) -> RunOutcome:
+    """Record a rejection and end the run."""
+    run, stage = _waiting_gate(app, run_id)
+    _check_reason(reason)
+    actor = app.settings.actor
+    app.store.add_approval(run_id=run_id, stage_name=stage.name, decision=Decision.REJECTED, by=actor, reason=reason)
+    app.store.set_stage_state(stage.id, State.FAILED, error=f"rejected by {actor}: {reason}")
+    for later in run.stages:
+        if later.index > stage.index and later.state is State.PENDING:
+            app.store.set_stage_state(later.id, State.SKIPPED)
+    app.store.set_run_state(run_id, State.FAILED, error=f"rejected by {actor} at {stage.name}: {reason}", actor=actor)
+    return RunOutcome(run_id, State.FAILED, run.artifact_digest)
+
+
+def _check_reason(reason: str) -> None:
+    if not reason.strip():
+        raise GateError("a reason is required", hint="pass --reason TEXT; it is kept in the audit log")
+
+
+def normalise_digest(digest: str) -> str:
+    """``sha256:<hex>`` from either form."""
+    return PREFIX + parse_digest(digest)
+
+
+def missing_for_promotion(app: App, project: Project, digest: str, environment: str) -> list[str]:
+    """The stages before ``environment``'s deploy stage that this artifact has not passed in any run."""
+    index = project.deploy_stage_index(environment)
+    if index is None:
+        raise GateError(f"the pipeline has no deploy stage for {environment}",
+                        hint="promotion follows the pipeline: add a deploy stage for it")
+    passed: set[str] = set()
+    for run in app.store.runs_with_artifact(digest):
+        passed |= {s.name for s in run.stages if s.state is State.SUCCEEDED}
+    return [s.name for s in project.pipeline[:index] if s.name not in passed]
+
+
+async def promote(app: App, digest: str, *, environment: str) -> RunOutcome:
+    """Deploy an artifact that already passed every stage before ``environment`` (never rebuilt)."""
+    digest = normalise_digest(digest)
+    project = app.config.project
+    if environment not in project.environments:
+        raise ConfigError(f"environment {environment!r} is not defined",
+                          hint="defined: " + ", ".join(sorted(project.environments)))
+    record = app.store.get_artifact(digest)
+    if record is None:
+        raise GateError(f"artifact {digest} was never built by a run of this project",
+                        hint="'slipway history' lists the artifacts that were built")
+    app.artifacts.fetch(digest)
+    missing = missing_for_promotion(app, project, digest, environment)
+    if missing:
+        raise GateError(
+            f"artifact {digest[:19]} has not passed {', '.join(missing)}, which come before {environment}",
+            hint="run the pipeline for its commit (and approve its gates) before promoting it",
+        )
+    stage_name = f"promote-{environment}"
+    run_id = app.store.create_run(
+        project=project.name, kind=RunKind.PROMOTE, commit=record.commit, triggered_by=app.settings.actor,
+        config_text=app.config.text, config_path=str(app.config.path),
+        stages=[(stage_name, StageKind.DEPLOY, environment)], artifact_digest=digest,
+    )
+    return await _drive_single(app, run_id, DeploymentKind.DEPLOY)
+
+
+async def rollback(app: App, environment: str, *, to_release: str | None = None, reason: str | None = None) -> RunOutcome:
+    """Switch every target of ``environment`` back to an earlier release, without rebuilding."""
+    project = app.config.project
+    if environment not in project.environments:
+        raise ConfigError(f"environment {environment!r} is not defined",
+                          hint="defined: " + ", ".join(sorted(project.environments)))
+    target = dep.choose_rollback(app, environment, to_release)
+    await dep.check_release_present(app, app.config, environment, target.release_id)
+    run_id = app.store.create_run(
+        project=project.name, kind=RunKind.ROLLBACK, commit=target.commit, triggered_by=app.settings.actor,
+        config_text=app.config.text, config_path=str(app.config.path),
+        stages=[(f"rollback-{environment}", StageKind.DEPLOY, environment)], artifact_digest=target.digest,
+    )
+    return await _drive_single(app, run_id, DeploymentKind.ROLLBACK, release_id=target.release_id, reason=reason)
+
+
+async def _drive_single(app: App, run_id: int, kind: DeploymentKind, *, release_id: str | None = None,
+                        reason: str | None = None) -> RunOutcome:
+    run = app.store.get_run(run_id)
+    loaded = app.config_of(run.config_text, run.config_path)
+
+    async def handler(stage: StageRecord) -> State:
+        assert stage.environment is not None and run.artifact_digest is not None
+        await dep.deploy(app, loaded, dep.DeployRequest(
+            environment=stage.environment, digest=run.artifact_digest, run_id=run_id, stage_id=stage.id,
+            kind=kind, release_id=release_id, commit=run.commit, reason=reason,
+        ))
+        return State.SUCCEEDED
+
+    state = await drive_run(app.store, run_id, {StageKind.DEPLOY: handler}, app.observer, actor=app.settings.actor)
+    return RunOutcome(run_id, state, run.artifact_digest)

@@ -1,0 +1,90 @@
+"""Read-only views of the store: status, history, logs, deployments. Plain data, rendered by the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slipway.model.records import RunRecord
+from slipway.services.app import App
+
+
+def status(app: App) -> dict[str, Any]:
+    """For each environment: which release runs there, from which artifact and commit, since when, by
+    which run; and for each host its release. An environment whose hosts differ says ``mixed``."""
+    rows = app.store.host_releases()
+    envs: list[dict[str, Any]] = []
+    for name, env in app.config.project.environments.items():
+        hosts = {h.host: h for h in rows if h.environment == name}
+        releases = {h.release_id for h in hosts.values()}
+        newest = max(hosts.values(), key=lambda h: h.since, default=None)
+        envs.append({
+            "name": name,
+            "release": (next(iter(releases)) if len(releases) == 1 else ("mixed" if releases else None)),
+            "artifact_digest": newest.artifact_digest if newest and len(releases) == 1 else None,
+            "commit": newest.commit if newest and len(releases) == 1 else None,
+            "deployed_at": newest.since if newest else None,
+            "run_id": newest.run_id if newest else None,
+            "deployment_id": newest.deployment_id if newest else None,
+            "hosts": [
+                {"name": t.name, "release": hosts[t.name].release_id if t.name in hosts else None,
+                 "artifact_digest": hosts[t.name].artifact_digest if t.name in hosts else None}
+                for t in env.targets
+            ],
+        })
+    waiting = [r.id for r in app.store.list_runs(limit=50) if r.state.value == "waiting"]
+    return {"project": app.config.project.name, "environments": envs, "waiting_runs": waiting}
+
+
+def run_dict(run: RunRecord) -> dict[str, Any]:
+    """A run as JSON-ready data."""
+    return {
+        "id": run.id,
+        "kind": run.kind.value,
+        "state": run.state.value,
+        "commit": run.commit,
+        "artifact_digest": run.artifact_digest,
+        "triggered_by": run.triggered_by,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "error": run.error,
+        "stages": [
+            {
+                "name": s.name, "kind": s.kind.value, "environment": s.environment, "state": s.state.value,
+                "started_at": s.started_at, "finished_at": s.finished_at,
+                "duration": (s.finished_at - s.started_at) if s.started_at and s.finished_at else None,
+                "error": s.error,
+            }
+            for s in run.stages
+        ],
+    }
+
+
+def history(app: App, *, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest runs with their stages and approvals."""
+    out = []
+    for run in app.store.list_runs(limit=limit, project=app.config.project.name):
+        data = run_dict(run)
+        data["approvals"] = [
+            {"stage": a.stage_name, "decision": a.decision.value, "by": a.by, "reason": a.reason, "at": a.at}
+            for a in app.store.approvals(run.id)
+        ]
+        out.append(data)
+    return out
+
+
+def deployments(app: App, environment: str | None, *, limit: int = 20) -> list[dict[str, Any]]:
+    """Recent deployments with outcome, duration, reason and per-host results."""
+    return [
+        {
+            "id": d.id, "environment": d.environment, "kind": d.kind.value, "run_id": d.run_id,
+            "release": d.release_id, "artifact_digest": d.artifact_digest, "state": d.state.value,
+            "started_at": d.started_at, "finished_at": d.finished_at,
+            "duration": (d.finished_at - d.started_at) if d.finished_at else None,
+            "deployed_by": d.deployed_by, "reason": d.reason,
+            "hosts": [
+                {"host": h.host, "from": h.from_release, "to": h.to_release, "state": h.state.value, "error": h.error}
+                for h in d.hosts
+            ],
+        }
+        for d in app.store.deployments(environment, limit=limit)
+    ]

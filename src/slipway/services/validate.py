@@ -1,0 +1,39 @@
+"""``slipway validate``: everything that can be checked without running anything."""
+
+from __future__ import annotations
+
+from slipway.config import LoadedConfig
+from slipway.engine.planner import ReleaseInfo
+from slipway.engine.template import render
+from slipway.errors import ConfigError
+from slipway.services.deployments import environment_url, make_plan
+
+
+def validate_project(loaded: LoadedConfig) -> str:
+    """Render every hook for every target of every environment, and every stage command.
+
+    The schema was already checked when the file was loaded; this catches undefined template variables
+    (``{{ vars.prot }}``) before a deployment would.
+    """
+    project = loaded.project
+    placeholder = ReleaseInfo("20000101T000000Z-000000000000", "sha256:" + "0" * 64, "0" * 40)
+    for name in project.environments:
+        try:
+            make_plan(loaded, name, placeholder)
+        except ConfigError as exc:
+            raise ConfigError(f"environment {name}: {exc.reason}", file=str(loaded.path), key_path=exc.key_path,
+                              hint=exc.hint) from None
+    for i, stage in enumerate(project.pipeline):
+        context: dict[str, object] = {"project": project.name, "commit": placeholder.commit, "vars": {}}
+        if stage.environment:
+            env = project.environments[stage.environment]
+            url = environment_url(project, stage.environment) or ""
+            context.update(environment={"name": stage.environment, "url": url}, vars=env.vars)
+        for j, command in enumerate(stage.run):
+            try:
+                render(command, context, where=f"pipeline[{i}].run[{j}]")
+            except ConfigError as exc:
+                raise loaded.error(exc.reason, ("pipeline", i, "run", j), hint=exc.hint) from None
+    secrets = sum(len(e.secrets) for e in project.environments.values())
+    return (f"{len(project.environments)} environment(s), {len(project.pipeline)} stage(s), "
+            f"{sum(len(e.targets) for e in project.environments.values())} target(s), {secrets} secret reference(s)")

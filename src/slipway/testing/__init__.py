@@ -1,0 +1,1 @@
+"""Test helpers: fakes and fixtures that let tests drive Slipway without patching."""

@@ -94,6 +94,8 @@ def parse_config(text: str, *, path: Path) -> LoadedConfig:
             column=mark.column + 1 if mark else None,
             hint="check the indentation and quoting around this position",
         ) from None
+    except yaml.YAMLError as exc:  # e.g. a control character the YAML reader refuses
+        raise ConfigError(f"malformed YAML: {exc}", file=file, hint="remove control characters from the file") from None
     if node is None:
         raise ConfigError("the file is empty", file=file, hint="run 'slipway init' for a starting point")
     marks: dict[Loc, Mark] = {}

@@ -8,6 +8,7 @@ transaction; SQLAlchemy errors become :class:`~slipway.errors.StoreError` here a
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -16,7 +17,9 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, delete, event, select
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, delete, event, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +31,10 @@ from slipway.store import schema as t
 
 T = TypeVar("T")
 ALEMBIC_DIR = Path(__file__).parent / "alembic"
+VERSION_TABLE = "slipway_store_version"
+SCHEMA_LOCK_KEY = 0x51195A7
+#: Alembic's context is module state: one upgrade at a time per process.
+_UPGRADE_LOCK = threading.Lock()
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -81,9 +88,15 @@ class Store:
             ) from exc
 
     def upgrade(self) -> None:
-        """Bring the schema to the newest revision (idempotent)."""
-        with self.engine.begin() as conn:
-            cfg = alembic_config(self.engine)
+        """Bring the schema to the newest revision (idempotent, safe when several processes start at once)."""
+        cfg = alembic_config(self.engine)
+        head = ScriptDirectory.from_config(cfg).get_current_head()
+        with _UPGRADE_LOCK, self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Two processes opening a fresh database must not both create the tables.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            if MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision() == head:
+                return
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 

@@ -1,0 +1,32 @@
+#!/bin/sh
+# Installs the real servers the tests start (OpenSSH, PostgreSQL, nginx, iptables, git) when missing.
+# Needs root for apt-get; without root it only reports what is missing.
+set -eu
+need=""
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "$2" ]; }
+have git /usr/bin/git || need="$need git"
+have sshd /usr/sbin/sshd || need="$need openssh-server"
+have ssh-keygen /usr/bin/ssh-keygen || need="$need openssh-client"
+have iptables /usr/sbin/iptables || need="$need iptables"
+have nginx /usr/sbin/nginx || need="$need nginx"
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
+have unshare /usr/bin/unshare || need="$need util-linux"
+if [ -z "$need" ]; then
+  echo "testbed: everything is installed"
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "testbed: missing:$need (run as root, or install them yourself)" >&2
+  exit 1
+fi
+echo "testbed: installing$need"
+export DEBIAN_FRONTEND=noninteractive
+apt-get -o DPkg::Lock::Timeout=600 update -qq
+# shellcheck disable=SC2086
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $need >/dev/null
+# The packages' own services are not used by the tests; keep them from holding ports.
+for svc in nginx postgresql ssh; do
+  (command -v systemctl >/dev/null 2>&1 && systemctl disable --now "$svc" >/dev/null 2>&1) || true
+  (command -v service >/dev/null 2>&1 && service "$svc" stop >/dev/null 2>&1) || true
+done
+mkdir -p /run/sshd

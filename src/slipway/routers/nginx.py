@@ -1,0 +1,481 @@
+"""The nginx router: Slipway owns one include file per upstream group and reloads nginx gracefully.
+
+For group ``app`` Slipway writes ``<conf_dir>/slipway_app.conf``::
+
+    # Managed by Slipway: rewritten on every deployment, do not edit.
+    # slipway-state: {"group": "app", "active_slot": null, "backends": [...]}
+    upstream slipway_app {
+        server 127.0.0.1:8001 weight=1;
+        server 127.0.0.1:8002 weight=1 down;
+    }
+
+and the site's own config says ``include <conf_dir>/*.conf;`` inside ``http {}`` and
+``proxy_pass http://slipway_app;``. The ``slipway-state`` line is the source of truth for
+:meth:`NginxRouter.current`; the ``upstream`` block is derived from it.
+
+Every change goes through one path (:meth:`NginxRouter._apply`):
+
+1. write the file atomically (temp file + rename, through the :class:`~slipway.ports.Target`);
+2. ``nginx -T`` validates the whole config *and* shows that our file is really included; if not,
+   the previous file is restored and the error is raised: a bad config is never loaded;
+3. ``nginx -s reload`` (graceful: old workers finish their in-flight requests, new workers start);
+4. wait (bounded) until a new worker generation runs and every old worker stopped accepting
+   (it is gone or titled "worker process is shutting down"): the reload took effect;
+5. when draining, wait (bounded) until every worker of the old generation has exited: nothing in flight
+   can still reach the backend that was taken out.
+
+All commands run through a Target as POSIX shell strings built with :func:`shlex.quote`, so the same
+adapter drives an nginx on a remote load balancer over SSH.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shlex
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from slipway.errors import (
+    CommandFailed,
+    CommandResult,
+    CommandTimeout,
+    DeploymentError,
+    TargetError,
+)
+from slipway.ports import Clock, OutputSink, Target
+from slipway.routers.base import Backend, RouterState, check_name
+
+log = logging.getLogger(__name__)
+
+_STATE_PREFIX = "# slipway-state: "
+_SHUTTING_DOWN = "shutting down"
+
+#: Lists the master's children as "PID TITLE" lines using only sh builtins, cat and tr (no procps needed).
+_CHILDREN_SCRIPT = """\
+m=$(cat {pid_file} 2>/dev/null) || {{ echo "no pid file {pid_file}" >&2; exit 3; }}
+kill -0 "$m" 2>/dev/null || {{ echo "no nginx master with pid $m" >&2; exit 4; }}
+for d in /proc/[0-9]*; do
+  read -r s < "$d/stat" 2>/dev/null || continue
+  s=${{s##*) }}; set -- $s
+  [ "$2" = "$m" ] || continue
+  printf '%s ' "${{d#/proc/}}"; tr '\\0' ' ' < "$d/cmdline" 2>/dev/null; echo
+done
+"""
+
+
+def upstream_name(group: str) -> str:
+    """The nginx upstream name Slipway uses for ``group`` (``proxy_pass http://<this>;``)."""
+    return f"slipway_{check_name('group', group)}"
+
+
+def render_upstream(state: RouterState) -> str:
+    """The include file for one group: a state line for Slipway, an upstream block for nginx.
+
+    Backends of an inactive blue/green slot are left out (not routed at all); backends taken out
+    by ``drain`` stay listed with ``down`` so that nginx keeps their place in the rotation.
+    """
+    if not state.serving:
+        raise DeploymentError(
+            f"upstream group {state.group!r} would have no backend in rotation",
+            hint="enable a backend or switch to a slot with a healthy backend first",
+        )
+    lines = [
+        "# Managed by Slipway: rewritten on every deployment, do not edit.",
+        _STATE_PREFIX + state.model_dump_json(),
+        f"upstream {upstream_name(state.group)} {{",
+    ]
+    for backend in state.backends:
+        if state.active_slot is not None and backend.slot != state.active_slot:
+            continue
+        down = " down" if backend.down else ""
+        lines.append(f"    server {backend.address} weight={backend.weight}{down};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_state(text: str) -> RouterState:
+    """Read back the state line of an include file written by :func:`render_upstream`."""
+    for line in text.splitlines():
+        if line.startswith(_STATE_PREFIX):
+            return RouterState.model_validate_json(line[len(_STATE_PREFIX):])
+    raise DeploymentError("the include file has no slipway-state line: it was not written by Slipway")
+
+
+class LocalShell:
+    """A minimal :class:`~slipway.ports.Target` for an nginx on this machine (run, put, read)."""
+
+    def __init__(self, name: str = "localhost") -> None:
+        self.name = name
+        self.root = "/"
+
+    async def run(
+        self,
+        command: str,
+        *,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        on_output: OutputSink | None = None,
+    ) -> CommandResult:
+        """Run ``command`` with ``sh -c`` and collect its output; stop it after ``timeout`` seconds."""
+        started = time.monotonic()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "sh", "-c", command,
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=cwd,
+                env={**os.environ, **(env or {})},
+            )
+        except OSError as exc:
+            raise TargetError(f"cannot start command: {exc}", host=self.name, command=command) from exc
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise CommandTimeout(
+                f"command did not finish within {timeout}s", host=self.name, command=command
+            ) from None
+        result = CommandResult(
+            host=self.name,
+            command=command,
+            exit_code=proc.returncode if proc.returncode is not None else -1,
+            stdout=out.decode(errors="replace"),
+            stderr=err.decode(errors="replace"),
+            duration=time.monotonic() - started,
+        )
+        if on_output is not None:
+            for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+                for line in text.splitlines():
+                    on_output(stream, line)
+        return result
+
+    async def put(self, data: bytes, path: str, *, mode: int = 0o644) -> None:
+        """Write ``data`` to ``path`` atomically: a temp file in the same directory, then rename."""
+        try:
+            await asyncio.to_thread(_write_atomically, Path(path), data, mode)
+        except OSError as exc:
+            raise TargetError(f"cannot write {path}: {exc}", host=self.name) from exc
+
+    async def read(self, path: str) -> bytes:
+        """Read ``path``; raises TargetError if it cannot be read."""
+        try:
+            return await asyncio.to_thread(Path(path).read_bytes)
+        except OSError as exc:
+            raise TargetError(f"cannot read {path}: {exc}", host=self.name) from exc
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+def _write_atomically(path: Path, data: bytes, mode: int) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _MonotonicClock:
+    def now(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class NginxRouterConfig(BaseModel):
+    """``router: {kind: nginx, ...}`` in an environment of slipway.yml."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["nginx"] = "nginx"
+    #: The upstream group this environment's hosts form (``proxy_pass http://slipway_<group>;``).
+    group: str = Field(default="app", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+    #: Directory Slipway owns; nginx.conf must ``include <conf_dir>/*.conf;`` inside ``http {}``.
+    conf_dir: str = "/etc/nginx/slipway"
+    #: ``-c`` and ``-p`` for nginx; None means the system defaults.
+    config: str | None = None
+    prefix: str | None = None
+    pid_file: str = "/run/nginx.pid"
+    nginx: str = "nginx"
+    drain_timeout: float = Field(default=30.0, ge=0)
+    reload_timeout: float = Field(default=10.0, gt=0)
+
+
+class NginxRouter:
+    """A :class:`~slipway.routers.base.Router` backed by a real nginx master process.
+
+    ``config``/``prefix`` are passed to nginx as ``-c``/``-p`` (leave them None for the system nginx);
+    ``pid_file`` must be the ``pid`` directive of that config. ``drain_timeout`` bounds the wait for old
+    workers (and with them the in-flight requests) after a backend is taken out; ``reload_timeout``
+    bounds the wait for the new worker generation.
+    """
+
+    def __init__(
+        self,
+        *,
+        conf_dir: str | Path,
+        config: str | Path | None = None,
+        prefix: str | Path | None = None,
+        pid_file: str | Path = "/run/nginx.pid",
+        nginx: str = "nginx",
+        drain_timeout: float = 30.0,
+        reload_timeout: float = 10.0,
+        command_timeout: float = 30.0,
+        poll_interval: float = 0.05,
+        target: Target | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.conf_dir = str(conf_dir)
+        self.config = None if config is None else str(config)
+        self.prefix = None if prefix is None else str(prefix)
+        self.pid_file = str(pid_file)
+        self.nginx = nginx
+        self.drain_timeout = drain_timeout
+        self.reload_timeout = reload_timeout
+        self.command_timeout = command_timeout
+        self.poll_interval = poll_interval
+        self.target: Target = target if target is not None else LocalShell()
+        self.clock: Clock = clock if clock is not None else _MonotonicClock()
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_config(
+        cls, config: NginxRouterConfig, *, target: Target | None = None, clock: Clock | None = None
+    ) -> NginxRouter:
+        """The router an environment's ``router:`` block describes, driving nginx through ``target``."""
+        return cls(
+            conf_dir=config.conf_dir, config=config.config, prefix=config.prefix,
+            pid_file=config.pid_file, nginx=config.nginx, drain_timeout=config.drain_timeout,
+            reload_timeout=config.reload_timeout, target=target, clock=clock,
+        )
+
+    # -- the Router protocol -------------------------------------------------------------------
+
+    async def set_upstream(self, group: str, backends: Sequence[Backend]) -> None:
+        """Replace the group's backends; keeps the active slot if it still has backends."""
+        async with self._lock:
+            old = await self._read_state(group)
+            slots = {b.slot for b in backends}
+            active = old.active_slot if old is not None else None
+            if None in slots and len(slots) > 1:
+                raise DeploymentError(f"group {group!r}: either every backend has a slot or none has")
+            if active not in slots:
+                active = None if None in slots else sorted(s for s in slots if s is not None)[0]
+            state = RouterState(group=group, backends=tuple(backends), active_slot=active)
+            await self._apply(state, wait_for_old_workers=False)
+
+    async def drain(self, group: str, backend: Backend) -> None:
+        """Mark ``backend`` down, reload, and wait until the old workers (its in-flight requests) exit."""
+        async with self._lock:
+            state = await self._require_state(group)
+            new = _with_down(state, backend, down=True)
+            await self._apply(new, wait_for_old_workers=True)
+
+    async def enable(self, group: str, backend: Backend) -> None:
+        """Put ``backend`` back into rotation and reload."""
+        async with self._lock:
+            state = await self._require_state(group)
+            new = _with_down(state, backend, down=False)
+            await self._apply(new, wait_for_old_workers=False)
+
+    async def switch(self, group: str, slot: str) -> None:
+        """Route the group to ``slot``; returns once no old worker can still send to the old slot."""
+        check_name("slot", slot)
+        async with self._lock:
+            state = await self._require_state(group)
+            if not any(b.slot == slot for b in state.backends):
+                known = sorted({b.slot for b in state.backends if b.slot is not None})
+                raise DeploymentError(
+                    f"group {group!r} has no backend in slot {slot!r}", hint=f"known slots: {known}"
+                )
+            new = state.model_copy(update={"active_slot": slot})
+            await self._apply(new, wait_for_old_workers=True)
+
+    async def current(self, group: str) -> RouterState:
+        """The group's state as written in its include file."""
+        return await self._require_state(group)
+
+    # -- files ------------------------------------------------------------------------------------
+
+    def path_for(self, group: str) -> str:
+        """The include file Slipway owns for ``group``."""
+        return f"{self.conf_dir.rstrip('/')}/{upstream_name(group)}.conf"
+
+    async def _read_text(self, path: str) -> str | None:
+        q = shlex.quote(path)
+        result = await self._run(f"if [ -e {q} ]; then cat {q}; else exit 3; fi", check=False)
+        if result.exit_code == 3:
+            return None
+        if not result.ok:
+            raise CommandFailed.from_result(result, what=f"cannot read {path}")
+        return result.stdout
+
+    async def _read_state(self, group: str) -> RouterState | None:
+        text = await self._read_text(self.path_for(group))
+        return None if text is None else parse_state(text)
+
+    async def _require_state(self, group: str) -> RouterState:
+        state = await self._read_state(group)
+        if state is None:
+            raise DeploymentError(
+                f"nginx has no upstream group {group!r} managed by Slipway ({self.path_for(group)})",
+                hint="call set_upstream first",
+            )
+        return state
+
+    async def _apply(self, state: RouterState, *, wait_for_old_workers: bool) -> None:
+        """Write, validate (restore on failure), reload, confirm; optionally wait for old workers."""
+        text = render_upstream(state)
+        path = self.path_for(state.group)
+        workers = await self._workers()  # fails early and clearly when nginx is not running
+        previous = await self._read_text(path)
+        await self.target.put(text.encode(), path)
+        try:
+            await self._validate(path)
+        except BaseException:
+            await self._restore(path, previous)
+            raise
+        await self._reload()
+        await self._wait_new_generation(set(workers))
+        if wait_for_old_workers:
+            await self._wait_old_workers_gone(set(workers))
+
+    async def _restore(self, path: str, previous: str | None) -> None:
+        if previous is None:
+            await self._run(f"rm -f {shlex.quote(path)}")
+        else:
+            await self.target.put(previous.encode(), path)
+
+    # -- nginx commands ---------------------------------------------------------------------------
+
+    def _nginx_argv(self, *args: str) -> list[str]:
+        argv = [self.nginx]
+        if self.prefix is not None:
+            argv += ["-p", self.prefix]
+        if self.config is not None:
+            argv += ["-c", self.config]
+        return [*argv, *args]
+
+    async def _run(self, command: str, *, check: bool = True) -> CommandResult:
+        result = await self.target.run(command, timeout=self.command_timeout)
+        if check and not result.ok:
+            raise CommandFailed.from_result(result)
+        return result
+
+    async def _validate(self, path: str) -> None:
+        """``nginx -T``: the whole config is valid and really includes our file."""
+        result = await self._run(shlex.join(self._nginx_argv("-T", "-q")), check=False)
+        if not result.ok:
+            raise CommandFailed.from_result(
+                result, what="nginx refused the new configuration (the previous file was restored)"
+            )
+        if f"# configuration file {path}:" not in result.stdout:
+            raise TargetError(
+                f"nginx's configuration does not include {path}: the change would have no effect",
+                host=self.target.name,
+                command=result.command,
+                hint=f"add 'include {self.conf_dir}/*.conf;' inside the http {{}} block",
+            )
+
+    async def _reload(self) -> None:
+        result = await self._run(shlex.join(self._nginx_argv("-s", "reload")), check=False)
+        if not result.ok:
+            raise CommandFailed.from_result(result, what="nginx reload failed")
+
+    async def _workers(self) -> dict[int, str]:
+        """The master's children: pid -> process title. Raises TargetError when nginx is not running."""
+        script = _CHILDREN_SCRIPT.format(pid_file=shlex.quote(self.pid_file))
+        result = await self._run(script, check=False)
+        if not result.ok:
+            raise TargetError(
+                f"nginx is not running: {result.tail(3) or 'no master process'}",
+                host=self.target.name,
+                command=shlex.join(self._nginx_argv()),
+                exit_code=result.exit_code,
+                stderr_tail=result.tail(),
+                hint=f"start nginx (pid file {self.pid_file}) before deploying through it",
+            )
+        children: dict[int, str] = {}
+        for line in result.stdout.splitlines():
+            pid, _, title = line.strip().partition(" ")
+            if pid.isdigit():
+                children[int(pid)] = title.strip()
+        return children
+
+    async def _wait_new_generation(self, old: set[int]) -> None:
+        deadline = self.clock.monotonic() + self.reload_timeout
+        while True:
+            workers = await self._workers()
+            fresh = [
+                pid for pid, title in workers.items()
+                if pid not in old and "worker process" in title and _SHUTTING_DOWN not in title
+            ]
+            # An old worker still accepts new connections until it handled the master's QUIT; it
+            # renames itself "... is shutting down" right before closing its listening sockets.
+            still_accepting = [
+                pid for pid, title in workers.items()
+                if pid in old and "worker process" in title and _SHUTTING_DOWN not in title
+            ]
+            if fresh and not still_accepting:
+                return
+            if self.clock.monotonic() >= deadline:
+                raise CommandTimeout(
+                    f"nginx did not start new workers within {self.reload_timeout}s after the reload",
+                    host=self.target.name,
+                    command=shlex.join(self._nginx_argv("-s", "reload")),
+                    hint="look at nginx's error log: the reload may have been refused",
+                )
+            await self.clock.sleep(self.poll_interval)
+
+    async def _wait_old_workers_gone(self, old: set[int]) -> None:
+        deadline = self.clock.monotonic() + self.drain_timeout
+        while True:
+            left = old & set(await self._workers())
+            if not left:
+                return
+            if self.clock.monotonic() >= deadline:
+                # nginx keeps serving the remaining in-flight requests; we stop waiting as configured.
+                log.warning(
+                    "drain timeout %.1fs: %d old nginx worker(s) still finishing requests: %s",
+                    self.drain_timeout, len(left), sorted(left),
+                )
+                return
+            await self.clock.sleep(self.poll_interval)
+
+
+def _with_down(state: RouterState, backend: Backend, *, down: bool) -> RouterState:
+    """The state with ``backend`` (matched by host and port) marked down or up."""
+    matched = False
+    backends: list[Backend] = []
+    for b in state.backends:
+        if (b.host, b.port) == (backend.host, backend.port):
+            matched = True
+            b = b.model_copy(update={"down": down})
+        backends.append(b)
+    if not matched:
+        raise DeploymentError(
+            f"backend {backend.address} is not in upstream group {state.group!r}",
+            hint="add it with set_upstream",
+        )
+    return state.model_copy(update={"backends": tuple(backends)})

@@ -1,0 +1,124 @@
+"""Split a migration's SQL into statements with their original text, line and leading keywords.
+
+The text we run is the text the author wrote, cut at top-level semicolons: never SQL regenerated from a
+parse tree, which could differ from what was reviewed. sqlglot's tokenizer does the cutting, so
+semicolons inside strings, quoted identifiers, comments and PostgreSQL dollar-quoted bodies are not
+mistaken for statement ends.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import sqlglot
+from sqlglot.errors import TokenError
+
+from slipway.errors import MigrationError
+
+
+class Dialect(enum.StrEnum):
+    """The databases whose SQL Slipway lints and runs."""
+
+    POSTGRES = "postgres"
+    SQLITE = "sqlite"
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One SQL statement of a migration file, as written."""
+
+    #: 1-based position of the statement in its file.
+    index: int
+    #: 1-based line of the statement's first token.
+    line: int
+    #: The statement's text without the terminating semicolon and without leading comments.
+    text: str
+    #: The first few words, upper-cased (``("CREATE", "UNIQUE", "INDEX", "CONCURRENTLY")``).
+    keywords: tuple[str, ...]
+
+    def starts_with(self, *words: str) -> bool:
+        """True when the statement's leading keywords are ``words``."""
+        return self.keywords[: len(words)] == tuple(w.upper() for w in words)
+
+    def short(self, limit: int = 120) -> str:
+        """The text on one line, shortened for messages."""
+        flat = " ".join(self.text.split())
+        return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+    def needs_autocommit(self, dialect: Dialect) -> bool:
+        """True for statements the database refuses to run inside a transaction block."""
+        if self.starts_with("VACUUM"):
+            return True
+        if dialect is not Dialect.POSTGRES:
+            return False
+        head = self.keywords
+        concurrently = "CONCURRENTLY" in head[:5]
+        if concurrently and (self.starts_with("CREATE") or self.starts_with("DROP")):
+            return "INDEX" in head[:3]
+        if concurrently and self.starts_with("REINDEX"):
+            return True
+        return (
+            self.starts_with("CREATE", "DATABASE")
+            or self.starts_with("DROP", "DATABASE")
+            or self.starts_with("ALTER", "SYSTEM")
+        )
+
+
+_KEYWORD_COUNT = 8
+
+
+def split_statements(sql: str, *, dialect: Dialect | str, file: str = "") -> tuple[Statement, ...]:
+    """Cut ``sql`` into statements; raises MigrationError (naming ``file``) if it cannot be tokenized."""
+    dialect = Dialect(dialect)
+    try:
+        tokens = sqlglot.tokenize(sql, read=dialect.value)
+    except TokenError as exc:
+        raise MigrationError(
+            f"SQL cannot be tokenized ({_first_line(exc)}): an unterminated string, quoted name or comment?",
+            file=file,
+        ) from exc
+    statements: list[Statement] = []
+    current: list[Any] = []
+    for token in [*tokens, None]:
+        if token is None or token.token_type.name == "SEMICOLON":
+            if current:
+                statements.append(_statement(sql, current, len(statements) + 1))
+            current = []
+        else:
+            current.append(token)
+    return tuple(statements)
+
+
+def _statement(sql: str, tokens: list[Any], index: int) -> Statement:
+    """Build a Statement from its tokens, keeping the original text between first and last token."""
+    text = sql[tokens[0].start : tokens[-1].end + 1]
+    return Statement(index=index, line=tokens[0].line, text=text, keywords=leading_keywords(text))
+
+
+# Words outside strings, quoted names and comments. Not sqlglot's tokens: for statements it does not
+# model (VACUUM, LOCK ...) its tokenizer returns the rest of the statement as one string.
+_SKIP_OR_WORD = re.compile(
+    r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/|\$([A-Za-z_]*)\$.*?\$\1\$"
+    r"|(?P<word>[A-Za-z_][A-Za-z0-9_]*)",
+    re.DOTALL,
+)
+
+
+def leading_keywords(text: str, count: int = _KEYWORD_COUNT) -> tuple[str, ...]:
+    """The first ``count`` bare words of ``text``, upper-cased."""
+    words: list[str] = []
+    for match in _SKIP_OR_WORD.finditer(text):
+        if match["word"]:
+            words.append(match["word"].upper())
+            if len(words) == count:
+                break
+    return tuple(words)
+
+
+def _first_line(exc: Exception) -> str:
+    """The first line of an exception's message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -72,9 +72,7 @@ def load_config(path: Path) -> LoadedConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(
-            f"{path} does not exist", hint="run 'slipway init' or pass --config PATH"
-        ) from None
+        raise ConfigError(f"{path} does not exist", hint="run 'slipway init' or pass --config PATH") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     return parse_config(text, path=path)
@@ -116,7 +114,7 @@ def _to_python(node: yaml.Node, loc: Loc, marks: dict[Loc, Mark], file: str) -> 
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = _SCALARS.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = _SCALARS.construct_object(key_node, deep=True)
             if not isinstance(key, str):
                 key = str(key)
             if key in result:
@@ -133,7 +131,7 @@ def _to_python(node: yaml.Node, loc: Loc, marks: dict[Loc, Mark], file: str) -> 
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(item, (*loc, i), marks, file) for i, item in enumerate(node.value)]
-    return _SCALARS.construct_object(node, deep=True)  # type: ignore[no-untyped-call]
+    return _SCALARS.construct_object(node, deep=True)
 
 
 def _dotted(loc: Iterable[str | int]) -> str:
@@ -179,8 +177,12 @@ def _from_validation(exc: ValidationError, file: str, marks: Mapping[Loc, Mark])
             error = _error_at(file, marks, loc, message, hint=hint)
             if key_mark:
                 error = ConfigError(
-                    message, file=file, line=key_mark.line, column=key_mark.column,
-                    key_path=_dotted(loc), hint=hint,
+                    message,
+                    file=file,
+                    line=key_mark.line,
+                    column=key_mark.column,
+                    key_path=_dotted(loc),
+                    hint=hint,
                 )
         else:
             error = _error_at(file, marks, loc, message, hint=hint)
@@ -189,8 +191,12 @@ def _from_validation(exc: ValidationError, file: str, marks: Mapping[Loc, Mark])
     if len(problems) > 1:
         more = "\n".join(f"  also: {p}" for p in problems[1:6])
         first = ConfigError(
-            first.reason, file=first.file, line=first.line, column=first.column,
-            key_path=first.key_path, hint="\n".join(x for x in (first.hint, more) if x),
+            first.reason,
+            file=first.file,
+            line=first.line,
+            column=first.column,
+            key_path=first.key_path,
+            hint="\n".join(x for x in (first.hint, more) if x),
         )
     return first
 
@@ -285,20 +291,23 @@ def check_references(loaded: LoadedConfig) -> None:
     builds = [i for i, s in enumerate(project.pipeline) if s.kind is StageKind.BUILD]
     if not builds:
         raise loaded.error(
-            "the pipeline has no build stage", ("pipeline",),
+            "the pipeline has no build stage",
+            ("pipeline",),
             hint="add '- {name: build, kind: build}' as the first stage: every run builds its artifact once",
         )
     if builds[0] != 0 or len(builds) > 1:
         at = builds[1] if len(builds) > 1 else builds[0]
         raise loaded.error(
-            "the build stage must be the first stage and appear once", ("pipeline", at, "kind"),
+            "the build stage must be the first stage and appear once",
+            ("pipeline", at, "kind"),
             hint="an artifact is built once per run, before anything tests or deploys it",
         )
     for i, stage in enumerate(project.pipeline):
         if stage.name in seen:
             raise loaded.error(
                 f"stage name {stage.name!r} is already used by stage {seen[stage.name] + 1}",
-                ("pipeline", i, "name"), hint="give each stage its own name",
+                ("pipeline", i, "name"),
+                hint="give each stage its own name",
             )
         seen[stage.name] = i
         env = stage.environment
@@ -314,7 +323,8 @@ def check_references(loaded: LoadedConfig) -> None:
         if stage.kind is StageKind.DEPLOY:
             if env in deployed:
                 raise loaded.error(
-                    f"environment {env!r} is deployed by two stages", ("pipeline", i, "environment"),
+                    f"environment {env!r} is deployed by two stages",
+                    ("pipeline", i, "environment"),
                     hint="deploy each environment once per run",
                 )
             deployed.add(env)

@@ -176,9 +176,7 @@ class CommandFailed(TargetError):
         msg = f"{what}: exit code {result.exit_code}: {result.command}"
         if tail:
             msg += "\n" + "\n".join(f"    {line}" for line in tail.splitlines())
-        return cls(
-            msg, host=result.host, command=result.command, exit_code=result.exit_code, stderr_tail=tail
-        )
+        return cls(msg, host=result.host, command=result.command, exit_code=result.exit_code, stderr_tail=tail)
 
 
 class CommandTimeout(TargetError):
@@ -203,15 +201,11 @@ class DeploymentError(SlipwayError):
 
     exit_code = 6
 
-    def __init__(
-        self, message: str, *, results: Mapping[str, HostOutcome] | None = None, hint: str = ""
-    ) -> None:
+    def __init__(self, message: str, *, results: Mapping[str, HostOutcome] | None = None, hint: str = "") -> None:
         self.results = dict(results or {})
         failed = [o for o in self.results.values() if not o.ok]
         if failed:
-            message += "".join(
-                f"\n  - {o.host}: {o.step + ': ' if o.step else ''}{o.error}" for o in failed
-            )
+            message += "".join(f"\n  - {o.host}: {o.step + ': ' if o.step else ''}{o.error}" for o in failed)
         super().__init__(message, hint=hint)
 
 

@@ -13,7 +13,9 @@ def _git(root: Path, *args: str) -> str:
     try:
         proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
     except FileNotFoundError:
-        raise SlipwayError("git is not installed", hint="install git: Slipway builds commits, not working trees") from None
+        raise SlipwayError(
+            "git is not installed", hint="install git: Slipway builds commits, not working trees"
+        ) from None
     if proc.returncode != 0:
         raise SlipwayError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc.stdout.strip()
@@ -31,7 +33,9 @@ def resolve_commit(root: Path, rev: str = "HEAD") -> str:
     try:
         return _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     except SlipwayError:
-        raise ConfigError(f"{rev!r} is not a commit in {root}", hint="commit your changes, or pass --commit REV") from None
+        raise ConfigError(
+            f"{rev!r} is not a commit in {root}", hint="commit your changes, or pass --commit REV"
+        ) from None
 
 
 def export_commit(root: Path, commit: str, dest: Path) -> None:

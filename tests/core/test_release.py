@@ -78,7 +78,7 @@ def test_a_failed_build_leaves_no_release_and_current_untouched(tmp_path: Path) 
 
 
 def test_an_object_whose_hash_does_not_match_is_refused(tmp_path: Path) -> None:
-    store, m1 = artifact(tmp_path, {"a.txt": b"one"}, "a")
+    _store, m1 = artifact(tmp_path, {"a.txt": b"one"}, "a")
     target = LocalTarget("h", tmp_path / "host")
 
     async def lying_source(wanted: set[str]) -> dict[str, bytes]:
@@ -134,8 +134,11 @@ def test_local_commands_stream_time_out_and_see_quoted_env(tmp_path: Path) -> No
     lines: list[tuple[str, str]] = []
 
     async def scenario() -> None:
-        res = await target.run('echo one; echo two >&2; printf %s "$V"', env={"V": "a 'b' $(c)"},
-                               on_output=lambda s, line: lines.append((s, line)))
+        res = await target.run(
+            'echo one; echo two >&2; printf %s "$V"',
+            env={"V": "a 'b' $(c)"},
+            on_output=lambda s, line: lines.append((s, line)),
+        )
         assert res.ok and res.stdout.endswith("a 'b' $(c)")
         with pytest.raises(CommandTimeout):
             await target.run("sleep 5", timeout=0.3)

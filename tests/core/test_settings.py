@@ -24,7 +24,8 @@ def test_config_beats_default() -> None:
 
 def test_env_beats_config() -> None:
     s = Settings.resolve(
-        root=ROOT, config=StoreSpec(url="sqlite:///c.db", artifacts="arts"),
+        root=ROOT,
+        config=StoreSpec(url="sqlite:///c.db", artifacts="arts"),
         environ={"SLIPWAY_DATABASE_URL": "postgresql+psycopg://e/db", "SLIPWAY_ARTIFACT_DIR": "/e/arts"},
     )
     assert s.database_url == "postgresql+psycopg://e/db"
@@ -33,9 +34,11 @@ def test_env_beats_config() -> None:
 
 def test_flag_beats_env() -> None:
     s = Settings.resolve(
-        root=ROOT, config=StoreSpec(url="sqlite:///c.db"),
+        root=ROOT,
+        config=StoreSpec(url="sqlite:///c.db"),
         environ={"SLIPWAY_DATABASE_URL": "postgresql+psycopg://e/db", "SLIPWAY_USER": "env-user"},
-        database_url="sqlite:///flag.db", actor="flag-user",
+        database_url="sqlite:///flag.db",
+        actor="flag-user",
     )
     assert s.database_url == "sqlite:///flag.db"
     assert s.actor == "flag-user"

@@ -6,18 +6,16 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine
 
 from slipway.errors import LockHeld, StateError, StoreError
 from slipway.model.states import Decision, DeploymentKind, RunKind, StageKind, State
-from slipway.store.repository import Store
+from slipway.store.repository import HEAD_REVISION, Store, alembic_config
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
+    url = f"sqlite:///{tmp_path / 'state.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     s = Store(url)
     request.addfinalizer(s.close)
     return s
@@ -25,10 +23,17 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
 
 def new_run(store: Store) -> int:
     return store.create_run(
-        project="p", kind=RunKind.PIPELINE, commit="c" * 40, triggered_by="ann", config_text="name: p",
+        project="p",
+        kind=RunKind.PIPELINE,
+        commit="c" * 40,
+        triggered_by="ann",
+        config_text="name: p",
         config_path="/p/slipway.yml",
-        stages=[("build", StageKind.BUILD, None), ("gate", StageKind.APPROVAL, None),
-                ("deploy-prod", StageKind.DEPLOY, "prod")],
+        stages=[
+            ("build", StageKind.BUILD, None),
+            ("gate", StageKind.APPROVAL, None),
+            ("deploy-prod", StageKind.DEPLOY, "prod"),
+        ],
     )
 
 
@@ -36,6 +41,14 @@ def test_schema_upgrade_is_idempotent(store: Store) -> None:
     store.upgrade()
     store.upgrade()
     assert store.list_runs() == []
+    assert store.revision() == HEAD_REVISION
+
+
+def test_head_revision_constant_matches_alembic() -> None:
+    from alembic.script import ScriptDirectory
+
+    cfg = alembic_config(create_engine("sqlite://"))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD_REVISION
 
 
 def test_run_lifecycle_and_stage_timings(store: Store) -> None:
@@ -70,16 +83,37 @@ def test_an_artifact_is_never_swapped(store: Store) -> None:
 
 def test_what_runs_where(store: Store) -> None:
     run_id = new_run(store)
-    dep = store.start_deployment(environment="prod", kind=DeploymentKind.DEPLOY, run_id=run_id,
-                                 artifact_digest="sha256:" + "1" * 64, release_id="r1", deployed_by="ann")
+    dep = store.start_deployment(
+        environment="prod",
+        kind=DeploymentKind.DEPLOY,
+        run_id=run_id,
+        artifact_digest="sha256:" + "1" * 64,
+        release_id="r1",
+        deployed_by="ann",
+    )
     for host in ("web-1", "web-2"):
-        store.set_host_release(environment="prod", host=host, release_id="r1", artifact_digest="sha256:" + "1" * 64,
-                               commit="c" * 40, deployment_id=dep, run_id=run_id)
-        store.record_host(dep, host=host, from_release=None, to_release="r1", state=State.SUCCEEDED, error=None,
-                          duration=0.5)
+        store.set_host_release(
+            environment="prod",
+            host=host,
+            release_id="r1",
+            artifact_digest="sha256:" + "1" * 64,
+            commit="c" * 40,
+            deployment_id=dep,
+            run_id=run_id,
+        )
+        store.record_host(
+            dep, host=host, from_release=None, to_release="r1", state=State.SUCCEEDED, error=None, duration=0.5
+        )
     store.finish_deployment(dep, State.SUCCEEDED)
-    store.set_host_release(environment="prod", host="web-2", release_id="r0", artifact_digest="sha256:" + "0" * 64,
-                           commit="b" * 40, deployment_id=dep, run_id=None)
+    store.set_host_release(
+        environment="prod",
+        host="web-2",
+        release_id="r0",
+        artifact_digest="sha256:" + "0" * 64,
+        commit="b" * 40,
+        deployment_id=dep,
+        run_id=None,
+    )
     rows = {h.host: h.release_id for h in store.host_releases("prod")}
     assert rows == {"web-1": "r1", "web-2": "r0"}
     [d] = store.deployments("prod")

@@ -18,8 +18,10 @@ import pytest
 
 SLIPWAY = str(Path(sys.executable).with_name("slipway"))
 GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-    "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
 }
 
 
@@ -37,10 +39,22 @@ class Project:
     env: dict[str, str]
     ports: dict[str, int] = field(default_factory=dict)
 
-    def slipway(self, *args: str, check: bool = True, timeout: float = 240, extra_env: dict[str, str] | None = None,
-                ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([SLIPWAY, *args], cwd=self.root, env={**self.env, **(extra_env or {})},
-                              capture_output=True, text=True, timeout=timeout, check=False)
+    def slipway(
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 240,
+        extra_env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [SLIPWAY, *args],
+            cwd=self.root,
+            env={**self.env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"slipway {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
@@ -51,8 +65,9 @@ class Project:
     def commit(self, message: str) -> str:
         subprocess.run(["git", "add", "-A"], cwd=self.root, check=True, env=self.env)
         subprocess.run(["git", "commit", "-qm", message], cwd=self.root, check=True, env=self.env)
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=self.root, check=True, env=self.env,
-                              capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=self.root, check=True, env=self.env, capture_output=True, text=True
+        ).stdout.strip()
 
     def edit(self, path: str, old: str, new: str) -> None:
         file = self.root / path

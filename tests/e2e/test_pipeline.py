@@ -32,15 +32,23 @@ def test_one_artifact_travels_to_production_then_rollback(project: Project) -> N
     assert len(digests) == 1 and None not in digests  # dev, staging and production run the same artifact
     assert {env["run_id"] for env in status.values()} == {first}
     release_one = status["production"]["release"]
-    assert status["production"]["hosts"] == [{"name": "production-1", "release": release_one,
-                                              "artifact_digest": status["production"]["artifact_digest"]}]
+    assert status["production"]["hosts"] == [
+        {"name": "production-1", "release": release_one, "artifact_digest": status["production"]["artifact_digest"]}
+    ]
     commit_one = status["production"]["commit"]
     assert health(project.ports["production"])["commit"] == commit_one
 
     # Who approved, and why, is kept with the run.
     [run] = [r for r in project.json("history") if r["id"] == first]
-    assert run["approvals"] == [{"stage": "approve-production", "decision": "approved", "by": "tester",
-                                 "reason": "acceptance passed on staging", "at": run["approvals"][0]["at"]}]
+    assert run["approvals"] == [
+        {
+            "stage": "approve-production",
+            "decision": "approved",
+            "by": "tester",
+            "reason": "acceptance passed on staging",
+            "at": run["approvals"][0]["at"],
+        }
+    ]
     assert all(s["state"] == "succeeded" and s["duration"] is not None for s in run["stages"])
 
     project.edit("app/store.py", "oldest first", "oldest first (v2)")
@@ -59,7 +67,11 @@ def test_one_artifact_travels_to_production_then_rollback(project: Project) -> N
     assert os.readlink(project.root / ".slipway/targets/production/current") == f"releases/{release_one}"
     [latest, *_] = project.json("deployments", "production")
     assert (latest["kind"], latest["state"], latest["release"], latest["reason"]) == (
-        "rollback", "succeeded", release_one, "v2 misbehaves")
+        "rollback",
+        "succeeded",
+        release_one,
+        "v2 misbehaves",
+    )
 
 
 def test_promote_needs_every_earlier_stage_and_never_rebuilds(project: Project) -> None:
@@ -94,8 +106,11 @@ def test_approving_a_run_that_is_not_waiting_is_refused(project: Project) -> Non
 
 
 def test_only_listed_approvers_may_approve(project: Project) -> None:
-    project.edit("slipway.yml", "{name: approve-production, kind: approval}",
-                 "{name: approve-production, kind: approval, approvers: [alice]}")
+    project.edit(
+        "slipway.yml",
+        "{name: approve-production, kind: approval}",
+        "{name: approve-production, kind: approval, approvers: [alice]}",
+    )
     project.commit("only alice approves")
     waiting = project.json("run")
     refused = project.slipway("approve", str(waiting["id"]), "--reason", "me", check=False)
@@ -107,7 +122,11 @@ def test_only_listed_approvers_may_approve(project: Project) -> None:
 def test_a_failing_hook_leaves_current_and_the_store_truthful(project: Project) -> None:
     run_to_production(project)
     before = project.status()["dev"]
-    project.edit("slipway.yml", "    configure:\n", "    configure:\n      - test -n \"$NOPE\" || { echo broken config >&2; exit 3; }\n")
+    project.edit(
+        "slipway.yml",
+        "    configure:\n",
+        '    configure:\n      - test -n "$NOPE" || { echo broken config >&2; exit 3; }\n',
+    )
     project.commit("a broken configure hook")
     failed = project.slipway("run", check=False)
     assert failed.returncode == 6, failed.stderr
@@ -139,8 +158,11 @@ def test_a_failed_verify_reverts_to_the_previous_release(project: Project) -> No
 
 
 def test_missing_secret_fails_before_any_host_is_touched(project: Project) -> None:
-    project.edit("slipway.yml", "    vars: {port: %d}\n" % project.ports["dev"],
-                 "    vars: {port: %d}\n    secrets: {API_TOKEN: {env: WEBAPP_TOKEN}}\n" % project.ports["dev"])
+    project.edit(
+        "slipway.yml",
+        f"    vars: {{port: {project.ports['dev']}}}\n",
+        f"    vars: {{port: {project.ports['dev']}}}\n    secrets: {{API_TOKEN: {{env: WEBAPP_TOKEN}}}}\n",
+    )
     project.commit("dev needs a secret")
     failed = project.slipway("run", check=False)
     assert failed.returncode == 2
@@ -150,9 +172,12 @@ def test_missing_secret_fails_before_any_host_is_touched(project: Project) -> No
 
 def test_secrets_reach_hooks_but_never_logs_or_the_store(project: Project) -> None:
     secret = "tok-3f9a7c1e-very-secret"
-    project.edit("slipway.yml", "    vars: {port: %d}\n" % project.ports["dev"],
-                 "    vars: {port: %d}\n    secrets: {API_TOKEN: {env: WEBAPP_TOKEN}}\n" % project.ports["dev"])
-    project.edit("slipway.yml", "    configure:\n", "    configure:\n      - echo \"token is $API_TOKEN\"\n")
+    project.edit(
+        "slipway.yml",
+        f"    vars: {{port: {project.ports['dev']}}}\n",
+        f"    vars: {{port: {project.ports['dev']}}}\n    secrets: {{API_TOKEN: {{env: WEBAPP_TOKEN}}}}\n",
+    )
+    project.edit("slipway.yml", "    configure:\n", '    configure:\n      - echo "token is $API_TOKEN"\n')
     project.commit("dev uses a secret")
     out = project.slipway("run", extra_env={"WEBAPP_TOKEN": secret})
     assert "token is ***" in out.stdout and secret not in out.stdout + out.stderr
@@ -210,11 +235,11 @@ def test_dry_run_prints_the_plan_and_does_nothing(project: Project) -> None:
 
 
 def test_ctrl_c_cancels_cleanly_and_is_recorded(project: Project) -> None:
-    project.edit("slipway.yml", 'run: "python3 -m unittest discover -s tests/unit -t ."',
-                 'run: "sleep 30"')
+    project.edit("slipway.yml", 'run: "python3 -m unittest discover -s tests/unit -t ."', 'run: "sleep 30"')
     project.commit("a slow test stage")
-    proc = subprocess.Popen([SLIPWAY, "run"], cwd=project.root, env=project.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [SLIPWAY, "run"], cwd=project.root, env=project.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 60
     state_db = project.root / ".slipway/state.db"
     while time.monotonic() < deadline and not (state_db.exists() and "unit-tests" in _running_stage(project)):
@@ -239,7 +264,9 @@ def test_init_writes_a_valid_commented_config(tmp_path: Path) -> None:
     subprocess.run([SLIPWAY, "init", str(tmp_path)], check=True, capture_output=True)
     text = (tmp_path / "slipway.yml").read_text()
     assert text.count("#") > 10
-    out = subprocess.run([SLIPWAY, "--config", str(tmp_path / "slipway.yml"), "validate"], capture_output=True, text=True)
+    out = subprocess.run(
+        [SLIPWAY, "--config", str(tmp_path / "slipway.yml"), "validate"], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     again = subprocess.run([SLIPWAY, "init", str(tmp_path)], capture_output=True, text=True)
     assert again.returncode == 2 and "--force" in again.stderr

@@ -189,9 +189,10 @@ def build_archive(
     """Write the deterministic archive of ``files`` (relative to ``base``) to ``out``; return its manifest."""
     entries: list[FileEntry] = []
     links: list[LinkEntry] = []
-    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6, filename="") as gz, tarfile.open(
-        fileobj=gz, mode="w", format=tarfile.PAX_FORMAT
-    ) as tar:
+    with (
+        gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6, filename="") as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for rel in files:
             src = base / rel
             info = tarfile.TarInfo(check_member_path(rel))
@@ -233,6 +234,8 @@ def iter_archive(path: Path) -> Iterator[tuple[str, tarfile.TarInfo, bytes | Non
                 elif member.isdir():
                     continue
                 else:
-                    raise UnsafeArchive(f"archive member {member.name!r} is a {member.type!r} entry; only files and links are allowed")
+                    raise UnsafeArchive(
+                        f"archive member {member.name!r} is a {member.type!r} entry; only files and links are allowed"
+                    )
     except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
         raise ArtifactError(f"cannot read artifact archive {path}: {exc}") from exc

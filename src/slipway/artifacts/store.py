@@ -57,8 +57,13 @@ class LocalArtifactStore:
         target = self._archive(hexpart)
         target.parent.mkdir(parents=True, exist_ok=True)
         stored = Manifest(
-            project=manifest.project, commit=manifest.commit, built_at=manifest.built_at,
-            files=manifest.files, links=manifest.links, digest=digest, meta=manifest.meta,
+            project=manifest.project,
+            commit=manifest.commit,
+            built_at=manifest.built_at,
+            files=manifest.files,
+            links=manifest.links,
+            digest=digest,
+            meta=manifest.meta,
         )
         if target.exists():
             archive.unlink()  # same bytes are already stored: immutable, keep the first

@@ -32,7 +32,10 @@ from slipway.services.validate import validate_project
 
 T = TypeVar("T")
 cli = typer.Typer(
-    name="slipway", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    name="slipway",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
     help="Build once, deploy the same way everywhere.",
 )
 
@@ -58,8 +61,11 @@ def _open(ctx: typer.Context, *, json_mode: bool = False) -> App:
     o.json = json_mode
     console = out.make_console(stderr=json_mode)
     return open_app(
-        config_path=o.config, observer=out.RichObserver(console), database_url=o.database_url,
-        artifact_dir=o.artifact_dir, actor=o.actor,
+        config_path=o.config,
+        observer=out.RichObserver(console),
+        database_url=o.database_url,
+        artifact_dir=o.artifact_dir,
+        actor=o.actor,
     )
 
 
@@ -75,10 +81,16 @@ def _run_async(app: App, coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
 @cli.callback()
 def main_options(
     ctx: typer.Context,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Path of slipway.yml (default: search upwards).")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Path of slipway.yml (default: search upwards).")
+    ] = None,
     database_url: Annotated[str | None, typer.Option(help="State store URL (overrides SLIPWAY_DATABASE_URL).")] = None,
-    artifact_dir: Annotated[str | None, typer.Option(help="Artifact store directory (overrides SLIPWAY_ARTIFACT_DIR).")] = None,
-    actor: Annotated[str | None, typer.Option("--as", help="Who is acting, for the audit log (overrides SLIPWAY_USER).")] = None,
+    artifact_dir: Annotated[
+        str | None, typer.Option(help="Artifact store directory (overrides SLIPWAY_ARTIFACT_DIR).")
+    ] = None,
+    actor: Annotated[
+        str | None, typer.Option("--as", help="Who is acting, for the audit log (overrides SLIPWAY_USER).")
+    ] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Build once, deploy the same way everywhere."""
@@ -146,8 +158,10 @@ def _dry_run(app: App, commit: str) -> list[str]:
         elif stage.kind.value == "deploy" and stage.environment:
             lines += ["   " + x for x in dry_run_lines(app.config, stage.environment)]
         elif stage.kind.value == "approval":
-            lines.append("   wait for: slipway approve RUN --reason TEXT"
-                         + (f" (approvers: {', '.join(stage.approvers)})" if stage.approvers else ""))
+            lines.append(
+                "   wait for: slipway approve RUN --reason TEXT"
+                + (f" (approvers: {', '.join(stage.approvers)})" if stage.approvers else "")
+            )
         else:
             lines += [f"   $ {c}" for c in stage.run]
     return lines
@@ -161,8 +175,10 @@ def _finish(app: App, outcome: pipeline.RunOutcome, json_out: bool) -> None:
     else:
         console = out.make_console()
         if outcome.state is State.WAITING:
-            console.print(f"[cyan]run {run.id} is waiting for approval[/]: slipway approve {run.id} --reason TEXT "
-                          f"(or slipway reject {run.id} --reason TEXT)")
+            console.print(
+                f"[cyan]run {run.id} is waiting for approval[/]: slipway approve {run.id} --reason TEXT "
+                f"(or slipway reject {run.id} --reason TEXT)"
+            )
         else:
             console.print(f"run {run.id} {outcome.state.value}; artifact {run.artifact_digest or '-'}")
     app.close()
@@ -213,7 +229,9 @@ def promote(
 def rollback(
     ctx: typer.Context,
     environment: Annotated[str, typer.Argument(metavar="ENV")],
-    to: Annotated[str | None, typer.Option("--to", metavar="RELEASE", help="Release id (default: the previous one).")] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", metavar="RELEASE", help="Release id (default: the previous one).")
+    ] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="Why; kept in the audit log.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON on stdout.")] = False,
 ) -> None:
@@ -298,7 +316,9 @@ def logs(
                 current = stage_name
             dur = f"{step.duration:.2f}s" if step.duration is not None else "-"
             code = f" exit {step.exit_code}" if step.exit_code is not None else ""
-            console.print(f"{out.ICONS[step.state]} [magenta]\\[{escape(step.host)}][/] {escape(step.name)} [dim]{dur}{code}[/]")
+            console.print(
+                f"{out.ICONS[step.state]} [magenta]\\[{escape(step.host)}][/] {escape(step.name)} [dim]{dur}{code}[/]"
+            )
             for line in step.log.splitlines():
                 console.print(f"    {escape(line)}")
         if current is None:

@@ -48,7 +48,9 @@ class RichObserver:
     def step_finished(self, host: str, label: str, state: State, exit_code: int | None, duration: float) -> None:
         """Print the step's result."""
         code = f" (exit {exit_code})" if exit_code not in (0, None) else ""
-        self.console.print(f"{ICONS[state]} [magenta]\\[{escape(host)}][/] {escape(label)}{code} [dim]{duration:.2f}s[/]")
+        self.console.print(
+            f"{ICONS[state]} [magenta]\\[{escape(host)}][/] {escape(label)}{code} [dim]{duration:.2f}s[/]"
+        )
 
     def message(self, text: str) -> None:
         """Print a note."""
@@ -58,7 +60,9 @@ class RichObserver:
 def make_console(*, stderr: bool = False) -> Console:
     """A console that does not wrap at 80 columns when the output is a file or a pipe (CI logs)."""
     probe = Console(stderr=stderr)
-    return Console(stderr=stderr, highlight=False, width=None if probe.is_terminal else 160, soft_wrap=not probe.is_terminal)
+    return Console(
+        stderr=stderr, highlight=False, width=None if probe.is_terminal else 160, soft_wrap=not probe.is_terminal
+    )
 
 
 def ago(ts: float | None) -> str:
@@ -74,8 +78,13 @@ def status_table(data: dict[str, Any]) -> Table:
     for env in data["environments"]:
         hosts = ", ".join(f"{h['name']}={h['release'] or '-'}" for h in env["hosts"])
         table.add_row(
-            env["name"], env["release"] or "-", (env["artifact_digest"] or "-")[:19], (env["commit"] or "-")[:12],
-            ago(env["deployed_at"]), str(env["run_id"] or "-"), hosts,
+            env["name"],
+            env["release"] or "-",
+            (env["artifact_digest"] or "-")[:19],
+            (env["commit"] or "-")[:12],
+            ago(env["deployed_at"]),
+            str(env["run_id"] or "-"),
+            hosts,
         )
     return table
 
@@ -87,8 +96,16 @@ def history_table(runs: list[dict[str, Any]]) -> Table:
         table.add_column(col)
     for run in runs:
         stages = " ".join(f"{ICONS[State(s['state'])]}{escape(s['name'])}" for s in run["stages"])
-        table.add_row(str(run["id"]), run["kind"], run["state"], run["commit"][:12], (run["artifact_digest"] or "-")[:19],
-                      ago(run["created_at"]), escape(run["triggered_by"]), stages)
+        table.add_row(
+            str(run["id"]),
+            run["kind"],
+            run["state"],
+            run["commit"][:12],
+            (run["artifact_digest"] or "-")[:19],
+            ago(run["created_at"]),
+            escape(run["triggered_by"]),
+            stages,
+        )
     return table
 
 
@@ -99,6 +116,15 @@ def deployments_table(rows: list[dict[str, Any]]) -> Table:
         table.add_column(col)
     for d in rows:
         dur = f"{d['duration']:.1f}s" if d["duration"] is not None else "-"
-        table.add_row(str(d["id"]), d["environment"], d["kind"], d["release"], d["state"], ago(d["started_at"]), dur,
-                      escape(d["deployed_by"]), escape(d["reason"] or ""))
+        table.add_row(
+            str(d["id"]),
+            d["environment"],
+            d["kind"],
+            d["release"],
+            d["state"],
+            ago(d["started_at"]),
+            dur,
+            escape(d["deployed_by"]),
+            escape(d["reason"] or ""),
+        )
     return table

@@ -53,8 +53,16 @@ class StepRunner:
     masker: Masker
     env: Mapping[str, str] = field(default_factory=dict)
 
-    async def run_command(self, target: Target, label: str, command: str, *, cwd: str | None, timeout: float,
-                          env: Mapping[str, str] | None = None) -> CommandResult:
+    async def run_command(
+        self,
+        target: Target,
+        label: str,
+        command: str,
+        *,
+        cwd: str | None,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
         """Run a shell command as a recorded step; raise CommandFailed on a non-zero exit."""
         shown = self.masker(command)
         step_id = self.store.start_step(self.stage_id, name=self.masker(label), host=target.name, command=shown)
@@ -68,7 +76,9 @@ class StepRunner:
 
         started = time.monotonic()
         try:
-            result = await target.run(command, cwd=cwd, env={**self.env, **(env or {})}, timeout=timeout, on_output=sink)
+            result = await target.run(
+                command, cwd=cwd, env={**self.env, **(env or {})}, timeout=timeout, on_output=sink
+            )
         except asyncio.CancelledError:
             self.store.finish_step(step_id, State.CANCELLED, exit_code=None, log="\n".join(lines))
             self.observer.step_finished(target.name, label, State.CANCELLED, None, time.monotonic() - started)
@@ -82,8 +92,14 @@ class StepRunner:
         self.store.finish_step(step_id, state, exit_code=result.exit_code, log="\n".join(lines))
         self.observer.step_finished(target.name, label, state, result.exit_code, time.monotonic() - started)
         if not result.ok:
-            masked = CommandResult(result.host, shown, result.exit_code, self.masker(result.stdout),
-                                   self.masker(result.stderr), result.duration)
+            masked = CommandResult(
+                result.host,
+                shown,
+                result.exit_code,
+                self.masker(result.stdout),
+                self.masker(result.stderr),
+                result.duration,
+            )
             raise CommandFailed.from_result(masked, what=f"{label.split(':')[0]} hook failed")
         return result
 
@@ -132,7 +148,8 @@ class DeploymentRun:
         """Run the plan; raise DeploymentError (after reverting) if any host fails."""
         known = {h.host: h for h in self.store.host_releases(self.plan.environment)}
         self.before = {h: known.get(h) for h in self.plan.hosts}
-        self.previous = await self._each(self.plan.hosts, lambda t: layout.current_release(t))
+        currents = await self._each(self.plan.hosts, lambda t: layout.current_release(t))
+        self.previous = {h: (str(r) if r else None) for h, r in currents.items()}
         if not self.plan.rollback:
             for phase in PRE_SWITCH:
                 await self._phase(self.plan.hosts, (phase,))
@@ -175,8 +192,9 @@ class DeploymentRun:
                         try:
                             await self._step(target, step)
                         except SlipwayError as exc:
-                            failures[host] = HostOutcome(host, False, step=step.label, error=str(exc),
-                                                         duration=time.monotonic() - started)
+                            failures[host] = HostOutcome(
+                                host, False, step=step.label, error=str(exc), duration=time.monotonic() - started
+                            )
                             return
 
         tasks = [asyncio.ensure_future(one(h)) for h in hosts]
@@ -204,8 +222,9 @@ class DeploymentRun:
             manifest, source = self.manifest, self.source
 
             async def install() -> str:
-                stats = await layout.install_release(target, manifest, release.id, source,
-                                                     shared=self.shared, timeout=step.timeout)
+                stats = await layout.install_release(
+                    target, manifest, release.id, source, shared=self.shared, timeout=step.timeout
+                )
                 if stats.already_installed:
                     return f"release {release.id} already installed: nothing sent"
                 return f"sent {stats.objects_sent} new file contents ({stats.bytes_sent} bytes)"
@@ -217,8 +236,12 @@ class DeploymentRun:
                 await layout.switch_current(target, release.id, timeout=step.timeout)
                 self.switched.append(target.name)
                 self.store.set_host_release(
-                    environment=self.plan.environment, host=target.name, release_id=release.id,
-                    artifact_digest=release.digest, commit=release.commit, deployment_id=self.deployment_id,
+                    environment=self.plan.environment,
+                    host=target.name,
+                    release_id=release.id,
+                    artifact_digest=release.digest,
+                    commit=release.commit,
+                    deployment_id=self.deployment_id,
                     run_id=self.run_id,
                 )
                 return f"current -> releases/{release.id} (was {self.previous.get(target.name) or 'nothing'})"
@@ -226,8 +249,14 @@ class DeploymentRun:
             await self.steps.run_builtin(target, step.label, switch)
         else:
             cwd = target.root if step.phase == "prepare" else rdir
-            await self.steps.run_command(target, step.label, step.command, cwd=cwd, timeout=step.timeout,
-                                         env={"SLIPWAY_RELEASE_DIR": rdir, "SLIPWAY_HOST": target.name})
+            await self.steps.run_command(
+                target,
+                step.label,
+                step.command,
+                cwd=cwd,
+                timeout=step.timeout,
+                env={"SLIPWAY_RELEASE_DIR": rdir, "SLIPWAY_HOST": target.name},
+            )
 
     async def _revert_switched(self) -> None:
         """Put every host this deployment switched back on the release it had."""
@@ -250,20 +279,31 @@ class DeploymentRun:
             async def switch_back() -> str:
                 await layout.switch_current(target, prev_id)
                 self.store.set_host_release(
-                    environment=self.plan.environment, host=host, release_id=prev_id,
-                    artifact_digest=before.artifact_digest, commit=before.commit,
-                    deployment_id=before.deployment_id or self.deployment_id, run_id=before.run_id,
+                    environment=self.plan.environment,
+                    host=host,
+                    release_id=prev_id,
+                    artifact_digest=before.artifact_digest,
+                    commit=before.commit,
+                    deployment_id=before.deployment_id or self.deployment_id,
+                    run_id=before.run_id,
                 )
                 return f"current -> releases/{prev_id} (reverted)"
 
             try:
                 await self.steps.run_builtin(target, "revert: switch-current", switch_back)
                 for step in self.revert_steps(host, before):
-                    await self.steps.run_command(target, f"revert {step.label}", step.command,
-                                                 cwd=layout.release_dir(target, prev_id), timeout=step.timeout)
+                    await self.steps.run_command(
+                        target,
+                        f"revert {step.label}",
+                        step.command,
+                        cwd=layout.release_dir(target, prev_id),
+                        timeout=step.timeout,
+                    )
                 old = self.outcomes.get(host)
                 self.outcomes[host] = HostOutcome(
-                    host, False, step=old.step if old else "reverted",
+                    host,
+                    False,
+                    step=old.step if old else "reverted",
                     error=(old.error + "; " if old else "") + f"reverted to {prev_id}",
                     release=prev_id,
                 )
@@ -278,7 +318,9 @@ class DeploymentRun:
             outcome = self.outcomes.get(host)
             ok = outcome.ok if outcome else state is State.SUCCEEDED
             self.store.record_host(
-                self.deployment_id, host=host, from_release=self.previous.get(host),
+                self.deployment_id,
+                host=host,
+                from_release=self.previous.get(host),
                 to_release=self.plan.release.id,
                 state=State.SUCCEEDED if ok else (State.CANCELLED if state is State.CANCELLED else State.FAILED),
                 error=None if ok or outcome is None else outcome.error,
@@ -294,8 +336,11 @@ async def run_deployment(run: DeploymentRun) -> None:
         run.record_hosts(State.FAILED)
         run.store.finish_deployment(run.deployment_id, State.FAILED, reason=exc.message.splitlines()[0])
         raise DeploymentError(
-            exc.message.splitlines()[0] + (
-                "; hosts already switched were reverted" if any("reverted" in o.error for o in run.outcomes.values()) else ""
+            exc.message.splitlines()[0]
+            + (
+                "; hosts already switched were reverted"
+                if any("reverted" in o.error for o in run.outcomes.values())
+                else ""
             ),
             results=run.outcomes,
             hint=f"'slipway logs {run.run_id}' shows every step's output" if run.run_id else "",

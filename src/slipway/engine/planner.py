@@ -140,7 +140,9 @@ def plan_deployment(
     for phase in phases:
         commands: tuple[Command, ...] = getattr(hooks, phase)
         for host in hosts:
-            ctx = template_context(project=project, environment=environment, env=env, host=host, release=release, url=url)
+            ctx = template_context(
+                project=project, environment=environment, env=env, host=host, release=release, url=url
+            )
             out: list[PlanStep] = []
             if phase == "install":
                 out.append(PlanStep(phase, Action.INSTALL, timeout=project.deploy.timeout))
@@ -170,7 +172,9 @@ def plan_deployment(
 def describe_plan(plan: DeploymentPlan) -> list[str]:
     """Human-readable lines of a plan, for ``--dry-run``."""
     verb = "roll back" if plan.rollback else "deploy"
-    lines = [f"{verb} {plan.environment} to release {plan.release.id} ({plan.release.digest[:19]}, commit {plan.release.commit[:12]})"]
+    lines = [
+        f"{verb} {plan.environment} to release {plan.release.id} ({plan.release.digest[:19]}, commit {plan.release.commit[:12]})"
+    ]
     if not plan.rollback:
         lines.append("  before the switch, on every host, phase by phase:")
         for phase in PRE_SWITCH:

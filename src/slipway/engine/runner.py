@@ -56,7 +56,9 @@ async def drive_run(
             message = str(exc)
             store.set_stage_state(stage.id, State.FAILED, error=message)
             _skip_rest(store, run_id, after=stage.index)
-            store.set_run_state(run_id, State.FAILED, error=f"stage {stage.name} failed: {message.splitlines()[0]}", actor=actor)
+            store.set_run_state(
+                run_id, State.FAILED, error=f"stage {stage.name} failed: {message.splitlines()[0]}", actor=actor
+            )
             observer.stage_finished(stage.name, State.FAILED, time.monotonic() - started, message)
             raise
         store.set_stage_state(stage.id, outcome)

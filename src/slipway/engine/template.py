@@ -59,7 +59,8 @@ def render(template: str, context: Mapping[str, Any], *, shell: bool = True, whe
     except jinja2.UndefinedError as exc:
         names = ", ".join(sorted(context))
         raise ConfigError(
-            f"{exc.message} in {template!r}", key_path=where or None,
+            f"{exc.message} in {template!r}",
+            key_path=where or None,
             hint=f"variables available here: {names}; environment and host values are under 'vars'",
         ) from None
     except jinja2.TemplateSyntaxError as exc:

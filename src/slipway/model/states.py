@@ -51,8 +51,7 @@ def transition(current: State, target: State, *, what: str = "run") -> State:
     if not can_transition(current, target):
         allowed = ", ".join(sorted(s.value for s in _EDGES[current])) or "none (it is final)"
         raise StateError(
-            f"{what} cannot go from {current.value} to {target.value}; allowed from "
-            f"{current.value}: {allowed}"
+            f"{what} cannot go from {current.value} to {target.value}; allowed from {current.value}: {allowed}"
         )
     return target
 

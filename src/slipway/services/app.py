@@ -73,8 +73,12 @@ def open_app(
     path = config_path or find_config(cwd or Path.cwd())
     loaded = load_config(path.resolve())
     settings = Settings.resolve(
-        root=loaded.root, config=loaded.project.store, environ=env,
-        database_url=database_url, artifact_dir=artifact_dir, actor=actor,
+        root=loaded.root,
+        config=loaded.project.store,
+        environ=env,
+        database_url=database_url,
+        artifact_dir=artifact_dir,
+        actor=actor,
     )
     return App(config=loaded, settings=settings, environ=env, observer=observer or NullObserver())
 

@@ -49,20 +49,31 @@ def environment_url(project: Project, environment: str) -> str | None:
     env = project.environments[environment]
     if not env.url:
         return None
-    return render(env.url, {"vars": env.vars, "environment": {"name": environment}}, shell=False,
-                  where=f"environments.{environment}.url")
+    return render(
+        env.url,
+        {"vars": env.vars, "environment": {"name": environment}},
+        shell=False,
+        where=f"environments.{environment}.url",
+    )
 
 
 def _render(template: str, context: dict[str, object], where: str) -> str:
     return render(template, context, shell=True, where=where)
 
 
-def make_plan(loaded: LoadedConfig, environment: str, release: ReleaseInfo, *, rollback: bool = False) -> DeploymentPlan:
+def make_plan(
+    loaded: LoadedConfig, environment: str, release: ReleaseInfo, *, rollback: bool = False
+) -> DeploymentPlan:
     """Plan a deployment of ``release`` to ``environment``."""
     project = loaded.project
     return plan_deployment(
-        project=project, environment=environment, hosts=hosts_of(loaded, environment), release=release,
-        render=_render, url=environment_url(project, environment), rollback=rollback,
+        project=project,
+        environment=environment,
+        hosts=hosts_of(loaded, environment),
+        release=release,
+        render=_render,
+        url=environment_url(project, environment),
+        rollback=rollback,
     )
 
 
@@ -113,12 +124,19 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
     try:
         targets = {t.name: make_target(t, root=loaded.root, environ=app.environ) for t in env.targets}
         deployment_id = store.start_deployment(
-            environment=request.environment, kind=request.kind, run_id=request.run_id,
-            artifact_digest=request.digest, release_id=release_id, deployed_by=app.settings.actor,
+            environment=request.environment,
+            kind=request.kind,
+            run_id=request.run_id,
+            artifact_digest=request.digest,
+            release_id=release_id,
+            deployed_by=app.settings.actor,
             reason=request.reason,
         )
         steps = StepRunner(
-            store=store, stage_id=request.stage_id, observer=app.observer, masker=app.masker,
+            store=store,
+            stage_id=request.stage_id,
+            observer=app.observer,
+            masker=app.masker,
             env={
                 **secrets,
                 "SLIPWAY_ENVIRONMENT": request.environment,
@@ -133,9 +151,16 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
             return await asyncio.to_thread(artifacts.read_objects, request.digest, wanted)
 
         run = DeploymentRun(
-            plan=plan, targets=targets, steps=steps, store=store, deployment_id=deployment_id,
-            run_id=request.run_id, manifest=manifest, source=None if rollback else source,
-            shared=project.deploy.shared, keep_releases=project.deploy.keep_releases,
+            plan=plan,
+            targets=targets,
+            steps=steps,
+            store=store,
+            deployment_id=deployment_id,
+            run_id=request.run_id,
+            manifest=manifest,
+            source=None if rollback else source,
+            shared=project.deploy.shared,
+            keep_releases=project.deploy.keep_releases,
             revert_steps=lambda host, before: revert_steps(loaded, request.environment, host, before),
             parallel=env.parallel,
         )
@@ -150,9 +175,13 @@ def revert_steps(loaded: LoadedConfig, environment: str, host: str, before: Host
     """The activate hooks of the release a host ran before, to restart it after switching back."""
     info = next(h for h in hosts_of(loaded, environment) if h.name == host)
     plan = plan_deployment(
-        project=loaded.project, environment=environment, hosts=[info],
+        project=loaded.project,
+        environment=environment,
+        hosts=[info],
         release=ReleaseInfo(before.release_id, before.artifact_digest, before.commit),
-        render=_render, url=environment_url(loaded.project, environment), rollback=True,
+        render=_render,
+        url=environment_url(loaded.project, environment),
+        rollback=True,
     )
     return [s for s in plan.phase_steps(host, "activate") if s.action is Action.HOOK]
 
@@ -177,14 +206,18 @@ def choose_rollback(app: App, environment: str, to_release: str | None) -> Rollb
             if d.release_id == to_release:
                 return RollbackTarget(d.release_id, d.artifact_digest, _commit_of(app, d.artifact_digest))
         known = ", ".join(dict.fromkeys(d.release_id for d in history)) or "none"
-        raise GateError(f"release {to_release} was never deployed successfully to {environment}",
-                        hint=f"releases deployed there: {known}")
+        raise GateError(
+            f"release {to_release} was never deployed successfully to {environment}",
+            hint=f"releases deployed there: {known}",
+        )
     current = history[0].release_id if history else None
     for d in history:
         if d.release_id != current and d.release_id not in running:
             return RollbackTarget(d.release_id, d.artifact_digest, _commit_of(app, d.artifact_digest))
-    raise GateError(f"{environment} has no earlier release to roll back to",
-                    hint="'slipway deployments " + environment + "' lists what was deployed")
+    raise GateError(
+        f"{environment} has no earlier release to roll back to",
+        hint="'slipway deployments " + environment + "' lists what was deployed",
+    )
 
 
 def _commit_of(app: App, digest: str) -> str:
@@ -206,4 +239,3 @@ async def check_release_present(app: App, loaded: LoadedConfig, environment: str
             f"release {release_id} is no longer installed on {', '.join(missing)}",
             hint="deploy.keep_releases limits how many releases a host keeps; promote that artifact again instead",
         )
-

@@ -67,8 +67,9 @@ class PipelineRun:
         return await drive_run(self.app.store, self.run.id, handlers, self.app.observer, actor=self.app.settings.actor)
 
     def _steps(self, stage: StageRecord, env: dict[str, str] | None = None) -> StepRunner:
-        return StepRunner(store=self.app.store, stage_id=stage.id, observer=self.app.observer,
-                          masker=self.app.masker, env=env or {})
+        return StepRunner(
+            store=self.app.store, stage_id=stage.id, observer=self.app.observer, masker=self.app.masker, env=env or {}
+        )
 
     async def build(self, stage: StageRecord) -> State:
         """Build the run's one artifact, or reuse the one already built for this commit."""
@@ -90,12 +91,19 @@ class PipelineRun:
         fd, tmp_name = tempfile.mkstemp(dir=artifacts.root, prefix=".build-", suffix=".tar.gz")
         tmp = Path(tmp_name)
         with open(fd, "wb") as out:
-            manifest = build_archive(ws, files, out, project=self.project.name, commit=self.run.commit,
-                                     built_at=time.time())
+            manifest = build_archive(
+                ws, files, out, project=self.project.name, commit=self.run.commit, built_at=time.time()
+            )
         stored = artifacts.add(tmp, manifest)
-        store.record_artifact(digest=stored.digest, project=self.project.name, commit=self.run.commit,
-                              built_at=stored.built_at, size=stored.size, file_count=len(stored.files),
-                              run_id=self.run.id)
+        store.record_artifact(
+            digest=stored.digest,
+            project=self.project.name,
+            commit=self.run.commit,
+            built_at=stored.built_at,
+            size=stored.size,
+            file_count=len(stored.files),
+            run_id=self.run.id,
+        )
         store.set_run_artifact(self.run.id, stored.digest)
         self.app.observer.message(f"artifact {stored.digest} ({len(stored.files)} files, {stored.size} bytes)")
         return State.SUCCEEDED
@@ -107,8 +115,9 @@ class PipelineRun:
         context: dict[str, object] = {"project": self.project.name, "commit": self.run.commit, "vars": {}}
         if spec.environment:
             environment = self.project.environments[spec.environment]
-            secrets = resolve_secrets(environment, environment=spec.environment, root=self.loaded.root,
-                                      environ=self.app.environ)
+            secrets = resolve_secrets(
+                environment, environment=spec.environment, root=self.loaded.root, environ=self.app.environ
+            )
             self.app.masker.add(secrets.values())
             url = dep.environment_url(self.project, spec.environment) or ""
             env.update(secrets)
@@ -129,10 +138,17 @@ class PipelineRun:
         if not run.artifact_digest:
             raise StateError(f"run {run.id} has no artifact to deploy: its build stage did not produce one")
         assert stage.environment is not None
-        await dep.deploy(self.app, self.loaded, dep.DeployRequest(
-            environment=stage.environment, digest=run.artifact_digest, run_id=run.id, stage_id=stage.id,
-            commit=run.commit,
-        ))
+        await dep.deploy(
+            self.app,
+            self.loaded,
+            dep.DeployRequest(
+                environment=stage.environment,
+                digest=run.artifact_digest,
+                run_id=run.id,
+                stage_id=stage.id,
+                commit=run.commit,
+            ),
+        )
         return State.SUCCEEDED
 
     async def approval(self, stage: StageRecord) -> State:
@@ -159,16 +175,22 @@ def _create_pipeline_run(app: App, commit: str) -> int:
         export_commit(app.root, commit, ws_probe)
         committed = ws_probe / app.config.path.name
         if not committed.is_file():
-            raise ConfigError(f"commit {commit[:12]} has no {app.config.path.name}",
-                              hint="commit slipway.yml: the pipeline is code and runs as committed")
+            raise ConfigError(
+                f"commit {commit[:12]} has no {app.config.path.name}",
+                hint="commit slipway.yml: the pipeline is code and runs as committed",
+            )
         loaded = load_config(committed)
         text = loaded.text
     finally:
         shutil.rmtree(ws_probe, ignore_errors=True)
     project = loaded.project
     return app.store.create_run(
-        project=project.name, kind=RunKind.PIPELINE, commit=commit, triggered_by=app.settings.actor,
-        config_text=text, config_path=str(app.config.path),
+        project=project.name,
+        kind=RunKind.PIPELINE,
+        commit=commit,
+        triggered_by=app.settings.actor,
+        config_text=text,
+        config_path=str(app.config.path),
         stages=[(s.name, s.kind, s.environment) for s in project.pipeline],
     )
 
@@ -199,8 +221,10 @@ async def approve(app: App, run_id: int, *, reason: str) -> RunOutcome:
     allowed = loaded.project.stage(stage.name).approvers
     actor = app.settings.actor
     if allowed and actor not in allowed and actor.split("@")[0] not in allowed:
-        raise GateError(f"{actor} may not approve {stage.name}; approvers: {', '.join(allowed)}",
-                        hint="ask one of them, or set SLIPWAY_USER when acting for them is allowed")
+        raise GateError(
+            f"{actor} may not approve {stage.name}; approvers: {', '.join(allowed)}",
+            hint="ask one of them, or set SLIPWAY_USER when acting for them is allowed",
+        )
     app.store.add_approval(run_id=run_id, stage_name=stage.name, decision=Decision.APPROVED, by=actor, reason=reason)
     app.store.set_stage_state(stage.id, State.SUCCEEDED)
     app.store.set_run_state(run_id, State.RUNNING, actor=actor)
@@ -235,8 +259,10 @@ def missing_for_promotion(app: App, project: Project, digest: str, environment: 
     """The stages before ``environment``'s deploy stage that this artifact has not passed in any run."""
     index = project.deploy_stage_index(environment)
     if index is None:
-        raise GateError(f"the pipeline has no deploy stage for {environment}",
-                        hint="promotion follows the pipeline: add a deploy stage for it")
+        raise GateError(
+            f"the pipeline has no deploy stage for {environment}",
+            hint="promotion follows the pipeline: add a deploy stage for it",
+        )
     passed: set[str] = set()
     for run in app.store.runs_with_artifact(digest):
         passed |= {s.name for s in run.stages if s.state is State.SUCCEEDED}
@@ -248,12 +274,15 @@ async def promote(app: App, digest: str, *, environment: str) -> RunOutcome:
     digest = normalise_digest(digest)
     project = app.config.project
     if environment not in project.environments:
-        raise ConfigError(f"environment {environment!r} is not defined",
-                          hint="defined: " + ", ".join(sorted(project.environments)))
+        raise ConfigError(
+            f"environment {environment!r} is not defined", hint="defined: " + ", ".join(sorted(project.environments))
+        )
     record = app.store.get_artifact(digest)
     if record is None:
-        raise GateError(f"artifact {digest} was never built by a run of this project",
-                        hint="'slipway history' lists the artifacts that were built")
+        raise GateError(
+            f"artifact {digest} was never built by a run of this project",
+            hint="'slipway history' lists the artifacts that were built",
+        )
     app.artifacts.fetch(digest)
     missing = missing_for_promotion(app, project, digest, environment)
     if missing:
@@ -263,40 +292,64 @@ async def promote(app: App, digest: str, *, environment: str) -> RunOutcome:
         )
     stage_name = f"promote-{environment}"
     run_id = app.store.create_run(
-        project=project.name, kind=RunKind.PROMOTE, commit=record.commit, triggered_by=app.settings.actor,
-        config_text=app.config.text, config_path=str(app.config.path),
-        stages=[(stage_name, StageKind.DEPLOY, environment)], artifact_digest=digest,
+        project=project.name,
+        kind=RunKind.PROMOTE,
+        commit=record.commit,
+        triggered_by=app.settings.actor,
+        config_text=app.config.text,
+        config_path=str(app.config.path),
+        stages=[(stage_name, StageKind.DEPLOY, environment)],
+        artifact_digest=digest,
     )
     return await _drive_single(app, run_id, DeploymentKind.DEPLOY)
 
 
-async def rollback(app: App, environment: str, *, to_release: str | None = None, reason: str | None = None) -> RunOutcome:
+async def rollback(
+    app: App, environment: str, *, to_release: str | None = None, reason: str | None = None
+) -> RunOutcome:
     """Switch every target of ``environment`` back to an earlier release, without rebuilding."""
     project = app.config.project
     if environment not in project.environments:
-        raise ConfigError(f"environment {environment!r} is not defined",
-                          hint="defined: " + ", ".join(sorted(project.environments)))
+        raise ConfigError(
+            f"environment {environment!r} is not defined", hint="defined: " + ", ".join(sorted(project.environments))
+        )
     target = dep.choose_rollback(app, environment, to_release)
     await dep.check_release_present(app, app.config, environment, target.release_id)
     run_id = app.store.create_run(
-        project=project.name, kind=RunKind.ROLLBACK, commit=target.commit, triggered_by=app.settings.actor,
-        config_text=app.config.text, config_path=str(app.config.path),
-        stages=[(f"rollback-{environment}", StageKind.DEPLOY, environment)], artifact_digest=target.digest,
+        project=project.name,
+        kind=RunKind.ROLLBACK,
+        commit=target.commit,
+        triggered_by=app.settings.actor,
+        config_text=app.config.text,
+        config_path=str(app.config.path),
+        stages=[(f"rollback-{environment}", StageKind.DEPLOY, environment)],
+        artifact_digest=target.digest,
     )
     return await _drive_single(app, run_id, DeploymentKind.ROLLBACK, release_id=target.release_id, reason=reason)
 
 
-async def _drive_single(app: App, run_id: int, kind: DeploymentKind, *, release_id: str | None = None,
-                        reason: str | None = None) -> RunOutcome:
+async def _drive_single(
+    app: App, run_id: int, kind: DeploymentKind, *, release_id: str | None = None, reason: str | None = None
+) -> RunOutcome:
     run = app.store.get_run(run_id)
     loaded = app.config_of(run.config_text, run.config_path)
 
     async def handler(stage: StageRecord) -> State:
         assert stage.environment is not None and run.artifact_digest is not None
-        await dep.deploy(app, loaded, dep.DeployRequest(
-            environment=stage.environment, digest=run.artifact_digest, run_id=run_id, stage_id=stage.id,
-            kind=kind, release_id=release_id, commit=run.commit, reason=reason,
-        ))
+        await dep.deploy(
+            app,
+            loaded,
+            dep.DeployRequest(
+                environment=stage.environment,
+                digest=run.artifact_digest,
+                run_id=run_id,
+                stage_id=stage.id,
+                kind=kind,
+                release_id=release_id,
+                commit=run.commit,
+                reason=reason,
+            ),
+        )
         return State.SUCCEEDED
 
     state = await drive_run(app.store, run_id, {StageKind.DEPLOY: handler}, app.observer, actor=app.settings.actor)

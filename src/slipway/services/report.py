@@ -17,20 +17,25 @@ def status(app: App) -> dict[str, Any]:
         hosts = {h.host: h for h in rows if h.environment == name}
         releases = {h.release_id for h in hosts.values()}
         newest = max(hosts.values(), key=lambda h: h.since, default=None)
-        envs.append({
-            "name": name,
-            "release": (next(iter(releases)) if len(releases) == 1 else ("mixed" if releases else None)),
-            "artifact_digest": newest.artifact_digest if newest and len(releases) == 1 else None,
-            "commit": newest.commit if newest and len(releases) == 1 else None,
-            "deployed_at": newest.since if newest else None,
-            "run_id": newest.run_id if newest else None,
-            "deployment_id": newest.deployment_id if newest else None,
-            "hosts": [
-                {"name": t.name, "release": hosts[t.name].release_id if t.name in hosts else None,
-                 "artifact_digest": hosts[t.name].artifact_digest if t.name in hosts else None}
-                for t in env.targets
-            ],
-        })
+        envs.append(
+            {
+                "name": name,
+                "release": (next(iter(releases)) if len(releases) == 1 else ("mixed" if releases else None)),
+                "artifact_digest": newest.artifact_digest if newest and len(releases) == 1 else None,
+                "commit": newest.commit if newest and len(releases) == 1 else None,
+                "deployed_at": newest.since if newest else None,
+                "run_id": newest.run_id if newest else None,
+                "deployment_id": newest.deployment_id if newest else None,
+                "hosts": [
+                    {
+                        "name": t.name,
+                        "release": hosts[t.name].release_id if t.name in hosts else None,
+                        "artifact_digest": hosts[t.name].artifact_digest if t.name in hosts else None,
+                    }
+                    for t in env.targets
+                ],
+            }
+        )
     waiting = [r.id for r in app.store.list_runs(limit=50) if r.state.value == "waiting"]
     return {"project": app.config.project.name, "environments": envs, "waiting_runs": waiting}
 
@@ -49,8 +54,12 @@ def run_dict(run: RunRecord) -> dict[str, Any]:
         "error": run.error,
         "stages": [
             {
-                "name": s.name, "kind": s.kind.value, "environment": s.environment, "state": s.state.value,
-                "started_at": s.started_at, "finished_at": s.finished_at,
+                "name": s.name,
+                "kind": s.kind.value,
+                "environment": s.environment,
+                "state": s.state.value,
+                "started_at": s.started_at,
+                "finished_at": s.finished_at,
                 "duration": (s.finished_at - s.started_at) if s.started_at and s.finished_at else None,
                 "error": s.error,
             }
@@ -76,11 +85,18 @@ def deployments(app: App, environment: str | None, *, limit: int = 20) -> list[d
     """Recent deployments with outcome, duration, reason and per-host results."""
     return [
         {
-            "id": d.id, "environment": d.environment, "kind": d.kind.value, "run_id": d.run_id,
-            "release": d.release_id, "artifact_digest": d.artifact_digest, "state": d.state.value,
-            "started_at": d.started_at, "finished_at": d.finished_at,
+            "id": d.id,
+            "environment": d.environment,
+            "kind": d.kind.value,
+            "run_id": d.run_id,
+            "release": d.release_id,
+            "artifact_digest": d.artifact_digest,
+            "state": d.state.value,
+            "started_at": d.started_at,
+            "finished_at": d.finished_at,
             "duration": (d.finished_at - d.started_at) if d.finished_at else None,
-            "deployed_by": d.deployed_by, "reason": d.reason,
+            "deployed_by": d.deployed_by,
+            "reason": d.reason,
             "hosts": [
                 {"host": h.host, "from": h.from_release, "to": h.to_release, "state": h.state.value, "error": h.error}
                 for h in d.hosts

@@ -31,6 +31,7 @@ def resolve_secrets(env: Environment, *, environment: str, root: Path, environ: 
             except OSError as exc:
                 raise SecretError(
                     f"secret {name} needs file {path}: {exc.strerror}",
-                    key_path=where, hint="create the file (readable only by you) or fix the path",
+                    key_path=where,
+                    hint="create the file (readable only by you) or fix the path",
                 ) from None
     return values

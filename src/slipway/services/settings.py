@@ -39,16 +39,13 @@ class Settings:
         """Apply the precedence rule; relative paths are relative to the project root."""
         state = root / STATE_DIR
         config = config or StoreSpec()
-        url = (
-            database_url
-            or environ.get(ENV_DATABASE_URL)
-            or config.url
-            or f"sqlite:///{state / 'state.db'}"
-        )
+        url = database_url or environ.get(ENV_DATABASE_URL) or config.url or f"sqlite:///{state / 'state.db'}"
         adir = artifact_dir or environ.get(ENV_ARTIFACT_DIR) or config.artifacts or str(state / "artifacts")
         who = actor or environ.get(ENV_USER) or _login_name(environ)
         path = Path(adir)
-        return cls(database_url=url, artifact_dir=path if path.is_absolute() else root / path, actor=who, state_dir=state)
+        return cls(
+            database_url=url, artifact_dir=path if path.is_absolute() else root / path, actor=who, state_dir=state
+        )
 
 
 def _login_name(environ: Mapping[str, str]) -> str:

@@ -21,8 +21,9 @@ def validate_project(loaded: LoadedConfig) -> str:
         try:
             make_plan(loaded, name, placeholder)
         except ConfigError as exc:
-            raise ConfigError(f"environment {name}: {exc.reason}", file=str(loaded.path), key_path=exc.key_path,
-                              hint=exc.hint) from None
+            raise ConfigError(
+                f"environment {name}: {exc.reason}", file=str(loaded.path), key_path=exc.key_path, hint=exc.hint
+            ) from None
     for i, stage in enumerate(project.pipeline):
         context: dict[str, object] = {"project": project.name, "commit": placeholder.commit, "vars": {}}
         if stage.environment:
@@ -35,5 +36,7 @@ def validate_project(loaded: LoadedConfig) -> str:
             except ConfigError as exc:
                 raise loaded.error(exc.reason, ("pipeline", i, "run", j), hint=exc.hint) from None
     secrets = sum(len(e.secrets) for e in project.environments.values())
-    return (f"{len(project.environments)} environment(s), {len(project.pipeline)} stage(s), "
-            f"{sum(len(e.targets) for e in project.environments.values())} target(s), {secrets} secret reference(s)")
+    return (
+        f"{len(project.environments)} environment(s), {len(project.pipeline)} stage(s), "
+        f"{sum(len(e.targets) for e in project.environments.values())} target(s), {secrets} secret reference(s)"
+    )

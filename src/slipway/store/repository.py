@@ -15,11 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, delete, event, select, text
+from sqlalchemy import create_engine, delete, event, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,13 +28,18 @@ from slipway.store import schema as t
 T = TypeVar("T")
 ALEMBIC_DIR = Path(__file__).parent / "alembic"
 VERSION_TABLE = "slipway_store_version"
+#: The newest revision in alembic/versions. Checked against Alembic by a test, so that opening an
+#: up-to-date store does not have to import Alembic (it costs most of a CLI command's start-up time).
+HEAD_REVISION = "0001"
 SCHEMA_LOCK_KEY = 0x51195A7
 #: Alembic's context is module state: one upgrade at a time per process.
 _UPGRADE_LOCK = threading.Lock()
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine) -> Any:
     """An Alembic config pointing at the packaged migrations."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(ALEMBIC_DIR))
     cfg.attributes["engine"] = engine
@@ -89,16 +90,25 @@ class Store:
 
     def upgrade(self) -> None:
         """Bring the schema to the newest revision (idempotent, safe when several processes start at once)."""
-        cfg = alembic_config(self.engine)
-        head = ScriptDirectory.from_config(cfg).get_current_head()
+        if self.revision() == HEAD_REVISION:
+            return
+        from alembic import command
+
         with _UPGRADE_LOCK, self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # Two processes opening a fresh database must not both create the tables.
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
-            if MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision() == head:
-                return
+            cfg = alembic_config(self.engine)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at (None for an empty database)."""
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(VERSION_TABLE):
+                return None
+            row = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).first()
+            return str(row[0]) if row else None
 
     def close(self) -> None:
         """Release all connections."""
@@ -134,14 +144,24 @@ class Store:
         now = self._now()
         with self._tx() as s:
             run = t.Run(
-                project=project, kind=kind.value, commit=commit, state=State.PENDING.value,
-                artifact_digest=artifact_digest, triggered_by=triggered_by, created_at=now,
-                config_text=config_text, config_path=config_path,
+                project=project,
+                kind=kind.value,
+                commit=commit,
+                state=State.PENDING.value,
+                artifact_digest=artifact_digest,
+                triggered_by=triggered_by,
+                created_at=now,
+                config_text=config_text,
+                config_path=config_path,
             )
             s.add(run)
             s.flush()
             for i, (name, skind, env) in enumerate(stages):
-                s.add(t.Stage(run_id=run.id, idx=i, name=name, kind=skind.value, environment=env, state=State.PENDING.value))
+                s.add(
+                    t.Stage(
+                        run_id=run.id, idx=i, name=name, kind=skind.value, environment=env, state=State.PENDING.value
+                    )
+                )
             self._audit(s, triggered_by, f"run.create.{kind.value}", f"run {run.id}", {"commit": commit})
             return run.id
 
@@ -210,8 +230,13 @@ class Store:
         """Record a step that starts now."""
         with self._tx() as s:
             step = t.Step(
-                stage_id=stage_id, name=name, host=host, command=command,
-                state=State.RUNNING.value, started_at=self._now(), log="",
+                stage_id=stage_id,
+                name=name,
+                host=host,
+                command=command,
+                state=State.RUNNING.value,
+                started_at=self._now(),
+                log="",
             )
             s.add(step)
             s.flush()
@@ -242,13 +267,23 @@ class Store:
             return [(name, _step_record(step)) for name, step in s.execute(q).all()]
 
     # ---- artifacts --------------------------------------------------------------------------------
-    def record_artifact(self, *, digest: str, project: str, commit: str, built_at: float, size: int,
-                        file_count: int, run_id: int | None) -> None:
+    def record_artifact(
+        self, *, digest: str, project: str, commit: str, built_at: float, size: int, file_count: int, run_id: int | None
+    ) -> None:
         """Remember an artifact (idempotent: the first record of a digest wins)."""
         with self._tx() as s:
             if s.get(t.Artifact, digest) is None:
-                s.add(t.Artifact(digest=digest, project=project, commit=commit, built_at=built_at,
-                                 size=size, file_count=file_count, run_id=run_id))
+                s.add(
+                    t.Artifact(
+                        digest=digest,
+                        project=project,
+                        commit=commit,
+                        built_at=built_at,
+                        size=size,
+                        file_count=file_count,
+                        run_id=run_id,
+                    )
+                )
 
     def get_artifact(self, digest: str) -> rec.ArtifactRecord | None:
         """The artifact record, or None."""
@@ -260,7 +295,8 @@ class Store:
         """The artifact already built for this commit, if any: build once per commit."""
         with self._tx() as s:
             a = s.scalars(
-                select(t.Artifact).where(t.Artifact.project == project, t.Artifact.commit == commit)
+                select(t.Artifact)
+                .where(t.Artifact.project == project, t.Artifact.commit == commit)
                 .order_by(t.Artifact.built_at)
             ).first()
             return _artifact_record(a) if a else None
@@ -272,17 +308,39 @@ class Store:
         return [self.get_run(i) for i in ids]
 
     # ---- deployments ------------------------------------------------------------------------------
-    def start_deployment(self, *, environment: str, kind: DeploymentKind, run_id: int | None,
-                         artifact_digest: str, release_id: str, deployed_by: str, reason: str | None = None) -> int:
+    def start_deployment(
+        self,
+        *,
+        environment: str,
+        kind: DeploymentKind,
+        run_id: int | None,
+        artifact_digest: str,
+        release_id: str,
+        deployed_by: str,
+        reason: str | None = None,
+    ) -> int:
         """Record a deployment that starts now."""
         with self._tx() as s:
-            d = t.Deployment(environment=environment, kind=kind.value, run_id=run_id,
-                             artifact_digest=artifact_digest, release_id=release_id,
-                             state=State.RUNNING.value, started_at=self._now(), deployed_by=deployed_by, reason=reason)
+            d = t.Deployment(
+                environment=environment,
+                kind=kind.value,
+                run_id=run_id,
+                artifact_digest=artifact_digest,
+                release_id=release_id,
+                state=State.RUNNING.value,
+                started_at=self._now(),
+                deployed_by=deployed_by,
+                reason=reason,
+            )
             s.add(d)
             s.flush()
-            self._audit(s, deployed_by, f"deployment.{kind.value}", f"environment {environment}",
-                        {"deployment": d.id, "release": release_id, "artifact": artifact_digest, "run": run_id})
+            self._audit(
+                s,
+                deployed_by,
+                f"deployment.{kind.value}",
+                f"environment {environment}",
+                {"deployment": d.id, "release": release_id, "artifact": artifact_digest, "run": run_id},
+            )
             return d.id
 
     def finish_deployment(self, deployment_id: int, state: State, *, reason: str | None = None) -> None:
@@ -295,18 +353,50 @@ class Store:
             d.finished_at = self._now()
             if reason:
                 d.reason = reason
-            self._audit(s, d.deployed_by, f"deployment.{state.value}", f"environment {d.environment}",
-                        {"deployment": d.id, "reason": reason})
+            self._audit(
+                s,
+                d.deployed_by,
+                f"deployment.{state.value}",
+                f"environment {d.environment}",
+                {"deployment": d.id, "reason": reason},
+            )
 
-    def record_host(self, deployment_id: int, *, host: str, from_release: str | None, to_release: str,
-                    state: State, error: str | None, duration: float | None) -> None:
+    def record_host(
+        self,
+        deployment_id: int,
+        *,
+        host: str,
+        from_release: str | None,
+        to_release: str,
+        state: State,
+        error: str | None,
+        duration: float | None,
+    ) -> None:
         """Record what a deployment did on one host."""
         with self._tx() as s:
-            s.add(t.DeploymentHost(deployment_id=deployment_id, host=host, from_release=from_release,
-                                   to_release=to_release, state=state.value, error=error, duration=duration))
+            s.add(
+                t.DeploymentHost(
+                    deployment_id=deployment_id,
+                    host=host,
+                    from_release=from_release,
+                    to_release=to_release,
+                    state=state.value,
+                    error=error,
+                    duration=duration,
+                )
+            )
 
-    def set_host_release(self, *, environment: str, host: str, release_id: str, artifact_digest: str,
-                         commit: str, deployment_id: int, run_id: int | None) -> None:
+    def set_host_release(
+        self,
+        *,
+        environment: str,
+        host: str,
+        release_id: str,
+        artifact_digest: str,
+        commit: str,
+        deployment_id: int,
+        run_id: int | None,
+    ) -> None:
         """Say which release a host runs from now on (called right after its ``current`` moved)."""
         with self._tx() as s:
             row = s.get(t.HostRelease, (environment, host))
@@ -327,8 +417,9 @@ class Store:
             if environment:
                 q = q.where(t.HostRelease.environment == environment)
             return [
-                rec.HostRelease(r.environment, r.host, r.release_id, r.artifact_digest, r.commit, r.since,
-                                r.deployment_id, r.run_id)
+                rec.HostRelease(
+                    r.environment, r.host, r.release_id, r.artifact_digest, r.commit, r.since, r.deployment_id, r.run_id
+                )
                 for r in s.scalars(q).all()
             ]
 
@@ -340,22 +431,43 @@ class Store:
                 q = q.where(t.Deployment.environment == environment)
             out = []
             for d in s.scalars(q).all():
-                hosts = s.scalars(select(t.DeploymentHost).where(t.DeploymentHost.deployment_id == d.id)
-                                  .order_by(t.DeploymentHost.host)).all()
-                out.append(rec.DeploymentRecord(
-                    d.id, d.environment, DeploymentKind(d.kind), d.run_id, d.artifact_digest, d.release_id,
-                    State(d.state), d.started_at, d.finished_at, d.deployed_by, d.reason,
-                    tuple(rec.HostDeployment(h.host, h.from_release, h.to_release, State(h.state), h.error, h.duration)
-                          for h in hosts),
-                ))
+                hosts = s.scalars(
+                    select(t.DeploymentHost)
+                    .where(t.DeploymentHost.deployment_id == d.id)
+                    .order_by(t.DeploymentHost.host)
+                ).all()
+                out.append(
+                    rec.DeploymentRecord(
+                        d.id,
+                        d.environment,
+                        DeploymentKind(d.kind),
+                        d.run_id,
+                        d.artifact_digest,
+                        d.release_id,
+                        State(d.state),
+                        d.started_at,
+                        d.finished_at,
+                        d.deployed_by,
+                        d.reason,
+                        tuple(
+                            rec.HostDeployment(
+                                h.host, h.from_release, h.to_release, State(h.state), h.error, h.duration
+                            )
+                            for h in hosts
+                        ),
+                    )
+                )
             return out
 
     # ---- approvals and audit ----------------------------------------------------------------------
     def add_approval(self, *, run_id: int, stage_name: str, decision: Decision, by: str, reason: str) -> None:
         """Record who decided what on a gate, and why."""
         with self._tx() as s:
-            s.add(t.Approval(run_id=run_id, stage_name=stage_name, decision=decision.value, by=by,
-                             reason=reason, at=self._now()))
+            s.add(
+                t.Approval(
+                    run_id=run_id, stage_name=stage_name, decision=decision.value, by=by, reason=reason, at=self._now()
+                )
+            )
             self._audit(s, by, f"approval.{decision.value}", f"run {run_id}", {"stage": stage_name, "reason": reason})
 
     def approvals(self, run_id: int | None = None) -> list[rec.ApprovalRecord]:
@@ -364,8 +476,10 @@ class Store:
             q = select(t.Approval).order_by(t.Approval.id)
             if run_id is not None:
                 q = q.where(t.Approval.run_id == run_id)
-            return [rec.ApprovalRecord(a.id, a.run_id, a.stage_name, Decision(a.decision), a.by, a.reason, a.at)
-                    for a in s.scalars(q).all()]
+            return [
+                rec.ApprovalRecord(a.id, a.run_id, a.stage_name, Decision(a.decision), a.by, a.reason, a.at)
+                for a in s.scalars(q).all()
+            ]
 
     def audit(self, actor: str, action: str, subject: str, detail: dict[str, Any] | None = None) -> None:
         """Append to the audit log."""
@@ -373,8 +487,15 @@ class Store:
             self._audit(s, actor, action, subject, detail or {})
 
     def _audit(self, s: Session, actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:
-        s.add(t.Audit(at=self._now(), actor=actor, action=action, subject=subject,
-                      detail=json.dumps(detail, sort_keys=True, default=str)))
+        s.add(
+            t.Audit(
+                at=self._now(),
+                actor=actor,
+                action=action,
+                subject=subject,
+                detail=json.dumps(detail, sort_keys=True, default=str),
+            )
+        )
 
     def audit_log(self, *, limit: int = 100) -> list[rec.AuditRecord]:
         """The newest audit entries first."""
@@ -416,20 +537,49 @@ class Store:
 
 def _run_record(run: t.Run, stages: Sequence[t.Stage]) -> rec.RunRecord:
     return rec.RunRecord(
-        id=run.id, project=run.project, kind=RunKind(run.kind), commit=run.commit, state=State(run.state),
-        artifact_digest=run.artifact_digest, triggered_by=run.triggered_by, created_at=run.created_at,
-        finished_at=run.finished_at, config_text=run.config_text, config_path=run.config_path, error=run.error,
+        id=run.id,
+        project=run.project,
+        kind=RunKind(run.kind),
+        commit=run.commit,
+        state=State(run.state),
+        artifact_digest=run.artifact_digest,
+        triggered_by=run.triggered_by,
+        created_at=run.created_at,
+        finished_at=run.finished_at,
+        config_text=run.config_text,
+        config_path=run.config_path,
+        error=run.error,
         stages=tuple(
-            rec.StageRecord(st.id, st.run_id, st.idx, st.name, StageKind(st.kind), st.environment, State(st.state),
-                            st.started_at, st.finished_at, st.error)
+            rec.StageRecord(
+                st.id,
+                st.run_id,
+                st.idx,
+                st.name,
+                StageKind(st.kind),
+                st.environment,
+                State(st.state),
+                st.started_at,
+                st.finished_at,
+                st.error,
+            )
             for st in stages
         ),
     )
 
 
 def _step_record(step: t.Step) -> rec.StepRecord:
-    return rec.StepRecord(step.id, step.stage_id, step.name, step.host, step.command, State(step.state),
-                          step.exit_code, step.started_at, step.finished_at, step.log)
+    return rec.StepRecord(
+        step.id,
+        step.stage_id,
+        step.name,
+        step.host,
+        step.command,
+        State(step.state),
+        step.exit_code,
+        step.started_at,
+        step.finished_at,
+        step.log,
+    )
 
 
 def _artifact_record(a: t.Artifact) -> rec.ArtifactRecord:

@@ -7,6 +7,7 @@ behave the same here and on a fleet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import tempfile
@@ -43,7 +44,9 @@ class LocalTarget:
         started = time.monotonic()
         try:
             proc = await asyncio.create_subprocess_exec(
-                "sh", "-c", command,
+                "sh",
+                "-c",
+                command,
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -69,15 +72,21 @@ class LocalTarget:
             await _finish(readers)
             raise CommandTimeout(
                 f"command timed out after {timeout:g}s and was stopped: {command}",
-                host=self.name, command=command, stderr_tail="\n".join(err[-10:]),
+                host=self.name,
+                command=command,
+                stderr_tail="\n".join(err[-10:]),
             ) from None
         except asyncio.CancelledError:
             _kill_group(proc.pid)
             raise
         await _finish(readers)
         return CommandResult(
-            host=self.name, command=command, exit_code=proc.returncode or 0,
-            stdout="\n".join(out), stderr="\n".join(err), duration=time.monotonic() - started,
+            host=self.name,
+            command=command,
+            exit_code=proc.returncode or 0,
+            stdout="\n".join(out),
+            stderr="\n".join(err),
+            duration=time.monotonic() - started,
         )
 
     async def put(self, data: bytes, path: str, *, mode: int = 0o644) -> None:
@@ -138,7 +147,5 @@ async def _finish(tasks: list[asyncio.Task[None]]) -> None:
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

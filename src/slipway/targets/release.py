@@ -119,7 +119,7 @@ async def upload_objects(
         f"rm -rf {quote(incoming)} && mkdir -p {quote(incoming)} && cd {quote(incoming)} && "
         "tar -x --no-same-owner -f - && "
         "find . -type f -exec sha256sum {} + | "
-        "awk '{ n = substr($2, 3); if (index(n, $1 \"-\") != 1) { print \"bad object \" n; bad = 1 } } END { exit bad }' && "
+        'awk \'{ n = substr($2, 3); if (index(n, $1 "-") != 1) { print "bad object " n; bad = 1 } } END { exit bad }\' && '
         f"find . -type f -exec mv -f -t {quote(objects)} {{}} + ; rc=$?; cd / && rm -rf {quote(incoming)}; exit $rc"
     )
     result = await target.run(script, stdin=buf.getvalue(), timeout=timeout)
@@ -248,9 +248,7 @@ async def prune_releases(target: Target, keep: int, protect: Sequence[str], *, t
         paths = " ".join(quote(f"releases/{r}") for r in doomed)
         await target.run(f"cd {quote(target.root)} && rm -rf -- {paths}", timeout=timeout)
     # An object no release links to has a link count of 1: nothing needs it any more.
-    await target.run(
-        f"find {quote(target.root + '/' + OBJECTS)} -type f -links 1 -delete", timeout=timeout
-    )
+    await target.run(f"find {quote(target.root + '/' + OBJECTS)} -type f -links 1 -delete", timeout=timeout)
     return doomed
 
 
@@ -261,6 +259,8 @@ def require_ok(results: dict[str, BaseException | None], what: str) -> None:
         raise TargetError(f"{what} failed on {', '.join(sorted(failed))}")
 
 
-async def run_checked(target: Target, command: str, *, what: str, timeout: float, on_output: OutputSink | None = None) -> CommandResult:
+async def run_checked(
+    target: Target, command: str, *, what: str, timeout: float, on_output: OutputSink | None = None
+) -> CommandResult:
     """Run a command and raise CommandFailed (with its evidence) on a non-zero exit."""
     return _check(await target.run(command, timeout=timeout, on_output=on_output), what)

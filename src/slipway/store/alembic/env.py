@@ -9,7 +9,10 @@ from slipway.store.schema import Base
 VERSION_TABLE = "slipway_store_version"  # the same name as slipway.store.repository.VERSION_TABLE
 
 connection = context.config.attributes["connection"]
-context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True,
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=True,
     version_table=VERSION_TABLE,
 )
 with context.begin_transaction():

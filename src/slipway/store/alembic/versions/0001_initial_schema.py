@@ -123,9 +123,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("deployment_hosts", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_deployment_hosts_deployment_id"), ["deployment_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_deployment_hosts_deployment_id"), ["deployment_id"], unique=False)
 
     op.create_table(
         "stages",

@@ -32,16 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shlex
-import tempfile
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from slipway.clock import SystemClock
 from slipway.errors import (
     CommandFailed,
     CommandResult,
@@ -49,8 +47,9 @@ from slipway.errors import (
     DeploymentError,
     TargetError,
 )
-from slipway.ports import Clock, OutputSink, Target
+from slipway.ports import Clock, Target
 from slipway.routers.base import Backend, RouterState, check_name
+from slipway.targets.local import LocalTarget
 
 log = logging.getLogger(__name__)
 
@@ -108,101 +107,6 @@ def parse_state(text: str) -> RouterState:
     raise DeploymentError("the include file has no slipway-state line: it was not written by Slipway")
 
 
-class LocalShell:
-    """A minimal :class:`~slipway.ports.Target` for an nginx on this machine (run, put, read)."""
-
-    def __init__(self, name: str = "localhost") -> None:
-        self.name = name
-        self.root = "/"
-
-    async def run(
-        self,
-        command: str,
-        *,
-        stdin: bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        timeout: float | None = None,
-        on_output: OutputSink | None = None,
-    ) -> CommandResult:
-        """Run ``command`` with ``sh -c`` and collect its output; stop it after ``timeout`` seconds."""
-        started = time.monotonic()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                "sh", "-c", command,
-                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=cwd,
-                env={**os.environ, **(env or {})},
-            )
-        except OSError as exc:
-            raise TargetError(f"cannot start command: {exc}", host=self.name, command=command) from exc
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise CommandTimeout(
-                f"command did not finish within {timeout}s", host=self.name, command=command
-            ) from None
-        result = CommandResult(
-            host=self.name,
-            command=command,
-            exit_code=proc.returncode if proc.returncode is not None else -1,
-            stdout=out.decode(errors="replace"),
-            stderr=err.decode(errors="replace"),
-            duration=time.monotonic() - started,
-        )
-        if on_output is not None:
-            for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):
-                for line in text.splitlines():
-                    on_output(stream, line)
-        return result
-
-    async def put(self, data: bytes, path: str, *, mode: int = 0o644) -> None:
-        """Write ``data`` to ``path`` atomically: a temp file in the same directory, then rename."""
-        try:
-            await asyncio.to_thread(_write_atomically, Path(path), data, mode)
-        except OSError as exc:
-            raise TargetError(f"cannot write {path}: {exc}", host=self.name) from exc
-
-    async def read(self, path: str) -> bytes:
-        """Read ``path``; raises TargetError if it cannot be read."""
-        try:
-            return await asyncio.to_thread(Path(path).read_bytes)
-        except OSError as exc:
-            raise TargetError(f"cannot read {path}: {exc}", host=self.name) from exc
-
-    async def close(self) -> None:
-        """Nothing to release."""
-
-
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-class _MonotonicClock:
-    def now(self) -> float:
-        return time.time()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
 class NginxRouterConfig(BaseModel):
     """``router: {kind: nginx, ...}`` in an environment of slipway.yml."""
 
@@ -255,8 +159,8 @@ class NginxRouter:
         self.reload_timeout = reload_timeout
         self.command_timeout = command_timeout
         self.poll_interval = poll_interval
-        self.target: Target = target if target is not None else LocalShell()
-        self.clock: Clock = clock if clock is not None else _MonotonicClock()
+        self.target: Target = target if target is not None else LocalTarget("localhost", "/")
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self._lock = asyncio.Lock()
 
     @classmethod

@@ -74,7 +74,7 @@ class LocalTarget:
                 f"command timed out after {timeout:g}s and was stopped: {command}",
                 host=self.name,
                 command=command,
-                stderr_tail="\n".join(err[-10:]),
+                stderr_tail="".join(err[-10:]).rstrip("\n"),
             ) from None
         except asyncio.CancelledError:
             _kill_group(proc.pid)
@@ -84,8 +84,8 @@ class LocalTarget:
             host=self.name,
             command=command,
             exit_code=proc.returncode or 0,
-            stdout="\n".join(out),
-            stderr="\n".join(err),
+            stdout="".join(out),
+            stderr="".join(err),
             duration=time.monotonic() - started,
         )
 
@@ -120,10 +120,10 @@ async def _pump(stream: asyncio.StreamReader | None, name: str, sink: list[str],
         raw = await stream.readline()
         if not raw:
             return
-        line = raw.decode("utf-8", "replace").rstrip("\n")
-        sink.append(line)
+        text = raw.decode("utf-8", "replace")
+        sink.append(text)  # exactly what the command printed, newlines included
         if on_output is not None:
-            on_output(name, line)
+            on_output(name, text.rstrip("\n"))
 
 
 async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:

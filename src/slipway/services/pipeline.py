@@ -18,7 +18,9 @@ from slipway.errors import ConfigError, GateError, StateError
 from slipway.model.config import Project
 from slipway.model.records import RunRecord, StageRecord
 from slipway.model.states import Decision, DeploymentKind, RunKind, StageKind, State
+from slipway.services import checks
 from slipway.services import deployments as dep
+from slipway.services import migrations as database
 from slipway.services.app import App
 from slipway.services.secrets import resolve_secrets
 from slipway.targets.local import LocalTarget
@@ -63,6 +65,7 @@ class PipelineRun:
             StageKind.POST_DEPLOY: self.commands,
             StageKind.DEPLOY: self.deploy,
             StageKind.APPROVAL: self.approval,
+            StageKind.LOAD_TEST: self.load_test,
         }
         return await drive_run(self.app.store, self.run.id, handlers, self.app.observer, actor=self.app.settings.actor)
 
@@ -83,9 +86,8 @@ class PipelineRun:
         ws = workspace(self.app, self.run)
         builder = LocalTarget("build", ws, base_env=self.app.environ)
         steps = self._steps(stage, {"SLIPWAY_COMMIT": self.run.commit})
-        for i, command in enumerate(self.project.artifact.build):
+        for command in self.project.artifact.build:
             await steps.run_command(builder, f"build: {command}", command, cwd=str(ws), timeout=3600)
-            _ = i
         files = collect_files(ws, self.project.artifact.paths, self.project.artifact.exclude)
         artifacts.root.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=artifacts.root, prefix=".build-", suffix=".tar.gz")
@@ -150,6 +152,10 @@ class PipelineRun:
             ),
         )
         return State.SUCCEEDED
+
+    async def load_test(self, stage: StageRecord) -> State:
+        """Send a bounded load at the environment; the figures are stored as the stage's step."""
+        return await checks.load_test_stage(self.app, self.loaded, stage, commit=self.run.commit)
 
     async def approval(self, stage: StageRecord) -> State:
         """Park the run until somebody approves or rejects it."""
@@ -315,6 +321,7 @@ async def rollback(
         )
     target = dep.choose_rollback(app, environment, to_release)
     await dep.check_release_present(app, app.config, environment, target.release_id)
+    await database.check_rollback(app, app.config, environment, digest=target.digest, release=target.release_id)
     run_id = app.store.create_run(
         project=project.name,
         kind=RunKind.ROLLBACK,

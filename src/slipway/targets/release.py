@@ -26,8 +26,8 @@ from pathlib import PurePosixPath
 from shlex import quote
 
 from slipway.artifacts.archive import Manifest, check_member_path
-from slipway.errors import CommandFailed, CommandResult, DeploymentError, TargetError
-from slipway.ports import OutputSink, Target
+from slipway.errors import CommandFailed, CommandResult, DeploymentError
+from slipway.ports import Target
 
 MARKER = ".slipway-release"
 OBJECTS = ".slipway/objects"
@@ -83,9 +83,18 @@ async def release_exists(target: Target, release_id: str, *, timeout: float = 60
     return result.ok
 
 
-async def missing_objects(target: Target, manifest: Manifest, *, timeout: float) -> set[str]:
-    """Ask the host, in one round trip, which contents of ``manifest`` it lacks (by object name)."""
-    names = sorted({f.object_name for f in manifest.files})
+def _under(path: str, shared: Sequence[str]) -> bool:
+    return any(path == s or path.startswith(s + "/") for s in shared)
+
+
+async def missing_objects(
+    target: Target, manifest: Manifest, *, timeout: float, shared: Sequence[str] = ()
+) -> set[str]:
+    """Ask the host, in one round trip, which contents of ``manifest`` it lacks (by object name).
+
+    Files under a shared directory are replaced by the link to ``shared/``, so they are never needed.
+    """
+    names = sorted({f.object_name for f in manifest.files if not _under(f.path, shared)})
     script = f'cd {quote(target.root + "/" + OBJECTS)} && while read -r n; do [ -e "$n" ] || echo "$n"; done'
     result = _check(
         await target.run(script, stdin=("\n".join(names) + "\n").encode(), timeout=timeout),
@@ -135,7 +144,7 @@ def link_tar(manifest: Manifest, release_id: str, shared: Sequence[str]) -> byte
     shared_set = [check_member_path(s) for s in shared]
 
     def under_shared(path: str) -> bool:
-        return any(path == s or path.startswith(s + "/") for s in shared_set)
+        return _under(path, shared_set)
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
@@ -184,7 +193,7 @@ async def build_release(
     """Build ``releases/<id>`` from the object store; it appears only once complete."""
     final = release_dir(target, release_id)
     partial = final + ".partial"
-    expected = 1 + sum(1 for f in manifest.files if not any(f.path == s or f.path.startswith(s + "/") for s in shared))
+    expected = 1 + sum(1 for f in manifest.files if not _under(f.path, shared))
     script = (
         f"cd {quote(target.root)} && rm -rf {quote(partial)} && tar -x --no-same-owner -f - && "
         f'n=$(find {quote(partial)} -type f | wc -l) && if [ "$n" -ne {expected} ]; then '
@@ -211,7 +220,7 @@ async def install_release(
     await prepare_layout(target, shared, timeout=timeout)
     if await release_exists(target, release_id, timeout=timeout):
         return InstallStats(0, 0, already_installed=True)
-    missing = await missing_objects(target, manifest, timeout=timeout)
+    missing = await missing_objects(target, manifest, timeout=timeout, shared=shared)
     count, sent = await upload_objects(target, manifest, missing, source, release_id=release_id, timeout=timeout)
     await build_release(target, manifest, release_id, shared, timeout=timeout)
     return InstallStats(count, sent, already_installed=False)
@@ -250,17 +259,3 @@ async def prune_releases(target: Target, keep: int, protect: Sequence[str], *, t
     # An object no release links to has a link count of 1: nothing needs it any more.
     await target.run(f"find {quote(target.root + '/' + OBJECTS)} -type f -links 1 -delete", timeout=timeout)
     return doomed
-
-
-def require_ok(results: dict[str, BaseException | None], what: str) -> None:
-    """Raise TargetError when any host in a per-host map failed."""
-    failed = {h: e for h, e in results.items() if e is not None}
-    if failed:
-        raise TargetError(f"{what} failed on {', '.join(sorted(failed))}")
-
-
-async def run_checked(
-    target: Target, command: str, *, what: str, timeout: float, on_output: OutputSink | None = None
-) -> CommandResult:
-    """Run a command and raise CommandFailed (with its evidence) on a non-zero exit."""
-    return _check(await target.run(command, timeout=timeout, on_output=on_output), what)

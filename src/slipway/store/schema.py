@@ -154,4 +154,15 @@ class Lock(Base):
     expires_at: Mapped[float] = mapped_column(Float)
 
 
+
+class Breaker(Base):
+    """One circuit breaker's state (JSON of ``BreakerState.to_dict``), versioned for compare-and-set."""
+
+    __tablename__ = "breakers"
+    name: Mapped[str] = mapped_column(String(400), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
 Index("ix_runs_state", Run.state)

@@ -16,7 +16,8 @@ The tree::
     │   ├── CommandFailed      non-zero exit: exit code and the tail of stderr
     │   └── CommandTimeout
     ├── DeploymentError        a deployment failed; holds the per-host result map
-    │   └── CircuitBreakerTripped
+    │   ├── CircuitBreakerTripped
+    │   └── DeploymentHalted   a check failed and the policy is halt: hosts left as they are
     ├── MigrationError         a database migration cannot or must not run
     │   ├── LintError          an unsafe statement in an expand file (rule id, file, fix)
     │   ├── ChecksumMismatch   an applied migration was edited
@@ -211,6 +212,10 @@ class DeploymentError(SlipwayError):
 
 class CircuitBreakerTripped(DeploymentError):
     """Too many hosts failed: the deployment stopped and (by policy) rolled back."""
+
+
+class DeploymentHalted(DeploymentError):
+    """A check failed and the environment's ``on_failure`` is ``halt``: every host was left as it is."""
 
 
 class MigrationError(SlipwayError):

@@ -12,58 +12,19 @@ import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from urllib.parse import urlsplit
 
 import httpx
-from pydantic import Field, field_validator
 
 from slipway.checks.probes import describe_exception, safe_url
-from slipway.checks.spec import SAFE_METHODS, FrozenModel
+
+# The models live in .spec so that reading slipway.yml does not import httpx; re-exported here.
+from slipway.checks.spec import LoadTestSpec as LoadTestSpec
+from slipway.checks.spec import LoadThresholds as LoadThresholds
 from slipway.errors import CheckFailed
 from slipway.ports import Clock
 
 #: At most this many distinct error messages are kept as evidence.
 MAX_ERROR_SAMPLES = 5
-
-
-class LoadThresholds(FrozenModel):
-    """Limits the figures must stay within; an absent limit is not checked."""
-
-    p50_ms: float | None = Field(default=None, gt=0)
-    p95_ms: float | None = Field(default=None, gt=0)
-    p99_ms: float | None = Field(default=None, gt=0)
-    max_error_rate: float | None = Field(default=None, ge=0, le=1)
-
-
-class LoadTestSpec(FrozenModel):
-    """What to send, how much, how fast, and for how long at most."""
-
-    urls: tuple[str, ...] = Field(min_length=1)
-    method: str = "GET"
-    headers: dict[str, str] = Field(default_factory=dict)
-    requests: int = Field(default=100, ge=1, le=100_000)
-    concurrency: int = Field(default=10, ge=1, le=256)
-    #: Hard limit for the whole run, in seconds: requests still in flight then are abandoned.
-    time_limit: float = Field(default=30.0, gt=0, le=600)
-    request_timeout: float = Field(default=10.0, gt=0, le=600)
-    thresholds: LoadThresholds = LoadThresholds()
-
-    @field_validator("method")
-    @classmethod
-    def _safe_method(cls, value: str) -> str:
-        method = value.upper()
-        if method not in SAFE_METHODS:
-            raise ValueError(f"a load test only sends {sorted(SAFE_METHODS)}, not {value!r}")
-        return method
-
-    @field_validator("urls")
-    @classmethod
-    def _http_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
-        for url in urls:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"expected http:// or https:// URLs with a host, got {url!r}")
-        return urls
 
 
 @dataclass(frozen=True)
@@ -147,9 +108,7 @@ async def run_load_test(
     stopped = False
     async with contextlib.AsyncExitStack() as stack:
         if http_client is None:
-            limits = httpx.Limits(
-                max_connections=spec.concurrency, max_keepalive_connections=spec.concurrency
-            )
+            limits = httpx.Limits(max_connections=spec.concurrency, max_keepalive_connections=spec.concurrency)
             http_client = await stack.enter_async_context(httpx.AsyncClient(limits=limits))
         client = http_client
 
@@ -170,9 +129,7 @@ async def run_load_test(
     return _judge(spec, tally, clock.monotonic() - started, stopped)
 
 
-async def _one_request(
-    spec: LoadTestSpec, client: httpx.AsyncClient, url: str, clock: Clock, tally: _Tally
-) -> None:
+async def _one_request(spec: LoadTestSpec, client: httpx.AsyncClient, url: str, clock: Clock, tally: _Tally) -> None:
     began = clock.monotonic()
     try:
         response = await client.request(spec.method, url, headers=spec.headers, timeout=spec.request_timeout)

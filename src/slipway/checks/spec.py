@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -35,6 +36,16 @@ from slipway.errors import ConfigError
 #: HTTP methods a check may use. Checks observe; they never change anything on purpose.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _NAME_LIMIT = 60
+
+
+def is_template(value: str) -> bool:
+    """Whether ``value`` holds a Jinja2 expression or statement.
+
+    slipway.yml templates check values per host and environment (``url: "{{ environment.url }}/health"``).
+    Validators that need the final text (URLs, addresses) let a template through when the file is read;
+    the same validators run again on the rendered value before the check is used.
+    """
+    return "{{" in value or "{%" in value
 
 
 class CheckKind(StrEnum):
@@ -138,6 +149,8 @@ class HttpCheck(_CheckBase):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
+        if is_template(value):
+            return value
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"expected an http:// or https:// URL with a host, got {value!r}")
@@ -207,7 +220,7 @@ class CommandCheck(_CheckBase):
     @field_validator("output_matches")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
+        if value is not None and not is_template(value):
             try:
                 re.compile(value)
             except re.error as exc:
@@ -251,7 +264,7 @@ class DnsCheck(_CheckBase):
     @field_validator("expect_address")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
-        if value is not None:
+        if value is not None and not is_template(value):
             try:
                 return str(ipaddress.ip_address(value))
             except ValueError as exc:
@@ -263,9 +276,61 @@ class DnsCheck(_CheckBase):
         return f"dns {self.host}"
 
 
+class LoadThresholds(FrozenModel):
+    """Limits the figures must stay within; an absent limit is not checked."""
+
+    p50_ms: float | None = Field(default=None, gt=0)
+    p95_ms: float | None = Field(default=None, gt=0)
+    p99_ms: float | None = Field(default=None, gt=0)
+    max_error_rate: float | None = Field(default=None, ge=0, le=1)
+
+
+class LoadTestSpec(FrozenModel):
+    """What to send, how much, how fast, and for how long at most."""
+
+    urls: tuple[str, ...] = Field(min_length=1)
+    method: str = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    requests: int = Field(default=100, ge=1, le=100_000)
+    concurrency: int = Field(default=10, ge=1, le=256)
+    #: Hard limit for the whole run, in seconds: requests still in flight then are abandoned.
+    time_limit: float = Field(default=30.0, gt=0, le=600)
+    request_timeout: float = Field(default=10.0, gt=0, le=600)
+    thresholds: LoadThresholds = LoadThresholds()
+
+    @field_validator("method")
+    @classmethod
+    def _safe_method(cls, value: str) -> str:
+        method = value.upper()
+        if method not in SAFE_METHODS:
+            raise ValueError(f"a load test only sends {sorted(SAFE_METHODS)}, not {value!r}")
+        return method
+
+    @field_validator("urls")
+    @classmethod
+    def _http_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            if is_template(url):
+                continue  # rendered and validated again before the test runs
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"expected http:// or https:// URLs with a host, got {url!r}")
+        return urls
+
+
 _KIND_VALUES = frozenset(kind.value for kind in CheckKind)
 
 CheckSpec = Annotated[HttpCheck | TcpCheck | CommandCheck | SqlCheck | DnsCheck, Field(discriminator="kind")]
+
+
+def _named(spec: CheckSpec) -> CheckSpec:
+    if "name" not in spec.model_fields_set:
+        raise ValueError("a dependency needs an explicit 'name': it keys the dependency's circuit breaker")
+    return spec
+
+
+#: A ``dependencies:`` item: a check with an explicit name (the key of its circuit breaker).
+DependencySpec = Annotated[CheckSpec, AfterValidator(_named)]
 _CHECK_LIST: TypeAdapter[list[CheckSpec]] = TypeAdapter(list[CheckSpec])
 
 
@@ -278,17 +343,13 @@ def render_scalar(value: object) -> str:
     return str(value)
 
 
-def parse_checks(
-    items: object, *, key_path: str = "checks", file: str | None = None
-) -> tuple[CheckSpec, ...]:
+def parse_checks(items: object, *, key_path: str = "checks", file: str | None = None) -> tuple[CheckSpec, ...]:
     """Validate a ``checks:``/``dependencies:`` list; the first problem becomes a ConfigError with its key."""
     try:
         return tuple(_CHECK_LIST.validate_python(items))
     except ValidationError as exc:
         error = exc.errors()[0]
-        where = key_path + "".join(
-            f"[{p}]" if isinstance(p, int) else f".{p}" for p in _user_loc(error["loc"])
-        )
+        where = key_path + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in _user_loc(error["loc"]))
         raise ConfigError(error["msg"], file=file, key_path=where, hint=_hint_for(error)) from exc
 
 

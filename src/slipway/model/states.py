@@ -65,6 +65,7 @@ class StageKind(StrEnum):
     ACCEPTANCE = "acceptance"
     APPROVAL = "approval"
     POST_DEPLOY = "post-deploy"
+    LOAD_TEST = "load-test"
 
 
 class RunKind(StrEnum):

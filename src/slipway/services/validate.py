@@ -6,6 +6,7 @@ from slipway.config import LoadedConfig
 from slipway.engine.planner import ReleaseInfo
 from slipway.engine.template import render
 from slipway.errors import ConfigError
+from slipway.services.checks import render_all
 from slipway.services.deployments import environment_url, make_plan
 
 
@@ -35,8 +36,9 @@ def validate_project(loaded: LoadedConfig) -> str:
                 render(command, context, where=f"pipeline[{i}].run[{j}]")
             except ConfigError as exc:
                 raise loaded.error(exc.reason, ("pipeline", i, "run", j), hint=exc.hint) from None
+    checks = render_all(loaded, placeholder)  # an undefined variable in a check fails here, with its line
     secrets = sum(len(e.secrets) for e in project.environments.values())
     return (
         f"{len(project.environments)} environment(s), {len(project.pipeline)} stage(s), "
-        f"{sum(len(e.targets) for e in project.environments.values())} target(s), {secrets} secret reference(s)"
+        f"{sum(len(e.targets) for e in project.environments.values())} target(s), {secrets} secret reference(s), {checks} check(s)"
     )

@@ -1,0 +1,585 @@
+"""The SSH target: one persistent asyncssh connection per host, host keys always checked.
+
+Every command, upload and download reuses the host's connection (opened lazily, opened again after it
+closes) and runs as ``sh -c SCRIPT`` in its own session channel. The script is built here so that it
+behaves like :class:`slipway.targets.local.LocalTarget`:
+
+- environment variables become quoted ``export`` assignments (sshd usually refuses ``SetEnv``);
+- ``cwd`` becomes a ``cd`` whose failure raises :class:`TargetError`, like a missing directory locally;
+- the script first reports its pid on stderr (stripped from the output), so that a timeout can kill the
+  command's whole process group (sshd makes every session a process group of its own), not just close
+  the channel and leave the command running.
+
+``put`` streams the bytes to ``cat`` into a temp file next to the target and renames it (one round trip,
+no SFTP); ``read`` is ``cat``. asyncssh and socket errors are translated here into the
+:mod:`slipway.errors` tree and carry the host, the command and the evidence; nothing from asyncssh leaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import re
+import secrets
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from shlex import quote
+from typing import Any, TypeVar
+
+import asyncssh
+
+from slipway.errors import (
+    AuthenticationFailed,
+    CommandResult,
+    CommandTimeout,
+    HostKeyError,
+    HostUnreachable,
+    TargetError,
+)
+from slipway.ports import OutputSink, Target
+
+#: After the command exits, how long we keep reading output that a background child may still hold open.
+PIPE_GRACE = 1.0
+#: sshd's default MaxSessions is 10: stay below it, leaving room for channels that kill timed-out commands.
+DEFAULT_MAX_SESSIONS = 8
+_PID_MARK = b"slipway-pid:"
+_CWD_MARK = "slipway-ssh: cannot change directory"
+_CWD_EXIT = 97
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """What a session produced, before decoding."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    duration: float
+
+
+class _Client(asyncssh.SSHClient):
+    """Sees the host key asyncssh could not match, and accepts it only for an unknown host when asked."""
+
+    def __init__(self, *, accept_unknown: bool) -> None:
+        self._accept_unknown = accept_unknown
+        self.presented_key: asyncssh.SSHKey | None = None
+        self.accepted_key: asyncssh.SSHKey | None = None
+
+    def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
+        self.presented_key = key
+        if self._accept_unknown:
+            # asyncssh still checks that the server holds the private key; we record it after login.
+            self.accepted_key = key
+            return True
+        return False
+
+
+class _Session(asyncssh.SSHClientSession[bytes]):
+    """Collects one command's output, line by line for ``on_output``, and its exit."""
+
+    def __init__(self, on_output: OutputSink | None) -> None:
+        self._on_output = on_output
+        self._out: list[bytes] = []
+        self._err: list[bytes] = []
+        self._partial = {"stdout": b"", "stderr": b""}
+        self._head: bytes | None = b""  # stderr until the pid line has been seen
+        self.pid: int | None = None
+        self.exit_code: int | None = None
+        self.callback_error: BaseException | None = None
+        self.lost: Exception | None = None
+        self.exited = asyncio.Event()
+        self.closed = asyncio.Event()
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if datatype == asyncssh.EXTENDED_DATA_STDERR:
+            if self._head is not None:
+                data = self._take_pid_line(data)
+            self._add("stderr", self._err, data)
+        else:
+            self._add("stdout", self._out, data)
+
+    def _take_pid_line(self, data: bytes) -> bytes:
+        assert self._head is not None
+        self._head += data
+        if b"\n" not in self._head:
+            return b""
+        line, rest = self._head.split(b"\n", 1)
+        self._head = None
+        if line.startswith(_PID_MARK) and line[len(_PID_MARK):].isdigit():
+            self.pid = int(line[len(_PID_MARK):])
+            return rest
+        return line + b"\n" + rest
+
+    def _add(self, stream: str, sink: list[bytes], data: bytes) -> None:
+        if not data:
+            return
+        sink.append(data)
+        if self._on_output is None:
+            return
+        *lines, self._partial[stream] = (self._partial[stream] + data).split(b"\n")
+        for line in lines:
+            self._emit(stream, line)
+
+    def _emit(self, stream: str, line: bytes) -> None:
+        if self._on_output is None or self.callback_error is not None:
+            return
+        try:
+            self._on_output(stream, line.decode("utf-8", "replace"))
+        except Exception as exc:  # raised to the caller after the command; asyncssh must not see it
+            self.callback_error = exc
+
+    def _flush(self) -> None:
+        if self._head:
+            self._add("stderr", self._err, self._head)
+            self._head = None
+        for stream in ("stdout", "stderr"):
+            if self._partial[stream]:
+                self._emit(stream, self._partial[stream])
+                self._partial[stream] = b""
+
+    def exit_status_received(self, status: int) -> None:
+        self.exit_code = status
+        self.exited.set()
+
+    def exit_signal_received(self, signal_name: str, core_dumped: bool, msg: str, lang: str) -> None:
+        try:
+            self.exit_code = -int(signal.Signals[f"SIG{signal_name}"])
+        except KeyError:
+            self.exit_code = -1
+        self.exited.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc
+        self._flush()
+        self.exited.set()
+        self.closed.set()
+
+    def output(self) -> tuple[bytes, bytes]:
+        return b"".join(self._out), b"".join(self._err)
+
+
+def _script(command: str, env: Mapping[str, str] | None, cwd: str | None) -> str:
+    """The POSIX shell script that runs ``command`` with ``env`` in ``cwd``, reporting its pid first."""
+    lines = [f"printf '{_PID_MARK.decode()}%s\\n' \"$$\" >&2"]
+    if env:
+        for key in env:
+            if not _ENV_NAME.match(key):
+                raise ValueError(f"not a valid environment variable name: {key!r}")
+        lines.append("export " + " ".join(f"{key}={quote(value)}" for key, value in env.items()))
+    if cwd is not None:
+        lines.append(f"cd -- {quote(cwd)} || {{ printf '%s\\n' {quote(_CWD_MARK)} >&2; exit {_CWD_EXIT}; }}")
+    lines.append(command)
+    return "\n".join(lines)
+
+
+def _decode(data: bytes) -> str:
+    text = data.decode("utf-8", "replace")
+    return text[:-1] if text.endswith("\n") else text
+
+
+def _tail(data: bytes, lines: int = 10) -> str:
+    return "\n".join(data.decode("utf-8", "replace").strip().splitlines()[-lines:])
+
+
+class SSHTarget:
+    """A host reached over SSH; implements :class:`slipway.ports.Target`."""
+
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        *,
+        root: str = "/srv/app",
+        port: int = 22,
+        username: str = "root",
+        client_keys: Sequence[str | Path] = (),
+        known_hosts: str | Path,
+        accept_new_host_keys: bool = False,
+        connect_timeout: float = 10.0,
+        kill_timeout: float = 5.0,
+        transfer_timeout: float | None = 600.0,
+        keepalive_interval: float = 10.0,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        connect_gate: asyncio.Semaphore | None = None,
+    ) -> None:
+        self.name = name
+        self.root = root
+        self.address = address
+        self.port = port
+        self.username = username
+        self.known_hosts = Path(known_hosts).expanduser()
+        self.accept_new_host_keys = accept_new_host_keys
+        self.connect_timeout = connect_timeout
+        self.kill_timeout = kill_timeout
+        self.transfer_timeout = transfer_timeout
+        self.keepalive_interval = keepalive_interval
+        self.max_sessions = max_sessions
+        self.connect_gate = connect_gate
+        self._client_key_paths = [str(Path(p).expanduser()) for p in client_keys]
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connect_lock = asyncio.Lock()
+        self._sessions = asyncio.Semaphore(max_sessions)
+        self._kill_slots = asyncio.Semaphore(2)
+        #: How many SSH connections this target has opened (for tests and metrics).
+        self.connections_opened = 0
+
+    def __repr__(self) -> str:
+        return f"SSHTarget({self.name!r}, {self.username}@{self.address}:{self.port})"
+
+    # ----------------------------------------------------------------- the Target protocol
+
+    async def run(
+        self,
+        command: str,
+        *,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        on_output: OutputSink | None = None,
+    ) -> CommandResult:
+        """Run ``command`` with ``sh -c`` on the host; stream its lines; kill its process group on timeout."""
+        session = _Session(on_output)
+        raw = await self._execute(command, _script(command, env, cwd), session, stdin=stdin, timeout=timeout)
+        if session.callback_error is not None:
+            raise session.callback_error
+        if cwd is not None and raw.exit_code == _CWD_EXIT and _tail(raw.stderr, 1) == _CWD_MARK:
+            raise TargetError(f"cannot start command: no directory {cwd}", host=self.name, command=command)
+        return CommandResult(
+            host=self.name, command=command, exit_code=raw.exit_code, stdout=_decode(raw.stdout),
+            stderr=_decode(raw.stderr), duration=raw.duration,
+        )
+
+    async def put(self, data: bytes, path: str, *, mode: int = 0o644, timeout: float | None = None) -> None:
+        """Write ``data`` to ``path`` atomically: ``cat`` into a temp file beside it, then ``mv``."""
+        target = PurePosixPath(path)
+        tmp = str(target.parent / f".slipway-put-{secrets.token_hex(8)}")
+        script = "\n".join([
+            "set -e",
+            f"tmp={quote(tmp)}",
+            "trap 'rm -f -- \"$tmp\"' EXIT",
+            f"mkdir -p -- {quote(str(target.parent))}",
+            "umask 077",
+            'cat > "$tmp"',
+            f'chmod {mode:o} "$tmp"',
+            f'mv -f -- "$tmp" {quote(path)}',
+        ])
+        label = f"put {path}"
+        raw = await self._execute(label, _script(script, None, None), _Session(None), stdin=data,
+                                  timeout=timeout if timeout is not None else self.transfer_timeout)
+        if raw.exit_code != 0:
+            tail = _tail(raw.stderr)
+            raise TargetError(f"cannot write {path}: {tail or f'exit code {raw.exit_code}'}", host=self.name,
+                              command=label, exit_code=raw.exit_code, stderr_tail=tail)
+
+    async def read(self, path: str, *, timeout: float | None = None) -> bytes:
+        """Read a file from the host with ``cat``; raises TargetError if it cannot."""
+        label = f"read {path}"
+        script = _script(f"exec cat -- {quote(path)}", None, None)
+        raw = await self._execute(label, script, _Session(None), stdin=None,
+                                  timeout=timeout if timeout is not None else self.transfer_timeout)
+        if raw.exit_code != 0:
+            tail = _tail(raw.stderr)
+            raise TargetError(f"cannot read {path}: {tail or f'exit code {raw.exit_code}'}", host=self.name,
+                              command=label, exit_code=raw.exit_code, stderr_tail=tail)
+        return raw.stdout
+
+    async def close(self) -> None:
+        """Close the connection; the next call opens a new one."""
+        conn, self._conn = self._conn, None
+        if conn is not None and self._loop is asyncio.get_running_loop():
+            conn.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.kill_timeout):
+                    await conn.wait_closed()
+
+    async def __aenter__(self) -> SSHTarget:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ----------------------------------------------------------------- commands
+
+    async def _execute(
+        self, label: str, script: str, session: _Session, *, stdin: bytes | None, timeout: float | None
+    ) -> _Raw:
+        started = time.monotonic()
+        self._bind_loop()
+        async with self._sessions:
+            conn, chan = await self._open_channel(label, "sh -c " + quote(script), session)
+            with contextlib.suppress(asyncssh.Error, OSError):  # the exit status or the loss tells the story
+                if stdin:
+                    chan.write(stdin)
+                chan.write_eof()
+            try:
+                async with asyncio.timeout(timeout):
+                    await session.exited.wait()
+            except TimeoutError:
+                await self._kill(conn, chan, session)
+                _out, err = session.output()
+                raise CommandTimeout(
+                    f"command timed out after {timeout:g}s and was stopped: {label}", host=self.name,
+                    command=label, stderr_tail=_tail(err),
+                ) from None
+            except asyncio.CancelledError:
+                # A cancelled deployment must not leave its hook running on the host: closing the channel
+                # would not stop it (no pty, no SIGHUP). Bounded by kill_timeout, even if cancelled again.
+                await asyncio.shield(self._kill(conn, chan, session))
+                raise
+            if session.exit_code is None:
+                self._drop(conn)
+                why = f" ({session.lost})" if session.lost else ""
+                raise TargetError(
+                    f"connection lost while running: {label}{why}",
+                    host=self.name, command=label, stderr_tail=_tail(session.output()[1]),
+                    hint="the command may or may not have completed on the host",
+                )
+            await self._drain(chan, session)
+        out, err = session.output()
+        return _Raw(session.exit_code, out, err, time.monotonic() - started)
+
+    async def _open_channel(
+        self, label: str, remote: str, session: _Session
+    ) -> tuple[asyncssh.SSHClientConnection, asyncssh.SSHClientChannel[bytes]]:
+        """Open a session channel; a connection found closed is replaced once (nothing ran yet)."""
+        for attempt in range(2):
+            conn = await self._connection()
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    chan, _ = await conn.create_session(lambda: session, remote, encoding=None)
+                return conn, chan
+            except TimeoutError:
+                self._drop(conn)
+                raise HostUnreachable(
+                    f"did not open a session within {self.connect_timeout:g}s", host=self.name, command=label
+                ) from None
+            except (asyncssh.Error, OSError) as exc:
+                if conn.is_closed() and attempt == 0:
+                    self._drop(conn)
+                    continue
+                raise TargetError(f"cannot open a session: {exc}", host=self.name, command=label) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _drain(self, chan: asyncssh.SSHClientChannel[bytes], session: _Session) -> None:
+        """Output may still follow the exit status; a daemon the command started may hold it open."""
+        try:
+            async with asyncio.timeout(PIPE_GRACE):
+                await session.closed.wait()
+        except TimeoutError:
+            chan.close()
+
+    async def _kill(
+        self, conn: asyncssh.SSHClientConnection, chan: asyncssh.SSHClientChannel[bytes], session: _Session
+    ) -> None:
+        """Kill the timed-out command's process group; drop the connection if the host does not answer."""
+        try:
+            async with asyncio.timeout(self.kill_timeout):
+                if session.pid is not None:
+                    async with self._kill_slots:
+                        pid = session.pid
+                        killer, _ = await conn.create_session(
+                            asyncssh.SSHClientSession,
+                            f"kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid} 2>/dev/null; true",
+                        )
+                        await killer.wait_closed()
+                chan.close()
+                await session.closed.wait()
+        except (TimeoutError, asyncssh.Error, OSError):
+            self._drop(conn)
+
+    # ----------------------------------------------------------------- the connection
+
+    def _bind_loop(self) -> None:
+        """Connections and locks belong to one event loop: start afresh when used from another."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop = loop
+            self._conn = None
+            self._connect_lock = asyncio.Lock()
+            self._sessions = asyncio.Semaphore(self.max_sessions)
+            self._kill_slots = asyncio.Semaphore(2)
+
+    def _drop(self, conn: asyncssh.SSHClientConnection) -> None:
+        if self._conn is conn:
+            self._conn = None
+        conn.abort()
+
+    async def _connection(self) -> asyncssh.SSHClientConnection:
+        conn = self._conn
+        if conn is not None and not conn.is_closed():
+            return conn
+        async with self._connect_lock:
+            if self._conn is not None and not self._conn.is_closed():
+                return self._conn
+            gate = self.connect_gate if self.connect_gate is not None else contextlib.nullcontext()
+            async with gate:
+                self._conn = await self._connect()
+            self.connections_opened += 1
+            return self._conn
+
+    async def _connect(self) -> asyncssh.SSHClientConnection:
+        host_known = self._host_known()
+        client = _Client(accept_unknown=self.accept_new_host_keys and not host_known)
+        try:
+            async with asyncio.timeout(self.connect_timeout + 1):
+                conn = await asyncssh.connect(
+                    self.address, self.port, username=self.username, known_hosts=str(self.known_hosts),
+                    client_factory=lambda: client, config=[], preferred_auth="publickey",
+                    connect_timeout=self.connect_timeout, keepalive_interval=self.keepalive_interval,
+                    keepalive_count_max=3, **self._credentials(),
+                )
+        except Exception as exc:
+            raise self._connect_error(exc, client, host_known) from exc
+        if client.accepted_key is not None:
+            self._record_host_key(client.accepted_key)
+        return conn
+
+    def _credentials(self) -> dict[str, Any]:
+        """Explicit keys only; without any, asyncssh's defaults: the SSH agent and ~/.ssh/id_* keys."""
+        if not self._client_key_paths:
+            return {}
+        return {"client_keys": self._client_keys(), "agent_path": None}
+
+    def _client_keys(self) -> list[asyncssh.SSHKey]:
+        keys = []
+        for path in self._client_key_paths:
+            try:
+                keys.append(asyncssh.read_private_key(path))
+            except (OSError, asyncssh.KeyImportError) as exc:
+                raise AuthenticationFailed(f"cannot load client key {path}: {exc}", host=self.name) from exc
+        return keys
+
+    def _host_known(self) -> bool:
+        """Whether known_hosts names this host at all (so a mismatch means the key changed)."""
+        if not self.known_hosts.exists():
+            if not self.accept_new_host_keys:
+                raise HostKeyError(
+                    f"known_hosts file {self.known_hosts} does not exist", host=self.name,
+                    hint="create it with the host's key (ssh-keyscan, then verify), or allow "
+                    "accept_new_host_keys to record keys on first contact",
+                )
+            return False
+        try:
+            keys, ca_keys, revoked, *_ = asyncssh.match_known_hosts(
+                str(self.known_hosts), self.address, self.address, self.port if self.port != 22 else None
+            )
+        except (OSError, ValueError) as exc:
+            raise HostKeyError(f"cannot read known_hosts {self.known_hosts}: {exc}", host=self.name) from exc
+        return bool(keys or ca_keys or revoked)
+
+    def _record_host_key(self, key: asyncssh.SSHKey) -> None:
+        pattern = self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+        algorithm, blob = key.export_public_key("openssh").decode().split()[:2]
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.known_hosts, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            fh.write(f"{pattern} {algorithm} {blob}\n")
+
+    def _connect_error(self, exc: Exception, client: _Client, host_known: bool) -> TargetError:
+        where = f"{self.address}:{self.port}"
+        if isinstance(exc, asyncssh.HostKeyNotVerifiable | asyncssh.KeyExchangeFailed):
+            seen = f" (it presented {client.presented_key.get_fingerprint()})" if client.presented_key else ""
+            if host_known:
+                return HostKeyError(
+                    f"host key for {where} does not match {self.known_hosts}{seen}: refused",
+                    host=self.name, hint="if the host was reinstalled, verify its new key and replace the "
+                    "entry in known_hosts; otherwise someone may be intercepting the connection",
+                )
+            return HostKeyError(
+                f"host key for {where} is unknown: not in {self.known_hosts}{seen}", host=self.name,
+                hint="verify the fingerprint and add it to known_hosts, or set accept_new_host_keys",
+            )
+        if isinstance(exc, asyncssh.PermissionDenied):
+            return AuthenticationFailed(
+                f"{self.username}@{where} refused our key(s) ({exc.reason})", host=self.name,
+                hint="check that the client key's public half is in the host's authorized_keys",
+            )
+        if isinstance(exc, TimeoutError):
+            return HostUnreachable(f"{where} did not answer within {self.connect_timeout:g}s", host=self.name)
+        if isinstance(exc, ConnectionRefusedError):
+            return HostUnreachable(f"{where} refused the connection (is sshd running?)", host=self.name)
+        if isinstance(exc, OSError | asyncssh.ConnectionLost):
+            return HostUnreachable(f"cannot connect to {where}: {exc}", host=self.name)
+        if isinstance(exc, TargetError):
+            return exc
+        if isinstance(exc, asyncssh.Error):
+            return TargetError(f"SSH connection to {where} failed: {exc.reason}", host=self.name)
+        return TargetError(f"SSH connection to {where} failed: {exc!r}", host=self.name)
+
+
+class SSHPool:
+    """SSH targets that share two caps: how much work runs at once, and how many connections start at once."""
+
+    def __init__(self, *, max_concurrency: int = 32, max_connecting: int = 8, **defaults: Any) -> None:
+        self.max_concurrency = max_concurrency
+        self._connecting = asyncio.Semaphore(max_connecting)
+        self._defaults = defaults
+        self.targets: dict[str, SSHTarget] = {}
+
+    def add(self, name: str, address: str, **options: Any) -> SSHTarget:
+        """Create a target that shares this pool's connection gate; ``options`` override the defaults."""
+        if name in self.targets:
+            raise ValueError(f"target {name!r} is already in the pool")
+        target = SSHTarget(name, address, connect_gate=self._connecting, **{**self._defaults, **options})
+        self.targets[name] = target
+        return target
+
+    def __getitem__(self, name: str) -> SSHTarget:
+        return self.targets[name]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    async def map(
+        self, fn: Callable[[SSHTarget], Awaitable[T]], *, names: Iterable[str] | None = None
+    ) -> dict[str, T | Exception]:
+        """Call ``fn`` on every target (or those named), at most ``max_concurrency`` at once."""
+        chosen = [self.targets[n] for n in names] if names is not None else list(self.targets.values())
+        return await run_on_all(chosen, fn, limit=self.max_concurrency)
+
+    async def run(self, command: str, **options: Any) -> dict[str, CommandResult | Exception]:
+        """Run one command on every target; the per-host result map."""
+        return await self.map(lambda target: target.run(command, **options))
+
+    async def close(self) -> None:
+        """Close every connection."""
+        await asyncio.gather(*(t.close() for t in self.targets.values()))
+
+    async def __aenter__(self) -> SSHPool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+TargetT = TypeVar("TargetT", bound=Target)
+
+
+async def run_on_all(
+    targets: Iterable[TargetT], fn: Callable[[TargetT], Awaitable[T]], *, limit: int = 32
+) -> dict[str, T | Exception]:
+    """Run ``fn`` on many targets concurrently (``limit`` at a time); map host name -> result or exception.
+
+    One host's failure never stops the others; cancellation still cancels them all.
+    """
+    gate = asyncio.Semaphore(limit)
+    chosen = list(targets)
+
+    async def one(target: TargetT) -> T | Exception:
+        async with gate:
+            try:
+                return await fn(target)
+            except Exception as exc:
+                return exc
+
+    results = await asyncio.gather(*(one(t) for t in chosen))
+    return {t.name: r for t, r in zip(chosen, results, strict=True)}

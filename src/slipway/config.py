@@ -269,6 +269,9 @@ def _step_into(tp: Any, part: str | int) -> Any:
             tag = arg.model_fields.get("kind") if isinstance(arg, type) and issubclass(arg, BaseModel) else None
             if tag is not None and tag.default == part:
                 return arg  # pydantic puts the discriminator's tag in the location
+        models = [a for a in typing.get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if len(models) == 1 and isinstance(part, str):
+            return _step_into(models[0], part)  # an optional section (``X | None``): step into X
         return None
     if isinstance(tp, type) and issubclass(tp, BaseModel) and isinstance(part, str):
         field = tp.model_fields.get(part)
@@ -285,6 +288,7 @@ def _unwrap_annotated(tp: Any) -> Any:
 def check_references(loaded: LoadedConfig) -> None:
     """Cross-key rules pydantic cannot see: names that must exist, be unique, or come in order."""
     project = loaded.project
+    check_databases(loaded)
     seen: dict[str, int] = {}
     deployed: set[str] = set()
     envs = sorted(project.environments)
@@ -333,4 +337,33 @@ def check_references(loaded: LoadedConfig) -> None:
                 f"stage {stage.name!r} works on {env!r} before any stage deploys it",
                 ("pipeline", i, "environment"),
                 hint=f"put a deploy stage for {env!r} before it",
+            )
+
+
+def check_databases(loaded: LoadedConfig) -> None:
+    """An environment's database names one of its secrets, and databases come with ``migrations``."""
+    project = loaded.project
+    for name, env in project.environments.items():
+        if env.database is None:
+            if project.migrations is not None:
+                raise loaded.error(
+                    "'migrations' is set but this environment has no database to run them on",
+                    ("environments", name),
+                    hint="add 'database: {secret: DATABASE_URL}' (a name in its secrets) or 'database: {url: ...}'",
+                )
+            continue
+        secret = env.database.secret
+        if secret is not None and secret not in env.secrets:
+            guess = difflib.get_close_matches(secret, list(env.secrets), n=1)
+            raise loaded.error(
+                f"secret {secret!r} is not defined in this environment",
+                ("environments", name, "database", "secret"),
+                hint=(f"did you mean {guess[0]!r}? " if guess else "")
+                + f"add it under environments.{name}.secrets, e.g. {secret}: {{env: {secret}}}",
+            )
+        if project.migrations is None:
+            raise loaded.error(
+                "a database is given but there is no top-level 'migrations' section",
+                ("environments", name, "database"),
+                hint="add 'migrations: {directory: db/migrations}' naming the directory inside the artifact",
             )

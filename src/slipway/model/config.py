@@ -8,10 +8,12 @@ silently ignored setting. docs/config.md documents each key.
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from slipway.checks.spec import CheckSpec, DependencySpec, LoadTestSpec
 from slipway.model.states import StageKind
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -70,6 +72,8 @@ class DeploySpec(Frozen):
     keep_releases: int = Field(default=5, ge=1)
     #: Default per-command timeout in seconds.
     timeout: float = Field(default=600, gt=0)
+    #: Verify checks run on every host right after its verify hooks (docs/checks.md); templated per host.
+    checks: tuple[CheckSpec, ...] = ()
 
     @field_validator("shared")
     @classmethod
@@ -113,6 +117,52 @@ class SecretRef(Frozen):
         return f"environment variable {self.env}" if self.env else f"file {self.file}"
 
 
+class DatabaseSpec(Frozen):
+    """The application's database of an environment, where its migrations run (docs/migrations.md)."""
+
+    #: Name of one of the environment's ``secrets`` whose value is the SQLAlchemy URL (keeps passwords out).
+    secret: str | None = None
+    #: A URL without a password (e.g. ``sqlite:///data/app.db``, relative to the project), templated with vars.
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatabaseSpec:
+        if (self.secret is None) == (self.url is None):
+            raise ValueError("a database names exactly one of: secret (a name in secrets) or url")
+        if self.url is not None and re.match(r"^[^:/]+://[^/@]*:[^/@]*@", self.url):
+            raise ValueError(
+                "this url contains a password: put the URL in a secret and write 'secret: NAME' instead"
+            )
+        return self
+
+
+class MigrationsSpec(Frozen):
+    """Where an artifact's migration files are and how a deployment runs them (docs/migrations.md)."""
+
+    #: Directory of the ``.sql`` files, relative to the artifact's root (it must be in artifact.paths).
+    directory: str = Field(min_length=1)
+    #: ``auto``: contract migrations run at the end of the deployment that makes them safe; ``manual``:
+    #: only on ``slipway migrations contract ENV``.
+    contract: Literal["auto", "manual"] = "auto"
+    #: Rows per batch of a migrate file whose ``slipway:batch`` header gives no ``size``.
+    batch_size: int = Field(default=1000, ge=1, le=1_000_000)
+    #: Seconds to wait for another runner's migration lock.
+    lock_wait: float = Field(default=30, gt=0)
+    #: PostgreSQL lock_timeout of each statement, in seconds (SQLite: the busy timeout).
+    lock_timeout: float = Field(default=5, gt=0)
+    #: PostgreSQL statement_timeout of each statement, in seconds.
+    statement_timeout: float = Field(default=600, gt=0)
+    #: Seconds to wait when connecting to the database.
+    connect_timeout: float = Field(default=10, gt=0)
+
+    @field_validator("directory")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError(f"{value!r} must be a relative path inside the artifact")
+        return value.strip("/")
+
+
 class LocalTargetSpec(Frozen):
     """A host that is a directory on this machine."""
 
@@ -132,8 +182,14 @@ class SSHTargetSpec(Frozen):
     address: str = Field(min_length=1)
     port: int = Field(default=22, ge=1, le=65535)
     user: str = "root"
+    #: Private key file (default: the SSH agent and ~/.ssh keys).
     key: str | None = None
+    #: known_hosts file the host key is checked against (default ~/.ssh/known_hosts). Never skipped.
     known_hosts: str | None = None
+    #: Record the key of a host not yet in known_hosts instead of refusing it. Never the default.
+    accept_new_host_keys: bool = False
+    #: Seconds to wait for the connection.
+    connect_timeout: float = Field(default=10, gt=0)
     #: The deploy root on the host.
     path: str = "/srv/app"
     roles: tuple[str, ...] = ()
@@ -141,6 +197,15 @@ class SSHTargetSpec(Frozen):
 
 
 TargetSpec = Annotated[LocalTargetSpec | SSHTargetSpec, Field(discriminator="kind")]
+
+
+class OnFailure(StrEnum):
+    """An environment's response to a failed check (docs/checks.md, "When a check fails")."""
+
+    #: Put every host the deployment switched back on the release it ran before.
+    ROLLBACK = "rollback"
+    #: Stop, leave every host as it is, and say what a person runs next.
+    HALT = "halt"
 
 
 class Environment(Frozen):
@@ -153,6 +218,25 @@ class Environment(Frozen):
     targets: tuple[TargetSpec, ...] = Field(min_length=1)
     #: How many targets are deployed at the same time.
     parallel: int = Field(default=10, ge=1)
+    #: How many SSH connections may be opening at the same time (sshd's MaxStartups defaults to 10).
+    max_connecting: int = Field(default=8, ge=1)
+    #: The application's database, where migrations run (needs the top-level ``migrations``).
+    database: DatabaseSpec | None = None
+    #: Checks of the whole environment after a deployment (docs/checks.md).
+    smoke: tuple[CheckSpec, ...] = ()
+    #: External services checked through circuit breakers before and after a deployment.
+    dependencies: tuple[DependencySpec, ...] = ()
+    #: What a failed check does: revert the switched hosts, or leave them for a person.
+    on_failure: OnFailure = OnFailure.ROLLBACK
+
+    @field_validator("dependencies")
+    @classmethod
+    def _unique_dependencies(cls, value: tuple[CheckSpec, ...]) -> tuple[CheckSpec, ...]:
+        names = [d.name for d in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"dependency names must be unique (each keys a breaker); repeated: {', '.join(dupes)}")
+        return value
 
     @field_validator("secrets")
     @classmethod
@@ -182,6 +266,8 @@ class Stage(Frozen):
     environment: str | None = None
     #: Who may approve an approval stage (empty: anyone).
     approvers: tuple[str, ...] = ()
+    #: What a load-test stage sends and the thresholds its figures must meet.
+    load_test: LoadTestSpec | None = None
     timeout: float = Field(default=1800, gt=0)
 
     @field_validator("run", mode="before")
@@ -191,7 +277,7 @@ class Stage(Frozen):
 
     @model_validator(mode="after")
     def _fields_fit_kind(self) -> Stage:
-        needs_env = {StageKind.DEPLOY, StageKind.ACCEPTANCE, StageKind.POST_DEPLOY}
+        needs_env = {StageKind.DEPLOY, StageKind.ACCEPTANCE, StageKind.POST_DEPLOY, StageKind.LOAD_TEST}
         needs_run = {StageKind.TEST, StageKind.ACCEPTANCE, StageKind.POST_DEPLOY}
         if self.kind in needs_env and not self.environment:
             raise ValueError(f"a {self.kind.value} stage needs 'environment'")
@@ -203,6 +289,12 @@ class Stage(Frozen):
             raise ValueError(f"a {self.kind.value} stage takes no 'run'")
         if self.approvers and self.kind is not StageKind.APPROVAL:
             raise ValueError("only an approval stage takes 'approvers'")
+        if (self.load_test is None) == (self.kind is StageKind.LOAD_TEST):
+            raise ValueError(
+                "a load-test stage needs 'load_test' (urls, requests, thresholds)"
+                if self.load_test is None
+                else "only a load-test stage takes 'load_test'"
+            )
         return self
 
 
@@ -225,6 +317,8 @@ class Project(Frozen):
     deploy: DeploySpec = DeploySpec()
     environments: dict[str, Environment] = Field(min_length=1)
     pipeline: tuple[Stage, ...] = Field(min_length=1)
+    #: The application's database migrations (docs/migrations.md).
+    migrations: MigrationsSpec | None = None
 
     def stage(self, name: str) -> Stage:
         """The stage called ``name``; KeyError if there is none."""

@@ -47,6 +47,9 @@ PIPE_GRACE = 1.0
 #: sshd's default MaxSessions is 10: stay below it, leaving room for channels that kill timed-out commands.
 DEFAULT_MAX_SESSIONS = 8
 _PID_MARK = b"slipway-pid:"
+#: How often a refused session channel is retried (0.02 s, 0.04 s, ... about 2 s in all).
+_OPEN_RETRIES = 14
+_OPEN_RETRY_DELAY = 0.02
 _CWD_MARK = "slipway-ssh: cannot change directory"
 _CWD_EXIT = 97
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -315,7 +318,9 @@ class SSHTarget:
         started = time.monotonic()
         self._bind_loop()
         async with self._sessions:
-            conn, chan = await self._open_channel(label, "sh -c " + quote(script), session)
+            # exec: whatever the login shell is (bash execs a lone command, dash forks), sh keeps its pid,
+            # which is the process group the timeout kill targets, and its exit status reaches us unchanged.
+            conn, chan = await self._open_channel(label, "exec sh -c " + quote(script), session)
             with contextlib.suppress(asyncssh.Error, OSError):  # the exit status or the loss tells the story
                 if stdin:
                     chan.write(stdin)
@@ -350,8 +355,14 @@ class SSHTarget:
     async def _open_channel(
         self, label: str, remote: str, session: _Session
     ) -> tuple[asyncssh.SSHClientConnection, asyncssh.SSHClientChannel[bytes]]:
-        """Open a session channel; a connection found closed is replaced once (nothing ran yet)."""
-        for attempt in range(2):
+        """Open a session channel; a connection found closed is replaced once (nothing ran yet).
+
+        sshd counts a session until it has fully torn it down, so right after a burst of commands it may
+        refuse a new channel ("open failed") although ours are all closed: that is retried, briefly.
+        """
+        replaced = False
+        refusals = 0
+        while True:
             conn = await self._connection()
             try:
                 async with asyncio.timeout(self.connect_timeout):
@@ -362,12 +373,22 @@ class SSHTarget:
                 raise HostUnreachable(
                     f"did not open a session within {self.connect_timeout:g}s", host=self.name, command=label
                 ) from None
-            except (asyncssh.Error, OSError) as exc:
-                if conn.is_closed() and attempt == 0:
+            except asyncssh.ChannelOpenError as exc:
+                if not conn.is_closed() and refusals < _OPEN_RETRIES:
+                    refusals += 1
+                    await asyncio.sleep(_OPEN_RETRY_DELAY * refusals)
+                    continue
+                if conn.is_closed() and not replaced:
+                    replaced = True
                     self._drop(conn)
                     continue
                 raise TargetError(f"cannot open a session: {exc}", host=self.name, command=label) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+            except (asyncssh.Error, OSError) as exc:
+                if conn.is_closed() and not replaced:
+                    replaced = True
+                    self._drop(conn)
+                    continue
+                raise TargetError(f"cannot open a session: {exc}", host=self.name, command=label) from exc
 
     async def _drain(self, chan: asyncssh.SSHClientChannel[bytes], session: _Session) -> None:
         """Output may still follow the exit status; a daemon the command started may hold it open."""
@@ -388,7 +409,8 @@ class SSHTarget:
                         pid = session.pid
                         killer, _ = await conn.create_session(
                             asyncssh.SSHClientSession,
-                            f"kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid} 2>/dev/null; true",
+                            # The external kill: the builtin of some shells (dash) cannot signal a process group.
+                            f"env kill -KILL -- -{pid} 2>/dev/null || kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid} 2>/dev/null; true",
                         )
                         await killer.wait_closed()
                 chan.close()

@@ -5,7 +5,9 @@ ed25519 host key, in its own mount namespace where its ``host_dir`` is bind-moun
 
     unshare -m --propagation private sh -c 'mount --bind HOSTDIR /srv && exec sshd -D -f /dev/null -o ...'
 
-Everything a command over SSH starts inherits that namespace, so each host sees its own ``/srv``. By
+Everything a command over SSH starts inherits that namespace, so each host sees its own ``/srv``. Each
+host also sees its own ``/etc/passwd``, in which root's login shell is ``/bin/sh``, so commands run as on a
+plain server and not through this machine's ``~/.bashrc``. By
 default ``host_dir`` is a tmpfs (1 GiB limit, memory is only used as files are written): the test can
 shrink it to "disk full" with :meth:`SSHTestBed.fill_disk`, because a tmpfs size lives in the superblock
 that the host's bind mount shares. Host-key checking is never turned off: the bed writes a
@@ -537,8 +539,28 @@ class SSHTestBed:
         sshd = [str(SSHD), "-D", "-f", "/dev/null", "-E", str(host.log)]
         for key, value in options.items():
             sshd += ["-o", f"{key}={value}"]
-        script = f"mount --bind {shlex.quote(str(host.host_dir))} /srv && exec {shlex.join(sshd)}"
+        # The host gets its own /etc/passwd in which root's login shell is /bin/sh: a command over SSH
+        # then runs as on a plain server, without this machine's ~/.bashrc (here it runs pyenv, whose
+        # rehash lock, left behind by a killed session, made every later login hang).
+        script = (
+            f"mount --bind {shlex.quote(str(host.host_dir))} /srv && "
+            f"mount --bind {shlex.quote(str(self._passwd()))} /etc/passwd && exec {shlex.join(sshd)}"
+        )
         return ["unshare", "-m", "--propagation", "private", "sh", "-c", script]
+
+    def _passwd(self) -> Path:
+        """A copy of /etc/passwd whose root account logs in with /bin/sh (written once per bed)."""
+        path = self.base_dir / "passwd"
+        if not path.exists():
+            lines = []
+            for line in Path("/etc/passwd").read_text().splitlines():
+                fields = line.split(":")
+                if len(fields) == 7 and fields[0] == "root":
+                    fields[6] = "/bin/sh"
+                lines.append(":".join(fields))
+            path.write_text("\n".join(lines) + "\n")
+            path.chmod(0o644)
+        return path
 
     def _launch(self, state: _State) -> None:
         with open(state.console, "ab") as console:

@@ -342,6 +342,11 @@ def unlock(
         app.close()
 
 
+from slipway.cli.breakers import breakers_app  # noqa: E402 - its commands reuse _open from above
+
+cli.add_typer(breakers_app, name="breakers")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: map errors to exit codes and one clear paragraph; tracebacks only with --debug."""
     args = sys.argv[1:] if argv is None else argv

@@ -24,9 +24,11 @@ from slipway.engine.events import Observer
 from slipway.engine.masking import Masker
 from slipway.engine.planner import POST_SWITCH, PRE_SWITCH, Action, DeploymentPlan, PlanStep
 from slipway.errors import (
+    CheckFailed,
     CommandFailed,
     CommandResult,
     DeploymentError,
+    DeploymentHalted,
     HostOutcome,
     SlipwayError,
 )
@@ -139,6 +141,14 @@ class DeploymentRun:
     keep_releases: int
     revert_steps: RevertSteps
     parallel: int = 10
+    #: Checks one host after its verify hooks (the deployment test); raises CheckFailed. None: no checks.
+    verify_host: Callable[[Target], Awaitable[None]] | None = None
+    #: Checks the environment once every batch is on (smoke checks, dependencies); raises CheckFailed.
+    verify_environment: Callable[[], Awaitable[None]] | None = None
+    #: ``on_failure: halt``: a failed check leaves every host as it is for a person, instead of reverting.
+    halt_on_failed_check: bool = False
+    #: Hosts whose checks failed (hook failures are not in here: they always revert).
+    failed_checks: set[str] = field(default_factory=set)
     before: dict[str, HostRelease | None] = field(default_factory=dict)
     previous: dict[str, str | None] = field(default_factory=dict)
     switched: list[str] = field(default_factory=list)
@@ -156,9 +166,13 @@ class DeploymentRun:
         for batch in self.plan.batches:
             try:
                 await self._phase(batch, POST_SWITCH)
-            except DeploymentError:
+            except DeploymentError as exc:
+                if self._halts():
+                    raise self._halted(exc) from exc
                 await self._revert_switched()
                 raise
+        if self.verify_environment is not None:
+            await self._verify_environment()
         for host in self.plan.hosts:
             self.outcomes.setdefault(host, HostOutcome(host, True, release=self.plan.release.id))
         if not self.plan.rollback:
@@ -196,6 +210,16 @@ class DeploymentRun:
                                 host, False, step=step.label, error=str(exc), duration=time.monotonic() - started
                             )
                             return
+                if self.verify_host is not None and phases[-1] == "verify":
+                    started = time.monotonic()
+                    try:
+                        await self.verify_host(target)
+                    except SlipwayError as exc:
+                        if isinstance(exc, CheckFailed):
+                            self.failed_checks.add(host)
+                        failures[host] = HostOutcome(
+                            host, False, step="verify checks", error=str(exc), duration=time.monotonic() - started
+                        )
 
         tasks = [asyncio.ensure_future(one(h)) for h in hosts]
         try:
@@ -257,6 +281,57 @@ class DeploymentRun:
                 timeout=step.timeout,
                 env={"SLIPWAY_RELEASE_DIR": rdir, "SLIPWAY_HOST": target.name},
             )
+
+    def _halts(self) -> bool:
+        """Whether to halt rather than revert: the policy says so and only checks failed (not hooks)."""
+        failed = {h for h, o in self.outcomes.items() if not o.ok}
+        return self.halt_on_failed_check and bool(failed) and failed <= self.failed_checks
+
+    async def _verify_environment(self) -> None:
+        """Smoke checks and dependencies once every host is on; a failure follows the environment's policy."""
+        assert self.verify_environment is not None
+        try:
+            await self.verify_environment()
+        except CheckFailed as exc:
+            summary = " ".join(str(exc).split())
+            for host in self.plan.hosts:
+                self.outcomes[host] = HostOutcome(host, False, step="checks after the deployment", error=summary[:300])
+            self.failed_checks.update(self.plan.hosts)
+            error = DeploymentError(
+                f"deployment of {self.plan.environment} failed its checks after every host was on", results={}
+            )
+            if self.halt_on_failed_check:
+                raise self._halted(error) from exc
+            await self._revert_switched()
+            raise DeploymentError(error.message, results=self.outcomes) from exc
+
+    def _halted(self, error: DeploymentError) -> DeploymentHalted:
+        """The error of a deployment stopped by ``on_failure: halt``; hosts stay as they are."""
+        release, env = self.plan.release.id, self.plan.environment
+        for host in self.plan.hosts:
+            if host not in self.outcomes:
+                on = host in self.switched
+                self.outcomes[host] = HostOutcome(
+                    host,
+                    on,
+                    error="" if on else "not deployed: the deployment halted before this host",
+                    release=release if on else self.previous.get(host),
+                )
+        earlier = sorted({p for h in self.switched if (p := self.previous.get(h)) and p != release})
+        if len(earlier) == 1:
+            back = f"go back with 'slipway rollback {env} --to {earlier[0]} --reason TEXT'"
+        elif earlier:
+            back = f"go back with 'slipway rollback {env} --to RELEASE --reason TEXT' (hosts ran {', '.join(earlier)})"
+        else:
+            back = "there is no earlier release to go back to"
+        logs = f"'slipway logs {self.run_id}' shows the evidence" if self.run_id else "the step logs show the evidence"
+        left = [h for h in self.plan.hosts if h in self.switched]
+        return DeploymentHalted(
+            f"{error.message.splitlines()[0]}; halted (on_failure: halt): "
+            f"{', '.join(left) or 'no host'} left on release {release} as it is",
+            results=self.outcomes,
+            hint=f"a person decides now: {logs}; {back}, or fix the release and deploy it again",
+        )
 
     async def _revert_switched(self) -> None:
         """Put every host this deployment switched back on the release it had."""
@@ -332,6 +407,10 @@ async def run_deployment(run: DeploymentRun) -> None:
     """Execute, then record the outcome truthfully whatever happened; re-raise failures."""
     try:
         await run.execute()
+    except DeploymentHalted as exc:
+        run.record_hosts(State.FAILED)
+        run.store.finish_deployment(run.deployment_id, State.FAILED, reason=exc.message.splitlines()[0])
+        raise
     except DeploymentError as exc:
         run.record_hosts(State.FAILED)
         run.store.finish_deployment(run.deployment_id, State.FAILED, reason=exc.message.splitlines()[0])

@@ -27,6 +27,7 @@ from slipway.model.records import HostRelease
 from slipway.model.states import DeploymentKind, State
 from slipway.ports import Target
 from slipway.services.app import App, make_target, target_root
+from slipway.services.checks import deployment_checks
 from slipway.services.secrets import resolve_secrets
 from slipway.targets import release as layout
 
@@ -116,6 +117,17 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
     release_id = request.release_id or new_release_id(request.digest, time.time())
     release = ReleaseInfo(release_id, request.digest, commit)
     plan = make_plan(loaded, request.environment, release, rollback=rollback)
+    checks = deployment_checks(
+        app,
+        loaded,
+        environment=request.environment,
+        release=release,
+        hosts=hosts_of(loaded, request.environment),
+        stage_id=request.stage_id,
+        secrets=secrets,
+        rollback=rollback,
+    )
+    await checks.before()  # the dependencies: an open breaker fails fast, before the lock and any host
     store = app.store
     lock = f"environment {request.environment}"
     holder = f"{app.settings.actor} (run {request.run_id}, pid {os.getpid()} on {os.uname().nodename})"
@@ -163,6 +175,9 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
             keep_releases=project.deploy.keep_releases,
             revert_steps=lambda host, before: revert_steps(loaded, request.environment, host, before),
             parallel=env.parallel,
+            verify_host=checks.verify_host,
+            verify_environment=checks.verify_environment if checks.has_environment_checks else None,
+            halt_on_failed_check=checks.halt,
         )
         await run_deployment(run)
         return release_id

@@ -56,7 +56,9 @@ def reset_breaker(app: App, name: str) -> dict[str, Any]:
     known = sorted(set(stored.all()) | set(_configured(app)))
     matches = [n for n in known if n == name] or [n for n in known if n.split("/", 1)[-1] == name]
     if len(matches) != 1:
-        guess = difflib.get_close_matches(name, known, n=1)
+        short = {n.split("/", 1)[-1]: n for n in known}
+        close = difflib.get_close_matches(name, [*known, *short], n=1)
+        guess = [short.get(close[0], close[0])] if close else []
         raise ConfigError(
             f"no circuit breaker named {name!r}"
             if not matches

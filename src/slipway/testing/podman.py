@@ -74,13 +74,6 @@ trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM INT
 child=$!
 wait "$child"
 """
-#: ``/cgi-bin/env?NAME`` answers the value of the container's environment variable NAME.
-_ENV_CGI = b"""\
-#!/bin/busybox sh
-echo 'Content-Type: text/plain'
-echo
-/bin/busybox printenv "$QUERY_STRING"
-"""
 
 
 # -- installation and configuration ------------------------------------------------------------
@@ -88,16 +81,23 @@ echo
 
 def ensure_podman(*, conf_path: Path = CONTAINERS_CONF) -> str:
     """Install podman, runc and busybox-static when missing and write containers.conf; returns podman."""
-    missing = [pkg for pkg, path in _PACKAGES.items() if not os.access(path, os.X_OK)]
-    if missing:
+    if _missing_packages():
         _INSTALL_LOCK.touch(exist_ok=True)
         with _INSTALL_LOCK.open() as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            missing = [pkg for pkg, path in _PACKAGES.items() if not os.access(path, os.X_OK)]
+            missing = _missing_packages()
             if missing:
                 apt_install(missing)
     configure_containers_conf(conf_path)
     return PODMAN
+
+
+def _missing_packages() -> list[str]:
+    missing = [pkg for pkg, path in _PACKAGES.items() if not os.access(path, os.X_OK)]
+    # /bin/busybox may be Debian's dynamically linked busybox, which cannot run in a FROM scratch image.
+    if "busybox-static" not in missing and b"ld-linux" in Path(BUSYBOX).read_bytes()[:4096]:
+        missing.append("busybox-static")
+    return missing
 
 
 def apt_install(packages: Sequence[str]) -> None:
@@ -324,7 +324,7 @@ def app_context(
     """Build context of an app image: busybox httpd on :data:`HTTP_PORT` serving ``/www``.
 
     ``/version`` answers ``version``; ``/health`` answers ``health`` (no such file when None, so the
-    smoke test of that image fails with 404); ``/cgi-bin/env?NAME`` answers an environment variable.
+    smoke test of that image fails with 404).
     """
     label_lines = "".join(f'LABEL {key}="{value}"\n' for key, value in (labels or {}).items())
     dockerfile = f"""\
@@ -340,7 +340,6 @@ CMD ["httpd", "-f", "-p", "{HTTP_PORT}", "-h", "/www"]
         _add(tar, "www/version", f"{version}\n".encode())
         if health is not None:
             _add(tar, "www/health", health.encode())
-        _add(tar, "www/cgi-bin/env", _ENV_CGI, 0o755)
         for name, data in (files or {}).items():
             _add(tar, f"www/{name}", data)
     return buf.getvalue()

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs the real servers the tests start (OpenSSH, PostgreSQL, nginx, iptables, git) when missing.
+# Installs the real servers the tests start (OpenSSH, PostgreSQL, nginx, iptables, git, podman with runc,
+# docker-registry, a static busybox for test images) when missing.
 # Needs root for apt-get; without root it only reports what is missing.
 set -eu
 need=""
@@ -11,6 +12,11 @@ have iptables /usr/sbin/iptables || need="$need iptables"
 have nginx /usr/sbin/nginx || need="$need nginx"
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
 have unshare /usr/bin/unshare || need="$need util-linux"
+have podman /usr/bin/podman || need="$need podman"
+have runc /usr/sbin/runc || need="$need runc"
+have docker-registry /usr/bin/docker-registry || need="$need docker-registry"
+# Test images are FROM scratch: only the static busybox runs there (busybox may be the dynamic one).
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need="$need busybox-static"
 if [ -z "$need" ]; then
   echo "testbed: everything is installed"
   exit 0
@@ -25,7 +31,7 @@ apt-get -o DPkg::Lock::Timeout=600 update -qq
 # shellcheck disable=SC2086
 apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $need >/dev/null
 # The packages' own services are not used by the tests; keep them from holding ports.
-for svc in nginx postgresql ssh; do
+for svc in nginx postgresql ssh docker-registry; do
   (command -v systemctl >/dev/null 2>&1 && systemctl disable --now "$svc" >/dev/null 2>&1) || true
   (command -v service >/dev/null 2>&1 && service "$svc" stop >/dev/null 2>&1) || true
 done

@@ -24,7 +24,10 @@ from slipway.checks import (
     parse_checks,
 )
 from slipway.checks.jsonpath import MISSING, extract_json_path, json_equal, parse_json_path
+from slipway.config import parse_config
+from slipway.engine.planner import ReleaseInfo
 from slipway.errors import ConfigError
+from slipway.services.checks import render_all
 from slipway.testing.fakeclock import FakeClock
 
 pytestmark = pytest.mark.timeout(60)
@@ -59,6 +62,13 @@ def test_every_yaml_example_in_the_docs_is_valid() -> None:
     seen: set[str] = set()
     for block in blocks:
         document: dict[str, Any] = yaml.safe_load(block)
+        if "pipeline" in document:  # a complete slipway.yml: every check kind, templates rendered
+            kinds = set(re.findall(r"kind: ([\w-]+)", block))
+            assert {"http", "tcp", "command", "sql", "dns", "load-test"} <= kinds, kinds
+            loaded = parse_config(block, path=DOCS.with_name("slipway.yml"))
+            assert render_all(loaded, ReleaseInfo("20260101T000000Z-0123456789ab", "sha256:" + "0" * 64, "a" * 40))
+            seen.add("slipway.yml")
+            continue
         for key, value in document.items():
             seen.add(key)
             if key == "load_test":
@@ -66,7 +76,7 @@ def test_every_yaml_example_in_the_docs_is_valid() -> None:
             else:
                 assert key in ("checks", "dependencies")
                 parse_checks(value, key_path=key)
-    assert seen == {"checks", "dependencies", "load_test"}
+    assert seen == {"checks", "dependencies", "load_test", "slipway.yml"}
 
 
 def test_models_are_frozen() -> None:

@@ -12,7 +12,6 @@ from containers_support import HEALTH, Load, PublishedSet
 
 from slipway.artifacts.image import Engine, EngineSpec, ImageRef
 from slipway.errors import ArtifactNotFound, CheckFailed, ConfigError, DeploymentError, HostUnreachable
-from slipway.routers.base import Backend
 from slipway.targets.container import (
     ContainerTarget,
     ServiceSpec,
@@ -114,14 +113,14 @@ def test_deploying_the_running_digest_changes_nothing(
     assert again.running["web"].container_id == first.running["web"].container_id
 
 
-def _deploy_v1(engine: Engine, images: PublishedSet, nginx: NginxServer, app: str) -> tuple[ContainerTarget, dict]:
+def _deploy_v1(engine: Engine, images: PublishedSet, nginx: NginxServer, app: str) -> tuple[ContainerTarget, dict[str, str]]:
     target = ContainerTarget(engine, app=app, environment="prod")
     release = asyncio.run(deploy_services(target, services(), {"web": images.v1.ref, "worker": images.v1.ref},
                                           router=nginx.router()))
     return target, {name: r.container_id for name, r in release.running.items()}
 
 
-def _assert_v1_untouched(target: ContainerTarget, images: PublishedSet, nginx: NginxServer, ids: dict) -> None:
+def _assert_v1_untouched(target: ContainerTarget, images: PublishedSet, nginx: NginxServer, ids: dict[str, str]) -> None:
     async def read() -> dict[str, list[str]]:
         return {name: [r.container_id for r in await target.running(name)] for name in ("web", "worker")}
     assert asyncio.run(read()) == {name: [cid] for name, cid in ids.items()}
@@ -190,4 +189,3 @@ def test_services_with_a_router_group_need_a_router(engine: Engine, images: Publ
     target = ContainerTarget(engine, app="norouter", environment="dev")
     with pytest.raises(ConfigError, match="need a router"):
         asyncio.run(deploy_services(target, services(), {"web": images.v1.ref, "worker": images.v1.ref}))
-    assert Backend  # the router's backend type is what RunningService.backend hands out

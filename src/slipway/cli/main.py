@@ -347,6 +347,11 @@ from slipway.cli.breakers import breakers_app  # noqa: E402 - its commands reuse
 cli.add_typer(breakers_app, name="breakers")
 
 
+from slipway.cli.migrations import migrations_app  # noqa: E402 - its commands reuse _open from above
+
+cli.add_typer(migrations_app, name="migrations")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: map errors to exit codes and one clear paragraph; tracebacks only with --debug."""
     args = sys.argv[1:] if argv is None else argv

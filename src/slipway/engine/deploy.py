@@ -141,6 +141,8 @@ class DeploymentRun:
     keep_releases: int
     revert_steps: RevertSteps
     parallel: int = 10
+    #: Runs once for the environment after install and before the migrate hooks: the database migrations.
+    before_migrate: Callable[[], Awaitable[None]] | None = None
     #: Checks one host after its verify hooks (the deployment test); raises CheckFailed. None: no checks.
     verify_host: Callable[[Target], Awaitable[None]] | None = None
     #: Checks the environment once every batch is on (smoke checks, dependencies); raises CheckFailed.
@@ -162,6 +164,8 @@ class DeploymentRun:
         self.previous = {h: (str(r) if r else None) for h, r in currents.items()}
         if not self.plan.rollback:
             for phase in PRE_SWITCH:
+                if phase == "migrate" and self.before_migrate is not None:
+                    await self.before_migrate()  # once, not per host; a failure here switched nothing
                 await self._phase(self.plan.hosts, (phase,))
         for batch in self.plan.batches:
             try:

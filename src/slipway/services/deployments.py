@@ -26,6 +26,7 @@ from slipway.model.config import Project
 from slipway.model.records import HostRelease
 from slipway.model.states import DeploymentKind, State
 from slipway.ports import Target
+from slipway.services import migrations as database
 from slipway.services.app import App, make_target, target_root
 from slipway.services.checks import deployment_checks
 from slipway.services.secrets import resolve_secrets
@@ -134,6 +135,17 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
     store.acquire_lock(lock, holder, ttl=LOCK_TTL)
     targets: dict[str, Target] = {}
     try:
+        # Before any host is touched: the release's migrations lint, fit the database's history, and the
+        # database answers; a rollback past an applied contract migration is refused here.
+        migrations = await database.for_deployment(
+            app,
+            loaded,
+            environment=request.environment,
+            digest=request.digest,
+            release=release_id,
+            stage_id=request.stage_id,
+            rollback=rollback,
+        )
         targets = {t.name: make_target(t, root=loaded.root, environ=app.environ) for t in env.targets}
         deployment_id = store.start_deployment(
             environment=request.environment,
@@ -175,11 +187,14 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
             keep_releases=project.deploy.keep_releases,
             revert_steps=lambda host, before: revert_steps(loaded, request.environment, host, before),
             parallel=env.parallel,
+            before_migrate=migrations.expand if migrations and not rollback else None,
             verify_host=checks.verify_host,
             verify_environment=checks.verify_environment if checks.has_environment_checks else None,
             halt_on_failed_check=checks.halt,
         )
         await run_deployment(run)
+        if migrations and not rollback:
+            await migrations.contract()  # held ones wait; due ones run now that verify passed everywhere
         return release_id
     finally:
         await asyncio.gather(*(t.close() for t in targets.values()), return_exceptions=True)

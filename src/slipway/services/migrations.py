@@ -1,0 +1,500 @@
+"""Database migrations in a deployment: the parallel-change order, enforced.
+
+- Before any host is touched, the migrations of the release are read from its verified artifact (never
+  the working tree), linted, and checked against the database's history: an edited applied migration,
+  an unreachable database or a release that lacks an applied contract migration stops the deployment.
+- After install and before any host switches, the pending ``expand`` and ``migrate`` migrations run once
+  for the environment, from this process, each recorded as a step of the stage.
+- ``contract`` migrations are held until every target of the environment runs a release whose artifact
+  contains them and the environment's last deployment (so its verify) succeeded; then they run at the
+  end of that deployment (``contract: auto``) or on ``slipway migrations contract ENV`` (``manual``).
+
+Which release shipped which migration is read from the artifacts themselves, and what was applied from
+the history table in the application's database: the state store gains no table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from slipway.config import LoadedConfig
+from slipway.engine.template import render
+from slipway.errors import ArtifactError, ChecksumMismatch, MigrationError
+from slipway.migrations import (
+    BatchProgress,
+    Migration,
+    MigrationResult,
+    MigrationRunner,
+    MigrationState,
+    MigrationStatus,
+    Phase,
+    lint_migration,
+    order_migrations,
+    parse_migration,
+)
+from slipway.model.config import MigrationsSpec
+from slipway.model.states import DeploymentKind, State
+from slipway.services.app import App
+from slipway.services.secrets import resolve_secrets
+
+#: The "host" migration steps are recorded under: they run in the Slipway process, not on a target.
+HOST = "slipway"
+_BATCH_SIZE = re.compile(r"^\s*--\s*slipway:batch\b.*\bsize=", re.MULTILINE)
+
+
+# -- reading -------------------------------------------------------------------------------------------
+
+
+def spec_of(loaded: LoadedConfig) -> MigrationsSpec | None:
+    """The project's ``migrations`` section, if any."""
+    return loaded.project.migrations
+
+
+def database_url(app: App, loaded: LoadedConfig, environment: str) -> str:
+    """The environment's database URL: its secret resolved now, or its templated URL (relative SQLite
+    paths are relative to the project)."""
+    env = loaded.project.environments[environment]
+    if env.database is None:
+        raise MigrationError(
+            f"environment {environment!r} has no database",
+            hint=f"add environments.{environment}.database to slipway.yml (docs/migrations.md)",
+        )
+    if env.database.secret is not None:
+        secrets = resolve_secrets(env, environment=environment, root=loaded.root, environ=app.environ)
+        app.masker.add(secrets.values())
+        return secrets[env.database.secret]
+    assert env.database.url is not None
+    url = render(
+        env.database.url,
+        {"vars": env.vars, "environment": {"name": environment}},
+        shell=False,
+        where=f"environments.{environment}.database.url",
+    )
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        path = (loaded.root / url[len(prefix) :]).absolute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = prefix + str(path)
+    return url
+
+
+def with_default_batch_size(migration: Migration, size: int) -> Migration:
+    """The migration with ``size`` as its batch size when its batch header does not give one."""
+    if migration.batch is None or _BATCH_SIZE.search(migration.sql):
+        return migration
+    return replace(migration, batch=replace(migration.batch, size=size))
+
+
+def parse_directory(files: Mapping[str, str], *, batch_size: int) -> tuple[Migration, ...]:
+    """Migrations from ``{path: text}`` of one directory: ``.sql`` files, hidden ones skipped, ordered."""
+    parsed = [
+        with_default_batch_size(parse_migration(path, text), batch_size)
+        for path, text in sorted(files.items())
+        if path.endswith(".sql") and not PurePosixPath(path).name.startswith(".")
+    ]
+    return order_migrations(parsed)
+
+
+def artifact_migrations(app: App, loaded: LoadedConfig, digest: str) -> tuple[Migration, ...]:
+    """The migrations inside the artifact ``digest``, read from its verified bytes."""
+    spec = spec_of(loaded)
+    if spec is None:
+        return ()
+    manifest = app.artifacts.manifest(digest)
+    prefix = spec.directory + "/"
+    entries = [f for f in manifest.files if f.path.startswith(prefix) and "/" not in f.path[len(prefix) :]]
+    entries = [f for f in entries if f.path.endswith(".sql")]
+    data = app.artifacts.read_objects(digest, {f.sha256 for f in entries})
+    files: dict[str, str] = {}
+    for f in entries:
+        try:
+            files[f.path] = data[f.sha256].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MigrationError(f"not UTF-8 text ({exc.reason})", file=f.path) from exc
+    return parse_directory(files, batch_size=spec.batch_size)
+
+
+def artifact_has(app: App, digest: str, migration: Migration) -> bool:
+    """Whether the artifact ``digest`` ships ``migration`` (the same path)."""
+    try:
+        manifest = app.artifacts.manifest(digest)
+    except ArtifactError:
+        return False
+    return any(f.path == migration.path for f in manifest.files)
+
+
+def make_runner(
+    spec: MigrationsSpec, url: str, *, on_batch: Callable[[BatchProgress], None] | None = None
+) -> MigrationRunner:
+    """A runner with the project's timeouts."""
+    return MigrationRunner(
+        url,
+        lock_wait=spec.lock_wait,
+        lock_timeout=spec.lock_timeout,
+        statement_timeout=spec.statement_timeout,
+        connect_timeout=spec.connect_timeout,
+        on_batch=on_batch,
+    )
+
+
+# -- the rules ---------------------------------------------------------------------------------------
+
+
+def refuse_missing_contracts(statuses: Sequence[MigrationStatus], *, environment: str, release: str) -> None:
+    """Refuse a release whose artifact lacks a contract migration already applied to the database."""
+    missing = [s for s in statuses if s.state is MigrationState.MISSING and s.phase is Phase.CONTRACT]
+    if not missing:
+        return
+    first = missing[0]
+    when = f"{first.applied_at:%Y-%m-%d %H:%M} UTC" if first.applied_at else "earlier"
+    names = ", ".join(f"{s.version} ({s.name})" for s in missing)
+    raise MigrationError(
+        f"release {release} cannot run on the database of {environment}: contract migration "
+        f"{first.version} ({first.name}) was applied there on {when} by {first.applied_by}"
+        + (f" with release {first.release}" if first.release else "")
+        + f", and the artifact of {release} does not contain it: that release still needs what it removed"
+        + (f" (all such migrations: {names})" if len(missing) > 1 else ""),
+        hint="roll back or deploy only to a release that contains that migration (or a later one); to undo "
+        "a contract, ship a new expand migration that restores what it dropped",
+    )
+
+
+def refuse_changed(statuses: Sequence[MigrationStatus]) -> None:
+    """Refuse when an applied migration's file was edited."""
+    for s in statuses:
+        if s.state is MigrationState.CHANGED:
+            when = f"{s.applied_at:%Y-%m-%d %H:%M} UTC" if s.applied_at else "earlier"
+            raise ChecksumMismatch(
+                f"was applied on {when} by {s.applied_by}, but the file in this release was edited since",
+                file=s.path or s.name,
+                hint="an applied migration must not change: restore the file and put the change in a new one",
+            )
+
+
+def lint_pending(migrations: Sequence[Migration], statuses: Sequence[MigrationStatus], dialect: str) -> None:
+    """Lint every pending migration now, before any host is touched (LintError on the first finding)."""
+    waiting = {s.version for s in statuses if s.state in (MigrationState.PENDING, MigrationState.IN_PROGRESS)}
+    for m in migrations:
+        if m.version in waiting:
+            lint_migration(m, dialect=dialect).raise_for_findings()
+
+
+def held_reasons(app: App, loaded: LoadedConfig, environment: str, pending: Sequence[Migration]) -> dict[int, str]:
+    """Why each pending contract migration must wait (absent: it may run now)."""
+    store = app.store
+    env = loaded.project.environments[environment]
+    running = {h.host: h for h in store.host_releases(environment)}
+    latest = store.deployments(environment, limit=1)
+    reasons: dict[int, str] = {}
+    for m in pending:
+        if m.phase is not Phase.CONTRACT:
+            continue
+        why = ""
+        for target in env.targets:
+            host = running.get(target.name)
+            if host is None:
+                why = f"{target.name} runs no release yet"
+            elif not artifact_has(app, host.artifact_digest, m):
+                why = f"{target.name} runs release {host.release_id}, whose artifact does not contain it"
+            if why:
+                break
+        if not why and (not latest or latest[0].state is not State.SUCCEEDED):
+            why = f"the last deployment of {environment} did not succeed (its verify has not passed)"
+        if why:
+            reasons[m.version] = why
+    return reasons
+
+
+# -- running -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class MigrationSteps:
+    """Records each migration as a step of a stage (or in the audit log alone) and streams its progress."""
+
+    app: App
+    environment: str
+    stage_id: int | None
+
+    async def apply(
+        self, spec: MigrationsSpec, url: str, migrations: Sequence[Migration], m: Migration, *, release: str
+    ) -> MigrationResult:
+        """Apply the pending ``m`` (its phase only; earlier files are given for the order check)."""
+        app, label = self.app, f"migrate: {m.phase.value} {m.filename}"
+        observer, lines = app.observer, []
+
+        def on_batch(p: BatchProgress) -> None:
+            line = f"batch {p.batch}: {p.rows} rows ({p.total_rows} in all), held {p.held * 1000:.1f} ms"
+            lines.append(line)
+            observer.output(HOST, "stdout", line)
+
+        step_id = None
+        if self.stage_id is not None:
+            step_id = app.store.start_step(self.stage_id, name=label, host=HOST, command=f"apply {m.path}")
+        observer.step_started(HOST, label)
+        started = time.monotonic()
+        upto = [x for x in migrations if x.version <= m.version]
+        runner = make_runner(spec, url, on_batch=on_batch)
+        try:
+            [result] = await asyncio.to_thread(
+                runner.apply, upto, phases=[m.phase], applied_by=app.settings.actor, release=release
+            )
+        except MigrationError as exc:
+            lines.append(app.masker(str(exc)))
+            self._finish(step_id, State.FAILED, lines, label, started)
+            raise
+        lines.append(_summary(result))
+        observer.output(HOST, "stdout", lines[-1])
+        self._finish(step_id, State.SUCCEEDED, lines, label, started)
+        self._audit(result, release)
+        return result
+
+    def _finish(self, step_id: int | None, state: State, lines: list[str], label: str, started: float) -> None:
+        if step_id is not None:
+            self.app.store.finish_step(
+                step_id, state, exit_code=0 if state is State.SUCCEEDED else 1, log="\n".join(lines)
+            )
+        self.app.observer.step_finished(HOST, label, state, None, time.monotonic() - started)
+
+    def _audit(self, result: MigrationResult, release: str) -> None:
+        store, actor = self.app.store, self.app.settings.actor
+        subject = f"{self.environment} {PurePosixPath(result.path).name}"
+        detail: dict[str, Any] = {
+            "phase": result.phase.value,
+            "release": release,
+            "duration": round(result.duration, 3),
+            "longest_transaction": round(result.longest_transaction, 3),
+            "batches": result.batches,
+            "rows": result.rows,
+        }
+        store.audit(actor, "migration.apply", subject, detail)
+        for o in result.overrides:
+            store.audit(
+                actor,
+                "migration.override",
+                subject,
+                {"rule": o.rule, "reason": o.reason, "line": o.line, "release": release},
+            )
+
+
+def _summary(r: MigrationResult) -> str:
+    text = f"applied in {r.duration:.2f}s ({r.statements} statements"
+    if r.batches:
+        text += f", {r.batches} batches, {r.rows} rows, longest batch {r.longest_transaction * 1000:.1f} ms"
+    if r.overrides:
+        text += "; overrides: " + ", ".join(f"{o.rule} ({o.reason})" for o in r.overrides)
+    return text + ")"
+
+
+@dataclass
+class DeploymentMigrations:
+    """The migrations of one deployment: checked up front, expand/migrate before the switch, contract after."""
+
+    app: App
+    loaded: LoadedConfig
+    environment: str
+    release: str
+    spec: MigrationsSpec
+    url: str
+    migrations: tuple[Migration, ...]
+    steps: MigrationSteps
+
+    async def check(self, *, rollback: bool) -> None:
+        """Everything that can refuse this release, before any host is touched."""
+        runner = make_runner(self.spec, self.url)
+        statuses = await asyncio.to_thread(runner.status, self.migrations)
+        refuse_missing_contracts(statuses, environment=self.environment, release=self.release)
+        if rollback:
+            return
+        refuse_changed(statuses)
+        lint_pending(self.migrations, statuses, runner.dialect)
+
+    async def expand(self) -> None:
+        """Run the pending expand and migrate migrations, in version order, once for the environment."""
+        runner = make_runner(self.spec, self.url)
+        pending = await asyncio.to_thread(runner.pending, self.migrations)
+        todo = [m for m in pending if m.phase in (Phase.EXPAND, Phase.MIGRATE)]
+        if not todo:
+            self.app.observer.message(f"database of {self.environment}: no expand or migrate migration pending")
+        for m in todo:
+            await self.steps.apply(self.spec, self.url, self.migrations, m, release=self.release)
+
+    async def contract(self) -> list[MigrationResult]:
+        """Run the contract migrations that are no longer held, unless contract is manual."""
+        if self.spec.contract == "manual":
+            runner = make_runner(self.spec, self.url)
+            pending = await asyncio.to_thread(runner.pending, self.migrations, phase=Phase.CONTRACT)
+            if pending:
+                names = ", ".join(m.filename for m in pending)
+                self.app.observer.message(
+                    f"contract migrations held (contract: manual): {names}; "
+                    f"run 'slipway migrations contract {self.environment}'"
+                )
+            return []
+        return await run_contracts(
+            self.app, self.loaded, self.environment, self.migrations, self.steps, url=self.url, release=self.release
+        )
+
+
+async def run_contracts(
+    app: App,
+    loaded: LoadedConfig,
+    environment: str,
+    migrations: tuple[Migration, ...],
+    steps: MigrationSteps,
+    *,
+    url: str,
+    release: str,
+) -> list[MigrationResult]:
+    """Apply pending contract migrations in order, stopping at the first one still held."""
+    spec = spec_of(loaded)
+    assert spec is not None
+    runner = make_runner(spec, url)
+    pending = await asyncio.to_thread(runner.pending, migrations, phase=Phase.CONTRACT)
+    reasons = held_reasons(app, loaded, environment, pending)
+    done: list[MigrationResult] = []
+    for m in pending:
+        if m.version in reasons:
+            app.observer.message(f"contract migration {m.filename} is held: {reasons[m.version]}")
+            break
+        done.append(await steps.apply(spec, url, migrations, m, release=release))
+    return done
+
+
+async def for_deployment(
+    app: App, loaded: LoadedConfig, *, environment: str, digest: str, release: str, stage_id: int, rollback: bool
+) -> DeploymentMigrations | None:
+    """Check a deployment's migrations before any host is touched; None when the project has none."""
+    spec = spec_of(loaded)
+    if spec is None:
+        return None
+    url = database_url(app, loaded, environment)
+    migrations = await asyncio.to_thread(artifact_migrations, app, loaded, digest)
+    found = DeploymentMigrations(
+        app, loaded, environment, release, spec, url, migrations, MigrationSteps(app, environment, stage_id)
+    )
+    await found.check(rollback=rollback)
+    return found
+
+
+async def check_rollback(app: App, loaded: LoadedConfig, environment: str, *, digest: str, release: str) -> None:
+    """Refuse going back to a release whose artifact lacks a contract migration applied since."""
+    spec = spec_of(loaded)
+    if spec is None:
+        return
+    url = database_url(app, loaded, environment)
+    migrations = await asyncio.to_thread(artifact_migrations, app, loaded, digest)
+    statuses = await asyncio.to_thread(make_runner(spec, url).status, migrations)
+    refuse_missing_contracts(statuses, environment=environment, release=release)
+
+
+# -- the migrations commands -------------------------------------------------------------------------
+
+
+def current_artifact(app: App, environment: str) -> tuple[str, str] | None:
+    """(digest, release) of the newest release rolled out to the environment (a rollback rolls none out:
+    after one, the contracts of the release rolled back from are still known, and shown as held)."""
+    succeeded = [d for d in app.store.deployments(environment, limit=200) if d.state is State.SUCCEEDED]
+    for d in succeeded:
+        if d.kind is DeploymentKind.DEPLOY:
+            return d.artifact_digest, d.release_id
+    return (succeeded[0].artifact_digest, succeeded[0].release_id) if succeeded else None
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """One migration of ``slipway migrations status``."""
+
+    version: int
+    name: str
+    phase: str
+    state: str
+    file: str | None
+    applied_at: str | None
+    applied_by: str | None
+    release: str | None
+    duration: float | None
+    overrides: list[dict[str, Any]]
+    held_because: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """For ``--json``."""
+        return dict(self.__dict__)
+
+
+async def environment_status(app: App, loaded: LoadedConfig, environment: str) -> list[StatusRow]:
+    """Applied, pending and held migrations of the environment's database, by phase and version."""
+    spec = _require_spec(loaded)
+    url = database_url(app, loaded, environment)
+    current = current_artifact(app, environment)
+    migrations = await asyncio.to_thread(artifact_migrations, app, loaded, current[0]) if current else ()
+    statuses = await asyncio.to_thread(make_runner(spec, url).status, migrations)
+    files = {m.version: m for m in migrations}
+    pending = [files[s.version] for s in statuses if s.state is MigrationState.PENDING and s.version in files]
+    reasons = held_reasons(app, loaded, environment, pending)
+    if spec.contract == "manual":
+        for m in pending:
+            if m.phase is Phase.CONTRACT and m.version not in reasons:
+                reasons[m.version] = f"contract: manual; run 'slipway migrations contract {environment}'"
+    rows = [
+        StatusRow(
+            version=s.version,
+            name=s.name,
+            phase=s.phase.value,
+            state="held" if s.version in reasons else s.state.value,
+            file=s.path,
+            applied_at=s.applied_at.isoformat(timespec="seconds") if s.applied_at else None,
+            applied_by=s.applied_by,
+            release=s.release,
+            duration=s.duration,
+            overrides=[{"rule": o.rule, "reason": o.reason} for o in s.overrides],
+            held_because=reasons.get(s.version),
+        )
+        for s in statuses
+    ]
+    return sorted(rows, key=lambda r: (Phase(r.phase).rank, r.version))
+
+
+async def contract_now(app: App, loaded: LoadedConfig, environment: str) -> list[MigrationResult]:
+    """``slipway migrations contract ENV``: run the contract migrations that are no longer held."""
+    _require_spec(loaded)
+    current = current_artifact(app, environment)
+    if current is None:
+        raise MigrationError(f"nothing was deployed to {environment} yet: no contract migration can be due")
+    digest, release = current
+    url = database_url(app, loaded, environment)
+    migrations = await asyncio.to_thread(artifact_migrations, app, loaded, digest)
+    lock, holder = f"environment {environment}", f"{app.settings.actor} (migrations contract)"
+    app.store.acquire_lock(lock, holder, ttl=3600)
+    try:
+        return await run_contracts(
+            app, loaded, environment, migrations, MigrationSteps(app, environment, None), url=url, release=release
+        )
+    finally:
+        app.store.release_lock(lock, holder)
+
+
+def lint_directory(directory: Path, *, dialect: str) -> list[Any]:
+    """Lint every migration file of ``directory``; the findings without an override."""
+    from slipway.migrations import load_migrations
+
+    findings: list[Any] = []
+    for m in load_migrations(directory):
+        findings += lint_migration(m, dialect=dialect).findings
+    return findings
+
+
+def _require_spec(loaded: LoadedConfig) -> MigrationsSpec:
+    spec = spec_of(loaded)
+    if spec is None:
+        raise MigrationError(
+            "slipway.yml has no 'migrations' section",
+            hint="add 'migrations: {directory: db/migrations}' and a database per environment (docs/migrations.md)",
+        )
+    return spec

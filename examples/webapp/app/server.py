@@ -1,11 +1,14 @@
-"""The example web service: a JSON API over SQLite with a /health endpoint. Standard library only."""
+"""The example web service: a JSON API over SQLite (or PostgreSQL) with a /health endpoint.
+
+Standard library only on SQLite; PostgreSQL needs psycopg (bin/restart.sh runs ${SLIPWAY_PYTHON:-python3}).
+The database URL comes from DATABASE_URL (a secret in slipway.yml) or defaults to SQLite in --data.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sqlite3
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,7 +28,7 @@ def release_info() -> dict[str, str]:
 class Handler(BaseHTTPRequestHandler):
     """Routes: GET /health, GET /items, POST /items {"name": ...}."""
 
-    db_path: str = ""
+    db_url: str = ""
     lock = threading.Lock()
     protocol_version = "HTTP/1.1"
 
@@ -40,14 +43,17 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if self.path == "/health":
             try:
-                with store.connect(self.db_path) as conn:
-                    conn.execute("SELECT 1").fetchone()
+                with store.connect(self.db_url) as db:
+                    db.query("SELECT 1")
                 self._send(200, {"status": "ok", **release_info()})
-            except sqlite3.Error as exc:
+            except Exception as exc:  # noqa: BLE001 - sqlite3 or psycopg: either way the database is not usable
                 self._send(503, {"status": "database unavailable", "error": str(exc)})
         elif self.path == "/items":
-            with store.connect(self.db_path) as conn:
-                self._send(200, {"items": store.list_items(conn)})
+            try:
+                with store.connect(self.db_url) as db:
+                    self._send(200, {"items": store.list_items(db)})
+            except Exception as exc:  # noqa: BLE001
+                self._send(500, {"error": str(exc)})
         else:
             self._send(404, {"error": "not found"})
 
@@ -64,8 +70,12 @@ class Handler(BaseHTTPRequestHandler):
         except (ValueError, KeyError, TypeError):
             self._send(400, {"error": 'send {"name": "..."}'})
             return
-        with self.lock, store.connect(self.db_path) as conn:
-            item = store.add_item(conn, name)
+        try:
+            with self.lock, store.connect(self.db_url) as db:
+                item = store.add_item(db, name)
+        except Exception as exc:  # noqa: BLE001
+            self._send(500, {"error": str(exc)})
+            return
         self._send(201, item)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
@@ -77,12 +87,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--data", required=True, help="directory of the SQLite database")
+    parser.add_argument("--data", required=True, help="directory of the SQLite database (without DATABASE_URL)")
     args = parser.parse_args()
     os.makedirs(args.data, exist_ok=True)
-    Handler.db_path = os.path.join(args.data, "app.db")
-    with store.connect(Handler.db_path) as conn:
-        store.ensure_schema(conn)
+    Handler.db_url = os.environ.get("DATABASE_URL") or "sqlite:///" + os.path.join(args.data, "app.db")
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
     print(f"serving on http://{args.host}:{args.port} ({release_info().get('release')})", flush=True)

@@ -1,34 +1,26 @@
-"""The example app's data access: items in SQLite."""
+"""The example app's data access: items in SQLite (the default) or PostgreSQL.
+
+The schema is not created here: it lives in db/migrations/ and Slipway applies it before the release
+starts (docs/migrations.md). Release 1 stores each item's ``name``.
+"""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from typing import Any
+
+from app.db import Database, connect
+
+__all__ = ["Database", "add_item", "connect", "list_items"]
 
 
-@contextmanager
-def connect(path: str) -> Iterator[sqlite3.Connection]:
-    """A connection that commits on success and always closes."""
-    conn = sqlite3.connect(path, timeout=10)
-    try:
-        with conn:
-            yield conn
-    finally:
-        conn.close()
-
-
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the table on first start."""
-    conn.execute("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL)")
-
-
-def add_item(conn: sqlite3.Connection, name: str) -> dict[str, object]:
+def add_item(db: Database, name: str) -> dict[str, Any]:
     """Insert an item and return it."""
-    cur = conn.execute("INSERT INTO items (name) VALUES (?)", (name,))
-    return {"id": cur.lastrowid, "name": name}
+    item_id = db.next_id("items")
+    db.execute("INSERT INTO items (id, name) VALUES (?, ?)", (item_id, name))
+    return {"id": item_id, "name": name}
 
 
-def list_items(conn: sqlite3.Connection) -> list[dict[str, object]]:
+def list_items(db: Database) -> list[dict[str, Any]]:
     """Every item, oldest first."""
-    return [{"id": i, "name": n} for i, n in conn.execute("SELECT id, name FROM items ORDER BY id")]
+    return [{"id": i, "name": n} for i, n in db.query("SELECT id, name FROM items ORDER BY id")]
+

@@ -13,7 +13,11 @@ sys.path.insert(0, str(ROOT))  # for 'benchmarks.*' only; slipway itself comes f
 from benchmarks.common import machine  # noqa: E402
 
 #: name -> module; each module has run() -> markdown section.
-BENCHMARKS = {"engine": "benchmarks.bench_engine", "backfill": "benchmarks.bench_backfill"}
+BENCHMARKS = {
+    "engine": "benchmarks.bench_engine",
+    "backfill": "benchmarks.bench_backfill",
+    "fleet": "benchmarks.bench_fleet",
+}
 OUT = ROOT / "BENCHMARKS.md"
 MARK = "<!-- section: {} -->"
 

@@ -110,16 +110,23 @@ class LocalArtifactStore:
             raise ArtifactNotFound(f"artifact {PREFIX}{hexpart} has no manifest in {self.root}")
         return Manifest.from_json(path.read_text())
 
-    def read_objects(self, digest: str, wanted: set[str]) -> dict[str, bytes]:
-        """Contents of the files whose sha256 is in ``wanted``, read from the verified archive."""
+    def read_objects(self, digest: str, wanted: set[str], *, verified: bool = False) -> dict[str, bytes]:
+        """Contents of the files whose sha256 is in ``wanted``, each checked against its hash.
+
+        ``verified`` says the caller has just checked the archive's digest with :meth:`fetch`, so it is
+        not hashed a second time; every file is still hashed as it is read.
+        """
         manifest = self.manifest(digest)
         by_path = {f.path: f for f in manifest.files}
         out: dict[str, bytes] = {}
-        for rel, _member, data in iter_archive(self.fetch(digest)):
+        archive = self._archive(parse_digest(digest)) if verified else self.fetch(digest)
+        for rel, _member, data in iter_archive(archive):
             entry = by_path.get(rel)
             if entry is None or data is None or entry.sha256 not in wanted or entry.sha256 in out:
                 continue
             if hashlib.sha256(data).hexdigest() != entry.sha256:
                 raise DigestMismatch(f"file {rel} in artifact {digest} does not match its manifest hash")
             out[entry.sha256] = data
+            if len(out) == len(wanted):
+                break  # the rest of the archive holds nothing we need
         return out

@@ -155,6 +155,7 @@ class DeploymentRun:
     previous: dict[str, str | None] = field(default_factory=dict)
     switched: list[str] = field(default_factory=list)
     outcomes: dict[str, HostOutcome] = field(default_factory=dict)
+    _objects: layout.ObjectCache | None = None
 
     async def execute(self) -> None:
         """Run the plan; raise DeploymentError (after reverting) if any host fails."""
@@ -180,21 +181,44 @@ class DeploymentRun:
         for host in self.plan.hosts:
             self.outcomes.setdefault(host, HostOutcome(host, True, release=self.plan.release.id))
         if not self.plan.rollback:
-            await self._each(
-                self.plan.hosts,
-                lambda t: layout.prune_releases(
-                    t, self.keep_releases, [r for r in (self.plan.release.id, self.previous.get(t.name)) if r]
-                ),
-            )
+            try:
+                await self._each(
+                    self.plan.hosts,
+                    lambda t: layout.prune_releases(
+                        t, self.keep_releases, [r for r in (self.plan.release.id, self.previous.get(t.name)) if r]
+                    ),
+                    what="prune old releases",
+                )
+            except DeploymentError as exc:  # the new release runs everywhere: old ones left behind are no failure
+                self.outcomes = {h: o for h, o in self.outcomes.items() if o.ok}
+                self.steps.observer.message(f"warning: {exc}")
 
-    async def _each(self, hosts: Sequence[str], fn: Callable[[Target], Awaitable[object]]) -> dict[str, object]:
+    async def _each(
+        self, hosts: Sequence[str], fn: Callable[[Target], Awaitable[object]], *, what: str = "connect"
+    ) -> dict[str, object]:
+        """Run ``fn`` on every host; if any fails, raise one DeploymentError holding every host's error."""
         limit = asyncio.Semaphore(self.parallel)
 
         async def one(host: str) -> object:
             async with limit:
                 return await fn(self.targets[host])
 
-        values = await asyncio.gather(*(one(h) for h in hosts))
+        values = await asyncio.gather(*(one(h) for h in hosts), return_exceptions=True)
+        failures = {
+            h: HostOutcome(h, False, step=what, error=str(v))
+            for h, v in zip(hosts, values, strict=True)
+            if isinstance(v, SlipwayError)
+        }
+        for value in values:
+            if isinstance(value, BaseException) and not isinstance(value, SlipwayError):
+                raise value
+        if failures:
+            self.outcomes.update(failures)
+            raise DeploymentError(
+                f"deployment of {self.plan.environment} failed on {len(failures)} of {len(hosts)} host(s) "
+                f"before anything changed ({what})",
+                results=failures,
+            )
         return dict(zip(hosts, values, strict=True))
 
     async def _phase(self, hosts: Sequence[str], phases: Sequence[str]) -> None:
@@ -247,11 +271,14 @@ class DeploymentRun:
         rdir = layout.release_dir(target, release.id)
         if step.action is Action.INSTALL:
             assert self.manifest is not None and self.source is not None
-            manifest, source = self.manifest, self.source
+            manifest = self.manifest
+            if self._objects is None:  # one cache for every host of this deployment
+                self._objects = layout.ObjectCache(manifest, self.source)
+            objects = self._objects
 
             async def install() -> str:
                 stats = await layout.install_release(
-                    target, manifest, release.id, source, shared=self.shared, timeout=step.timeout
+                    target, manifest, release.id, objects, shared=self.shared, timeout=step.timeout
                 )
                 if stats.already_installed:
                     return f"release {release.id} already installed: nothing sent"

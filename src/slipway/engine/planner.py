@@ -51,6 +51,8 @@ class HostInfo:
     root: str
     roles: tuple[str, ...] = ()
     vars: Mapping[str, Any] | None = None
+    #: The address the host is reached at (127.0.0.1 for a local target).
+    address: str = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,13 @@ def template_context(
         },
         "environment": {"name": environment, "url": url or ""},
         "vars": merged,
-        "host": {"name": host.name, "root": root, "roles": list(host.roles), "vars": dict(host.vars or {})},
+        "host": {
+            "name": host.name,
+            "address": host.address,
+            "root": root,
+            "roles": list(host.roles),
+            "vars": dict(host.vars or {}),
+        },
         "paths": {
             "root": root,
             "current": f"{root}/current",

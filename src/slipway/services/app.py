@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -91,12 +92,29 @@ def target_root(spec: TargetSpec, root: Path) -> str:
     return spec.path
 
 
-def make_target(spec: TargetSpec, *, root: Path, environ: Mapping[str, str]) -> Target:
-    """Build the adapter for a target spec."""
+def make_target(
+    spec: TargetSpec, *, root: Path, environ: Mapping[str, str], connect_gate: asyncio.Semaphore | None = None
+) -> Target:
+    """Build the adapter for a target spec. ``connect_gate`` caps SSH connection starts across targets."""
     if isinstance(spec, LocalTargetSpec):
         return LocalTarget(spec.name, target_root(spec, root), base_env=environ)
     if isinstance(spec, SSHTargetSpec):
         from slipway.targets.ssh import SSHTarget  # imported lazily: only fleets need asyncssh
 
-        return SSHTarget.from_spec(spec, root=root)  # type: ignore[attr-defined, no-any-return]
+        def local(path: str) -> Path:
+            p = Path(path).expanduser()
+            return p if p.is_absolute() else root / p
+
+        return SSHTarget(
+            spec.name,
+            spec.address,
+            root=spec.path,
+            port=spec.port,
+            username=spec.user,
+            client_keys=[local(spec.key)] if spec.key else (),
+            known_hosts=local(spec.known_hosts or "~/.ssh/known_hosts"),
+            accept_new_host_keys=spec.accept_new_host_keys,
+            connect_timeout=spec.connect_timeout,
+            connect_gate=connect_gate,
+        )
     raise ConfigError(f"unsupported target kind {getattr(spec, 'kind', '?')!r}")

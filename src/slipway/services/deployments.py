@@ -43,7 +43,10 @@ def new_release_id(digest: str, now: float) -> str:
 def hosts_of(loaded: LoadedConfig, environment: str) -> list[HostInfo]:
     """The planner's view of an environment's targets."""
     env = loaded.project.environments[environment]
-    return [HostInfo(t.name, target_root(t, loaded.root), tuple(t.roles), dict(t.vars)) for t in env.targets]
+    return [
+        HostInfo(t.name, target_root(t, loaded.root), tuple(t.roles), dict(t.vars), getattr(t, "address", "127.0.0.1"))
+        for t in env.targets
+    ]
 
 
 def environment_url(project: Project, environment: str) -> str | None:
@@ -146,7 +149,10 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
             stage_id=request.stage_id,
             rollback=rollback,
         )
-        targets = {t.name: make_target(t, root=loaded.root, environ=app.environ) for t in env.targets}
+        gate = asyncio.Semaphore(env.max_connecting)
+        targets = {
+            t.name: make_target(t, root=loaded.root, environ=app.environ, connect_gate=gate) for t in env.targets
+        }
         deployment_id = store.start_deployment(
             environment=request.environment,
             kind=request.kind,
@@ -172,7 +178,8 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
         artifacts = app.artifacts
 
         async def source(wanted: set[str]) -> dict[str, bytes]:
-            return await asyncio.to_thread(artifacts.read_objects, request.digest, wanted)
+            # fetch() verified the archive's digest before any host was touched.
+            return await asyncio.to_thread(artifacts.read_objects, request.digest, wanted, verified=True)
 
         run = DeploymentRun(
             plan=plan,
@@ -258,7 +265,8 @@ def _commit_of(app: App, digest: str) -> str:
 async def check_release_present(app: App, loaded: LoadedConfig, environment: str, release_id: str) -> None:
     """Refuse a rollback to a release that a host no longer has (pruned by keep_releases)."""
     env = loaded.project.environments[environment]
-    targets = [make_target(t, root=loaded.root, environ=app.environ) for t in env.targets]
+    gate = asyncio.Semaphore(env.max_connecting)
+    targets = [make_target(t, root=loaded.root, environ=app.environ, connect_gate=gate) for t in env.targets]
     try:
         present = await asyncio.gather(*(layout.release_exists(t, release_id) for t in targets), return_exceptions=True)
     finally:

@@ -17,6 +17,7 @@ GNU tar, the same on a laptop directory, an SSH host or a container volume.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import tarfile
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from shlex import quote
 
-from slipway.artifacts.archive import Manifest, check_member_path
+from slipway.artifacts.archive import FileEntry, Manifest, check_member_path
 from slipway.errors import CommandFailed, CommandResult, DeploymentError
 from slipway.ports import Target
 
@@ -103,14 +104,34 @@ async def missing_objects(
     return {line.strip() for line in result.stdout.splitlines() if line.strip()}
 
 
-async def upload_objects(
-    target: Target, manifest: Manifest, missing: set[str], source: ObjectSource, *, release_id: str, timeout: float
-) -> tuple[int, int]:
-    """Send the missing contents in one tar stream; the host verifies each hash before accepting it."""
-    if not missing:
-        return 0, 0
-    wanted = {f.object_name: f for f in manifest.files if f.object_name in missing}
-    contents = await source({f.sha256 for f in wanted.values()})
+class ObjectCache:
+    """File contents read once per deployment, and upload bundles built once per distinct set.
+
+    A fleet usually lacks the same contents on every host: reading and hashing the artifact, and
+    building the tar stream, once instead of once per host is most of what keeps a 50-host deployment
+    close to a plain ``tar | ssh``. It holds at most the artifact's size in memory.
+    """
+
+    def __init__(self, manifest: Manifest, read: ObjectSource) -> None:
+        self.manifest = manifest
+        self._read = read
+        self._contents: dict[str, bytes] = {}
+        self._bundles: dict[frozenset[str], tuple[bytes, int]] = {}
+        self._lock = asyncio.Lock()
+
+    async def bundle(self, names: frozenset[str]) -> tuple[bytes, int]:
+        """A tar stream of the objects ``names`` (and the bytes of content in it)."""
+        async with self._lock:
+            if names not in self._bundles:
+                wanted = {f.object_name: f for f in self.manifest.files if f.object_name in names}
+                needed = {f.sha256 for f in wanted.values()} - self._contents.keys()
+                if needed:
+                    self._contents.update(await self._read(needed))
+                self._bundles[names] = await asyncio.to_thread(_object_tar, wanted, self._contents)
+            return self._bundles[names]
+
+
+def _object_tar(wanted: dict[str, FileEntry], contents: dict[str, bytes]) -> tuple[bytes, int]:
     buf = io.BytesIO()
     sent = 0
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
@@ -121,21 +142,42 @@ async def upload_objects(
             info.mode = 0o555 if entry.executable else 0o444
             tar.addfile(info, io.BytesIO(data))
             sent += len(data)
+    return buf.getvalue(), sent
+
+
+async def upload_objects(
+    target: Target, missing: set[str], objects: ObjectCache, *, release_id: str, timeout: float
+) -> tuple[int, int]:
+    """Send the missing contents in one tar stream; the host verifies each hash before accepting it."""
+    if not missing:
+        return 0, 0
+    stream, sent = await objects.bundle(frozenset(missing))
     incoming = f"{target.root}/{TMP}/{release_id}.objects"
-    objects = f"{target.root}/{OBJECTS}"
+    store = f"{target.root}/{OBJECTS}"
     # sha256sum prints "<hash>  ./<hash>-<mode>": any line whose name does not start with its hash is bad.
     script = (
         f"rm -rf {quote(incoming)} && mkdir -p {quote(incoming)} && cd {quote(incoming)} && "
         "tar -x --no-same-owner -f - && "
         "find . -type f -exec sha256sum {} + | "
         'awk \'{ n = substr($2, 3); if (index(n, $1 "-") != 1) { print "bad object " n; bad = 1 } } END { exit bad }\' && '
-        f"find . -type f -exec mv -f -t {quote(objects)} {{}} + ; rc=$?; cd / && rm -rf {quote(incoming)}; exit $rc"
+        f"find . -type f -exec mv -f -t {quote(store)} {{}} + ; rc=$?; cd / && rm -rf {quote(incoming)}; exit $rc"
     )
-    result = await target.run(script, stdin=buf.getvalue(), timeout=timeout)
+    result = await target.run(script, stdin=stream, timeout=timeout)
     if not result.ok:
         await target.run(f"rm -rf {quote(incoming)}", timeout=timeout)
-        raise CommandFailed.from_result(result, what="uploading release contents failed")
-    return len(wanted), sent
+        space = await _free_space(target, timeout=timeout)
+        what = "uploading release contents failed"
+        if space is not None and space < sent:
+            what += f" (the deploy root has {space} bytes free, the release needs {sent}: the disk is full)"
+        raise CommandFailed.from_result(result, what=what)
+    return len(missing), sent
+
+
+async def _free_space(target: Target, *, timeout: float) -> int | None:
+    """Bytes free on the filesystem of the deploy root, for the evidence of a failed upload."""
+    result = await target.run(f"df -Pk {quote(target.root)} | tail -n 1", timeout=timeout)
+    fields = result.stdout.split()
+    return int(fields[3]) * 1024 if result.ok and len(fields) >= 4 and fields[3].isdigit() else None
 
 
 def link_tar(manifest: Manifest, release_id: str, shared: Sequence[str]) -> bytes:
@@ -210,7 +252,7 @@ async def install_release(
     target: Target,
     manifest: Manifest,
     release_id: str,
-    source: ObjectSource,
+    objects: ObjectCache | ObjectSource,
     *,
     shared: Sequence[str] = (),
     timeout: float = 600,
@@ -221,7 +263,8 @@ async def install_release(
     if await release_exists(target, release_id, timeout=timeout):
         return InstallStats(0, 0, already_installed=True)
     missing = await missing_objects(target, manifest, timeout=timeout, shared=shared)
-    count, sent = await upload_objects(target, manifest, missing, source, release_id=release_id, timeout=timeout)
+    cache = objects if isinstance(objects, ObjectCache) else ObjectCache(manifest, objects)
+    count, sent = await upload_objects(target, missing, cache, release_id=release_id, timeout=timeout)
     await build_release(target, manifest, release_id, shared, timeout=timeout)
     return InstallStats(count, sent, already_installed=False)
 

@@ -1,0 +1,80 @@
+"""The example pipeline through SSH environments of several real hosts."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from slipway.testing.sshbed import SSHTestBed
+from tests.e2e.conftest import Project
+from tests.fleet.conftest import host_path, use_fleet
+
+pytestmark = pytest.mark.timeout(420)
+
+STAGING, PRODUCTION = [0, 1], [2, 3, 4]
+
+
+def health(address: str, port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://{address}:{port}/health", timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def stop_fleet_apps(project: Project, bed: SSHTestBed) -> None:
+    for host in bed.hosts:
+        pidfile = host.host_dir / "app/shared/run/app.pid"
+        if pidfile.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text()), 15)
+
+
+def bytes_sent(logs: str) -> list[int]:
+    return [int(b) for b in re.findall(r"sent \d+ new file contents \((\d+) bytes\)", logs)]
+
+
+def test_pipeline_deploys_one_artifact_across_five_ssh_hosts(
+    project: Project, ssh_testbed: Callable[..., SSHTestBed]
+) -> None:
+    bed = ssh_testbed(5)
+    try:
+        use_fleet(project, bed, {"staging": STAGING, "production": PRODUCTION})
+        waiting = project.json("run")
+        assert waiting["state"] == "waiting", waiting
+        project.slipway("approve", str(waiting["id"]), "--reason", "fleet looks good")
+        status = project.status()
+        digest = status["production"]["artifact_digest"]
+        assert {e["artifact_digest"] for e in status.values()} == {digest}
+        assert [h["name"] for h in status["production"]["hosts"]] == ["production-1", "production-2", "production-3"]
+        release_one = status["production"]["release"]
+        for index in STAGING + PRODUCTION:
+            host = bed.hosts[index]
+            env = "staging" if index in STAGING else "production"
+            assert health(host.address, project.ports[env])["commit"] == status[env]["commit"]
+            current = host_path(bed, index, "app/current")
+            assert os.readlink(current) == f"releases/{status[env]['release']}"
+
+        # A release that changes one small file sends only that file's contents to each host.
+        project.edit("app/store.py", "oldest first", "oldest first (v2)")
+        project.commit("v2: one file changed")
+        waiting = project.json("run")
+        logs = project.slipway("logs", str(waiting["id"]), "--stage", "deploy-staging").stdout
+        sent = bytes_sent(logs)
+        assert len(sent) == 2 and all(0 < b < 3000 for b in sent), logs
+        project.slipway("approve", str(waiting["id"]), "--reason", "v2")
+        assert project.status()["production"]["release"] != release_one
+
+        project.slipway("rollback", "production", "--reason", "back to v1")
+        after = project.status()["production"]
+        assert after["release"] == release_one
+        assert {h["release"] for h in after["hosts"]} == {release_one}
+        for index in PRODUCTION:
+            assert os.readlink(host_path(bed, index, "app/current")) == f"releases/{release_one}"
+            assert health(bed.hosts[index].address, project.ports["production"])["release"] == release_one
+    finally:
+        stop_fleet_apps(project, bed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,29 @@ def ssh_target(bed: SSHTestBed, index: int, name: str) -> dict[str, Any]:
     }
 
 
-def use_fleet(proj: Project, bed: SSHTestBed, layout: dict[str, list[int]], *, commit: bool = True) -> None:
-    """Point the named environments at SSH hosts of ``bed`` (by index); keep the rest local."""
+def use_fleet(
+    proj: Project,
+    bed: SSHTestBed,
+    layout: dict[str, list[int]],
+    *,
+    databases: dict[str, str] | None = None,
+    commit: bool = True,
+) -> None:
+    """Point the named environments at SSH hosts of ``bed`` (by index); keep the rest local.
+
+    Several hosts of one environment share one database: ``databases`` maps an environment to a
+    PostgreSQL URL, given to Slipway (migrations) and to the app (DATABASE_URL) as a secret. The app on
+    the hosts runs with this test's interpreter, which has psycopg.
+    """
     config_path = proj.root / "slipway.yml"
     config = yaml.safe_load(config_path.read_text())
+    hooks = config["deploy"]["hooks"]
+    hooks["activate"] = [f"SLIPWAY_PYTHON={sys.executable} {cmd}" for cmd in hooks["activate"]]
+    for env_name, url in (databases or {}).items():
+        var = f"FLEET_DATABASE_URL_{env_name.upper()}"
+        proj.env[var] = url
+        config["environments"][env_name]["secrets"] = {"DATABASE_URL": {"env": var}}
+        config["environments"][env_name]["database"] = {"secret": "DATABASE_URL"}
     for env_name, indexes in layout.items():
         env = config["environments"][env_name]
         port = free_port()

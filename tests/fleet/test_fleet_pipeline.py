@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from slipway.testing.postgres import PostgresServer
 from slipway.testing.sshbed import SSHTestBed
 from tests.e2e.conftest import Project
 from tests.fleet.conftest import host_path, use_fleet
@@ -39,11 +40,12 @@ def bytes_sent(logs: str) -> list[int]:
 
 
 def test_pipeline_deploys_one_artifact_across_five_ssh_hosts(
-    project: Project, ssh_testbed: Callable[..., SSHTestBed]
+    project: Project, ssh_testbed: Callable[..., SSHTestBed], postgres_server: PostgresServer
 ) -> None:
     bed = ssh_testbed(5)
     try:
-        use_fleet(project, bed, {"staging": STAGING, "production": PRODUCTION})
+        databases = {env: postgres_server.create_database(f"fleet_{env}_{os.getpid()}") for env in ("staging", "production")}
+        use_fleet(project, bed, {"staging": STAGING, "production": PRODUCTION}, databases=databases)
         waiting = project.json("run")
         assert waiting["state"] == "waiting", waiting
         project.slipway("approve", str(waiting["id"]), "--reason", "fleet looks good")

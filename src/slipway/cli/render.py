@@ -112,7 +112,7 @@ def history_table(runs: list[dict[str, Any]]) -> Table:
 def deployments_table(rows: list[dict[str, Any]]) -> Table:
     """Recent deployments."""
     table = Table(title="deployments")
-    for col in ("id", "environment", "kind", "release", "state", "started", "duration", "by", "reason"):
+    for col in ("id", "environment", "kind", "strategy", "release", "state", "started", "duration", "by", "reason"):
         table.add_column(col)
     for d in rows:
         dur = f"{d['duration']:.1f}s" if d["duration"] is not None else "-"
@@ -120,6 +120,7 @@ def deployments_table(rows: list[dict[str, Any]]) -> Table:
             str(d["id"]),
             d["environment"],
             d["kind"],
+            d.get("strategy") or "-",
             d["release"],
             d["state"],
             ago(d["started_at"]),

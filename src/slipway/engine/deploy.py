@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 from slipway.artifacts.archive import Manifest
 from slipway.engine.events import Observer
 from slipway.engine.masking import Masker
-from slipway.engine.planner import POST_SWITCH, PRE_SWITCH, Action, DeploymentPlan, PlanStep
+from slipway.engine.planner import PRE_SWITCH, Action, DeploymentPlan, PlanStep
+from slipway.engine.strategy import CircuitBreakerPolicy
 from slipway.errors import (
     CheckFailed,
     CommandFailed,
@@ -38,6 +39,7 @@ from slipway.ports import Target
 from slipway.targets import release as layout
 
 if TYPE_CHECKING:
+    from slipway.engine.rollout import TrafficGate
     from slipway.store.repository import Store
 
 #: Builds the steps that restart ``host`` on the release it ran before (activate hooks of that release).
@@ -151,6 +153,12 @@ class DeploymentRun:
     halt_on_failed_check: bool = False
     #: Hosts whose checks failed (hook failures are not in here: they always revert).
     failed_checks: set[str] = field(default_factory=set)
+    #: The deployment circuit breaker; None: the first failed host stops the deployment (threshold 1).
+    breaker: CircuitBreakerPolicy | None = None
+    #: The router in front of the hosts with the readiness gate; None: no traffic switching.
+    traffic: TrafficGate | None = None
+    #: Waits between batches and while a canary bakes (injected: tests do not sleep).
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     before: dict[str, HostRelease | None] = field(default_factory=dict)
     previous: dict[str, str | None] = field(default_factory=dict)
     switched: list[str] = field(default_factory=list)
@@ -168,16 +176,13 @@ class DeploymentRun:
                 if phase == "migrate" and self.before_migrate is not None:
                     await self.before_migrate()  # once, not per host; a failure here switched nothing
                 await self._phase(self.plan.hosts, (phase,))
-        for batch in self.plan.batches:
-            try:
-                await self._phase(batch, POST_SWITCH)
-            except DeploymentError as exc:
-                if self._halts():
-                    raise self._halted(exc) from exc
-                await self._revert_switched()
-                raise
+        from slipway.engine.rollout import Rollout  # the batch loop: strategy, router, breaker
+
+        rollout = Rollout(self)
+        await rollout.run_batches()
         if self.verify_environment is not None:
             await self._verify_environment()
+        rollout.raise_for_partial_failure()
         for host in self.plan.hosts:
             self.outcomes.setdefault(host, HostOutcome(host, True, release=self.plan.release.id))
         if not self.plan.rollback:
@@ -364,10 +369,11 @@ class DeploymentRun:
             hint=f"a person decides now: {logs}; {back}, or fix the release and deploy it again",
         )
 
-    async def _revert_switched(self) -> None:
-        """Put every host this deployment switched back on the release it had."""
-        hosts = [h for h in self.switched if self.previous.get(h) and self.previous[h] != self.plan.release.id]
-        self.switched = []
+    async def _revert_switched(self, only: Sequence[str] | None = None) -> None:
+        """Put every host this deployment switched (or those of ``only``) back on the release it had."""
+        chosen = [h for h in self.switched if only is None or h in only]
+        hosts = [h for h in chosen if self.previous.get(h) and self.previous[h] != self.plan.release.id]
+        self.switched = [h for h in self.switched if h not in chosen]
         if not hosts:
             return
         self.steps.observer.message(f"reverting {', '.join(hosts)} to the release each ran before")
@@ -416,7 +422,26 @@ class DeploymentRun:
             except SlipwayError as exc:
                 self.outcomes[host] = HostOutcome(host, False, step="revert", error=f"revert failed: {exc}")
 
-        await asyncio.gather(*(revert(h) for h in hosts))
+        if self.traffic is None:
+            await asyncio.gather(*(revert(h) for h in hosts))
+            return
+        traffic = self.traffic
+        # Behind a router, one host at a time: out of rotation, back, ready, in again. Users never reach a
+        # host while it restarts, and the others keep serving. Hosts already out go first.
+        for host in sorted(hosts, key=lambda h: not traffic.is_out(h)):
+            try:
+                await traffic.take_out([host])
+            except SlipwayError as exc:
+                self.outcomes[host] = HostOutcome(host, False, step="revert", error=f"revert failed: {exc}")
+                continue
+            await revert(host)
+            try:
+                await traffic.ready(host)
+                await traffic.put_back([host])
+            except SlipwayError as exc:
+                old = self.outcomes.get(host)
+                note = f"reverted but left out of rotation: {exc}"
+                self.outcomes[host] = HostOutcome(host, False, step="revert", error=(old.error + "; " if old else "") + note)
 
     def record_hosts(self, state: State) -> None:
         """Write the per-host outcome of this deployment to the store."""
@@ -450,6 +475,7 @@ async def run_deployment(run: DeploymentRun) -> None:
             + (
                 "; hosts already switched were reverted"
                 if any("reverted" in o.error for o in run.outcomes.values())
+                and not any(o.ok for o in run.outcomes.values())
                 else ""
             ),
             results=run.outcomes,

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from slipway.engine.strategy import AllAtOnce, Batch, BatchKind
+from slipway.engine.strategy import plan_batches as strategy_batches
 from slipway.model.config import Command, Environment, Project
 
 PRE_SWITCH = ("prepare", "install", "migrate", "configure")
@@ -76,6 +78,10 @@ class DeploymentPlan:
     #: Hosts switched together, in order.
     batches: tuple[tuple[str, ...], ...]
     rollback: bool = False
+    #: The same batches with what the strategy asks around them (kind, pause, bake time).
+    rollout: tuple[Batch, ...] = ()
+    #: The strategy's kind, as stored with the deployment.
+    strategy: str = "all_at_once"
 
     def phase_steps(self, host: str, phase: str) -> tuple[PlanStep, ...]:
         """The steps of one host in one phase."""
@@ -125,6 +131,15 @@ def plan_batches(hosts: Sequence[str], parallel: int) -> tuple[tuple[str, ...], 
     return tuple(tuple(hosts[i : i + size]) for i in range(0, len(hosts), size))
 
 
+def plan_rollout(hosts: Sequence[str], env: Environment, *, rollback: bool = False) -> tuple[Batch, ...]:
+    """The batches of an environment's strategy; without one (and for a rollback), ``parallel`` at a time."""
+    if env.strategy is None or rollback or isinstance(env.strategy, AllAtOnce):
+        return tuple(
+            Batch(index=i, kind=BatchKind.ALL, hosts=group) for i, group in enumerate(plan_batches(hosts, env.parallel))
+        )
+    return strategy_batches(hosts, env.strategy)
+
+
 def plan_deployment(
     *,
     project: Project,
@@ -167,13 +182,16 @@ def plan_deployment(
                 out.append(PlanStep(phase, Action.HOOK, text, command.timeout or project.deploy.timeout))
             steps[host.name][phase] = tuple(out)
     names = tuple(h.name for h in hosts)
+    rollout = plan_rollout(names, env, rollback=rollback)
     return DeploymentPlan(
         environment=environment,
         release=release,
         hosts=names,
         steps=steps,
-        batches=plan_batches(names, env.parallel),
+        batches=tuple(b.hosts for b in rollout),
         rollback=rollback,
+        rollout=rollout,
+        strategy=env.strategy.kind.value if env.strategy is not None else "all_at_once",
     )
 
 
@@ -189,10 +207,25 @@ def describe_plan(plan: DeploymentPlan) -> list[str]:
             for host in plan.hosts:
                 for step in plan.phase_steps(host, phase):
                     lines.append(f"    [{host}] {step.label}")
+    if not plan.rollback:
+        lines.append(f"  strategy: {plan.strategy}")
     for n, batch in enumerate(plan.batches, 1):
-        lines.append(f"  batch {n} of {len(plan.batches)}: {', '.join(batch)}")
+        lines.append(f"  batch {n} of {len(plan.batches)}: {', '.join(batch)}{_batch_notes(plan, n - 1)}")
         for host in batch:
             for phase in POST_SWITCH:
                 for step in plan.phase_steps(host, phase):
                     lines.append(f"    [{host}] {step.label}")
     return lines
+
+
+def _batch_notes(plan: DeploymentPlan, index: int) -> str:
+    """What the strategy adds around batch ``index``: canary bake time, the pause after it."""
+    if index >= len(plan.rollout):
+        return ""
+    batch = plan.rollout[index]
+    notes = [batch.kind.value] if batch.kind is not BatchKind.ALL else []
+    if batch.bake_time:
+        notes.append(f"bake {batch.bake_time:g}s, checks every {batch.check_interval:g}s")
+    if batch.pause_after:
+        notes.append(f"then pause {batch.pause_after:g}s")
+    return f" ({'; '.join(notes)})" if notes else ""

@@ -14,7 +14,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from slipway.checks.spec import CheckSpec, DependencySpec, LoadTestSpec
+from slipway.engine.strategy import AllAtOnce, BlueGreen, Canary, CircuitBreakerPolicy, OnSuccess, Rolling
 from slipway.model.states import StageKind
+from slipway.model.traffic import NginxRouterSpec, ReadinessSpec
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 HOOK_ORDER = ("prepare", "install", "migrate", "configure", "activate", "verify")
@@ -228,6 +230,25 @@ class Environment(Frozen):
     dependencies: tuple[DependencySpec, ...] = ()
     #: What a failed check does: revert the switched hosts, or leave them for a person.
     on_failure: OnFailure = OnFailure.ROLLBACK
+    #: How the release reaches the hosts (docs/strategies.md); None: all at once, ``parallel`` at a time.
+    strategy: Annotated[AllAtOnce | Rolling | Canary | BlueGreen, Field(discriminator="kind")] | None = None
+    #: When a deployment stops and rolls back; None: the first failed host reverts every host.
+    circuit_breaker: CircuitBreakerPolicy | None = None
+    #: The reverse proxy in front of the hosts: rolling batches leave and rejoin its rotation.
+    router: NginxRouterSpec | None = None
+    #: The health gate before a host takes traffic again (needs ``router``).
+    readiness: ReadinessSpec | None = None
+
+    @model_validator(mode="after")
+    def _strategy_is_wired(self) -> Environment:
+        strategy = self.strategy
+        if isinstance(strategy, Canary) and strategy.on_success is OnSuccess.PAUSE:
+            raise ValueError("strategy.on_success: pause is not supported yet; use continue")
+        if isinstance(strategy, BlueGreen):
+            raise ValueError("strategy kind blue_green is not wired into deployments yet")
+        if self.readiness is not None and self.router is None:
+            raise ValueError("readiness gates traffic through a router: add a router: block")
+        return self
 
     @field_validator("dependencies")
     @classmethod

@@ -106,6 +106,8 @@ class DeploymentRecord:
     deployed_by: str
     reason: str | None
     hosts: tuple[HostDeployment, ...] = ()
+    #: The strategy's kind (``all_at_once``, ``rolling``, ...); None for a deployment recorded before 0003.
+    strategy: str | None = None
 
 
 @dataclass(frozen=True)

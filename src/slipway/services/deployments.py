@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from slipway.artifacts.store import parse_digest
+from slipway.clock import SystemClock
 from slipway.config import LoadedConfig
 from slipway.engine.deploy import DeploymentRun, StepRunner, run_deployment
 from slipway.engine.planner import (
@@ -19,6 +20,7 @@ from slipway.engine.planner import (
     ReleaseInfo,
     describe_plan,
     plan_deployment,
+    template_context,
 )
 from slipway.engine.template import render
 from slipway.errors import GateError
@@ -30,6 +32,7 @@ from slipway.services import migrations as database
 from slipway.services.app import App, make_target, target_root
 from slipway.services.checks import deployment_checks
 from slipway.services.secrets import resolve_secrets
+from slipway.services.traffic import traffic_gate
 from slipway.targets import release as layout
 
 LOCK_TTL = 6 * 3600
@@ -132,6 +135,22 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
         rollback=rollback,
     )
     await checks.before()  # the dependencies: an open breaker fails fast, before the lock and any host
+    hosts = hosts_of(loaded, request.environment)
+    url = environment_url(project, request.environment)
+    traffic = traffic_gate(
+        env,
+        environment=request.environment,
+        contexts={
+            h.name: template_context(
+                project=project, environment=request.environment, env=env, host=h, release=release, url=url
+            )
+            for h in hosts
+        },
+        clock=SystemClock(),
+        observer=app.observer,
+    )
+    if traffic is not None:
+        await traffic.prepare()  # nginx runs and lists every host, before the lock and any host is touched
     store = app.store
     lock = f"environment {request.environment}"
     holder = f"{app.settings.actor} (run {request.run_id}, pid {os.getpid()} on {os.uname().nodename})"
@@ -161,6 +180,7 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
             release_id=release_id,
             deployed_by=app.settings.actor,
             reason=request.reason,
+            strategy=plan.strategy,
         )
         steps = StepRunner(
             store=store,
@@ -198,7 +218,10 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
             verify_host=checks.verify_host,
             verify_environment=checks.verify_environment if checks.has_environment_checks else None,
             halt_on_failed_check=checks.halt,
+            breaker=env.circuit_breaker,
+            traffic=traffic,
         )
+        app.observer.message(f"strategy: {plan.strategy}, {len(plan.batches)} batch(es)")
         await run_deployment(run)
         if migrations and not rollback:
             await migrations.contract()  # held ones wait; due ones run now that verify passed everywhere

@@ -88,6 +88,7 @@ def deployments(app: App, environment: str | None, *, limit: int = 20) -> list[d
             "id": d.id,
             "environment": d.environment,
             "kind": d.kind.value,
+            "strategy": d.strategy,
             "run_id": d.run_id,
             "release": d.release_id,
             "artifact_digest": d.artifact_digest,

@@ -30,7 +30,7 @@ ALEMBIC_DIR = Path(__file__).parent / "alembic"
 VERSION_TABLE = "slipway_store_version"
 #: The newest revision in alembic/versions. Checked against Alembic by a test, so that opening an
 #: up-to-date store does not have to import Alembic (it costs most of a CLI command's start-up time).
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 SCHEMA_LOCK_KEY = 0x51195A7
 #: Alembic's context is module state: one upgrade at a time per process.
 _UPGRADE_LOCK = threading.Lock()
@@ -318,6 +318,7 @@ class Store:
         release_id: str,
         deployed_by: str,
         reason: str | None = None,
+        strategy: str | None = None,
     ) -> int:
         """Record a deployment that starts now."""
         with self._tx() as s:
@@ -331,6 +332,7 @@ class Store:
                 started_at=self._now(),
                 deployed_by=deployed_by,
                 reason=reason,
+                strategy=strategy,
             )
             s.add(d)
             s.flush()
@@ -455,6 +457,7 @@ class Store:
                             )
                             for h in hosts
                         ),
+                        d.strategy,
                     )
                 )
             return out

@@ -89,6 +89,8 @@ class Deployment(Base):
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     deployed_by: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: The strategy's kind (revision 0003); None for deployments recorded before.
+    strategy: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class DeploymentHost(Base):

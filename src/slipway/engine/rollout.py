@@ -1,0 +1,219 @@
+"""The batch loop of a deployment: the strategy's batches, the router, readiness and the circuit breaker.
+
+For every batch of the plan (docs/strategies.md):
+
+1. with a router, its hosts leave the rotation (drained: in-flight requests finish first);
+2. each host switches ``current``, runs its activate and verify hooks and its verify checks;
+3. with a router, each host passes the readiness gate, then rejoins the rotation;
+4. a canary batch bakes: its checks (and readiness) repeat every ``check_interval`` for ``bake_time``;
+5. the strategy's pause, then the next batch.
+
+A host that fails counts against the deployment circuit breaker. Below the threshold it is reverted on its
+own (back to the release it ran, restarted, ready, back in rotation) and the rollout goes on; the
+deployment ends as failed, naming those hosts. Once the threshold is reached the breaker trips: no new
+batch starts and every host this deployment switched goes back to the release it had (or, with
+``auto_rollback: false`` or ``on_failure: halt`` for failed checks, every host stays as it is for a
+person). Without a ``circuit_breaker`` the threshold is 1: the first failure reverts every host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from slipway.engine.planner import POST_SWITCH
+from slipway.engine.strategy import Batch, BatchKind, CircuitBreakerPolicy, failure_threshold
+from slipway.errors import CheckFailed, DeploymentError, HostOutcome, SlipwayError
+
+if TYPE_CHECKING:
+    from slipway.engine.deploy import DeploymentRun
+
+#: Without a configured breaker, one failed host is enough to stop and revert (the behaviour before breakers).
+FIRST_FAILURE = CircuitBreakerPolicy(threshold=1, min_threshold=1, max_threshold=1)
+
+
+class TrafficGate(Protocol):
+    """The router and readiness gate as the runner sees them, by host name."""
+
+    async def take_out(self, hosts: Sequence[str]) -> None:
+        """Take ``hosts`` out of rotation and wait for their in-flight requests (bounded)."""
+        ...
+
+    async def ready(self, host: str) -> None:
+        """Return once ``host`` passes the readiness gate; raise CheckFailed when it does not in time."""
+        ...
+
+    async def put_back(self, hosts: Sequence[str]) -> None:
+        """Put ``hosts`` back into rotation."""
+        ...
+
+    def is_out(self, host: str) -> bool:
+        """Whether ``host`` is out of rotation right now."""
+        ...
+
+
+class Rollout:
+    """Runs the plan's batches for one :class:`~slipway.engine.deploy.DeploymentRun`."""
+
+    def __init__(self, run: DeploymentRun) -> None:
+        self.run = run
+        self.policy = run.breaker or FIRST_FAILURE
+        self.threshold = failure_threshold(self.policy, len(run.plan.hosts))
+        #: Hosts that failed and were dealt with below the threshold.
+        self.failed: dict[str, HostOutcome] = {}
+
+    async def run_batches(self) -> None:
+        """Every batch in order; raises DeploymentError (or DeploymentHalted) when the breaker trips."""
+        run = self.run
+        batches = run.plan.rollout or tuple(
+            Batch(index=i, kind=BatchKind.ALL, hosts=hosts) for i, hosts in enumerate(run.plan.batches)
+        )
+        for batch in batches:
+            started = time.monotonic()
+            run.steps.observer.message(
+                f"batch {batch.index + 1} of {len(batches)} ({batch.kind.value}): {', '.join(batch.hosts)}"
+            )
+            await self._batch(batch)
+            if batch.bake_time:
+                await self._bake(batch)
+            bad = [h for h in batch.hosts if h in self.failed]
+            run.steps.observer.message(
+                f"batch {batch.index + 1} of {len(batches)} done in {time.monotonic() - started:.1f}s: "
+                f"{len(batch.hosts) - len(bad)} ok" + (f", {len(bad)} failed ({', '.join(bad)})" if bad else "")
+            )
+            if batch.pause_after:
+                run.steps.observer.message(f"pausing {batch.pause_after:g}s before the next batch")
+                await run.sleep(batch.pause_after)
+
+    async def _batch(self, batch: Batch) -> None:
+        run = self.run
+        hosts = list(batch.hosts)
+        if run.traffic is not None:
+            await run.traffic.take_out(hosts)
+        failures: dict[str, HostOutcome] = {}
+        try:
+            await run._phase(hosts, POST_SWITCH)
+        except DeploymentError as exc:
+            failures.update({h: o for h, o in exc.results.items() if not o.ok})
+        if run.traffic is not None:
+            failures.update(await self._ready([h for h in hosts if h not in failures]))
+        if failures:
+            await self._failed(failures, batch)
+        if run.traffic is not None:
+            healthy = [h for h in hosts if h not in failures]
+            if healthy:
+                await run.traffic.put_back(healthy)
+
+    async def _ready(self, hosts: Sequence[str]) -> dict[str, HostOutcome]:
+        """The readiness gate on every host; the failures as host outcomes (a failed gate is a failed check)."""
+        traffic = self.run.traffic
+        assert traffic is not None
+
+        async def one(host: str) -> HostOutcome | None:
+            started = time.monotonic()
+            try:
+                await traffic.ready(host)
+            except SlipwayError as exc:
+                if isinstance(exc, CheckFailed):
+                    self.run.failed_checks.add(host)
+                return HostOutcome(host, False, step="readiness", error=str(exc), duration=time.monotonic() - started)
+            return None
+
+        results = await asyncio.gather(*(one(h) for h in hosts))
+        failures = {r.host: r for r in results if r is not None}
+        self.run.outcomes.update(failures)
+        return failures
+
+    async def _bake(self, batch: Batch) -> None:
+        """Repeat the batch's checks (and readiness) every check_interval for bake_time."""
+        run = self.run
+        rounds = max(1, math.ceil(batch.bake_time / batch.check_interval)) if batch.check_interval else 1
+        interval = batch.bake_time / rounds
+        for n in range(rounds):
+            await run.sleep(interval)
+            hosts = [h for h in batch.hosts if h not in self.failed]
+            if not hosts:
+                return
+            failures = await self._check(hosts)
+            run.steps.observer.message(
+                f"canary bake {n + 1}/{rounds}: {len(hosts) - len(failures)} of {len(hosts)} healthy"
+            )
+            if failures:
+                await self._failed(failures, batch)
+
+    async def _check(self, hosts: Sequence[str]) -> dict[str, HostOutcome]:
+        run = self.run
+        failures: dict[str, HostOutcome] = {}
+        if run.verify_host is not None:
+            verify = run.verify_host
+
+            async def one(host: str) -> HostOutcome | None:
+                try:
+                    await verify(run.targets[host])
+                except SlipwayError as exc:
+                    if isinstance(exc, CheckFailed):
+                        run.failed_checks.add(host)
+                    return HostOutcome(host, False, step="canary checks", error=str(exc))
+                return None
+
+            results = await asyncio.gather(*(one(h) for h in hosts))
+            failures = {r.host: r for r in results if r is not None}
+            run.outcomes.update(failures)
+        if run.traffic is not None:
+            failures.update(await self._ready([h for h in hosts if h not in failures]))
+        return failures
+
+    async def _failed(self, failures: dict[str, HostOutcome], batch: Batch) -> None:
+        """Count the failures against the breaker: trip, or revert just these hosts and go on."""
+        run = self.run
+        self.failed.update(failures)
+        count, total = len(self.failed), len(run.plan.hosts)
+        if count >= self.threshold:
+            await self._trip(failures, batch)
+        run.steps.observer.message(
+            f"{len(failures)} host(s) failed in batch {batch.index + 1} ({count} of {total}, breaker threshold "
+            f"{self.threshold}): reverting {', '.join(failures)} alone and going on"
+        )
+        await run._revert_switched(only=list(failures))
+
+    async def _trip(self, failures: dict[str, HostOutcome], batch: Batch) -> None:
+        run = self.run
+        count, total = len(self.failed), len(run.plan.hosts)
+        if run.breaker is None:
+            error = DeploymentError(
+                f"deployment of {run.plan.environment} failed after the switch on {len(failures)} of "
+                f"{len(batch.hosts)} host(s)",
+                results=failures,
+            )
+        else:
+            error = DeploymentError(
+                f"deployment of {run.plan.environment} failed: circuit breaker tripped: {count} of {total} hosts "
+                f"failed (threshold {self.threshold})",
+                results=dict(self.failed),
+            )
+        run.steps.observer.message(error.message)
+        if run._halts() or (run.breaker is not None and not run.breaker.auto_rollback):
+            if run.traffic is not None:  # the healthy hosts of this batch serve; the failed ones stay out
+                healthy = [h for h in batch.hosts if h not in self.failed and run.traffic.is_out(h)]
+                if healthy:
+                    await run.traffic.put_back(healthy)
+            raise run._halted(error)
+        await run._revert_switched()
+        raise DeploymentError(error.message, results=run.outcomes)
+
+    def raise_for_partial_failure(self) -> None:
+        """After the last batch: hosts that failed below the threshold make the deployment a failure."""
+        run = self.run
+        if not self.failed:
+            return
+        for host in run.plan.hosts:
+            run.outcomes.setdefault(host, HostOutcome(host, True, release=run.plan.release.id))
+        raise DeploymentError(
+            f"deployment of {run.plan.environment} failed on {len(self.failed)} of {len(run.plan.hosts)} hosts, "
+            f"below the circuit breaker threshold ({self.threshold}): {', '.join(self.failed)} went back to the "
+            f"release each ran before; the other hosts run {run.plan.release.id}",
+            results=run.outcomes,
+        )

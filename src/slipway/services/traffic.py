@@ -1,0 +1,141 @@
+"""The router and readiness gate of an environment, as the deployment runner's TrafficGate.
+
+The runner speaks host names; this module maps them to the router's backends (``host.address`` and the
+rendered ``router.port``) and to readiness URLs, and runs the readiness gate with slipway.checks' http
+check: ``successes`` consecutive answers with ``expect_status`` within ``deadline``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+
+from slipway.checks.runner import CheckRunner
+from slipway.checks.spec import HttpCheck
+from slipway.engine.events import Observer
+from slipway.engine.template import render
+from slipway.errors import CheckFailed, ConfigError, DeploymentError
+from slipway.model.config import Environment
+from slipway.model.traffic import ReadinessSpec
+from slipway.ports import Clock
+from slipway.routers.base import Backend, Router, RouterState
+from slipway.routers.nginx import NginxRouter
+
+
+@dataclass
+class RouterGate:
+    """A :class:`~slipway.engine.rollout.TrafficGate` over a Router and the readiness gate."""
+
+    router: Router
+    group: str
+    backends: Mapping[str, Backend]
+    readiness: ReadinessSpec
+    urls: Mapping[str, str]
+    clock: Clock
+    observer: Observer
+    out: set[str] = field(default_factory=set)
+
+    async def prepare(self) -> None:
+        """Make sure the group lists exactly this environment's hosts; keeps what is already right."""
+        wanted = {(b.host, b.port) for b in self.backends.values()}
+        state: RouterState | None
+        try:
+            state = await self.router.current(self.group)
+        except DeploymentError:  # the group does not exist yet: create it below
+            state = None
+        if state is not None and {(b.host, b.port) for b in state.backends} == wanted:
+            self.out = {
+                h
+                for h, b in self.backends.items()
+                if any((s.host, s.port) == (b.host, b.port) and s.down for s in state.backends)
+            }
+            return
+        self.observer.message(
+            f"router: upstream {self.group} -> {', '.join(b.address for b in self.backends.values())}"
+        )
+        await self.router.set_upstream(self.group, list(self.backends.values()))
+        self.out = set()
+
+    async def take_out(self, hosts: Sequence[str]) -> None:
+        """Drain each host (in-flight requests finish) before anything on it changes."""
+        for host in hosts:
+            if host in self.out:
+                continue
+            self.observer.message(f"router: draining {host} ({self.backends[host].address})")
+            await self.router.drain(self.group, self.backends[host])
+            self.out.add(host)
+
+    async def put_back(self, hosts: Sequence[str]) -> None:
+        """Enable each host again."""
+        for host in hosts:
+            if host not in self.out:
+                continue
+            await self.router.enable(self.group, self.backends[host])
+            self.out.discard(host)
+            self.observer.message(f"router: {host} back in rotation")
+
+    def is_out(self, host: str) -> bool:
+        """Whether ``host`` is out of rotation."""
+        return host in self.out
+
+    async def ready(self, host: str) -> None:
+        """``successes`` consecutive good answers from the host within ``deadline``; else CheckFailed."""
+        spec = self.readiness
+        check = HttpCheck(
+            name=f"readiness {host}", url=self.urls[host], expect_status=spec.expect_status, timeout=spec.timeout
+        )
+        deadline = self.clock.monotonic() + spec.deadline
+        streak, attempts, last = 0, 0, ""
+        async with httpx.AsyncClient(follow_redirects=False) as client:
+            runner = CheckRunner(clock=self.clock, http_client=client)
+            while True:
+                result = await runner.run(check)
+                attempts += 1
+                streak = streak + 1 if result.ok else 0
+                last = result.evidence
+                if streak >= spec.successes:
+                    self.observer.message(f"[{host}] ready: {spec.successes} good answer(s) in a row ({last})")
+                    return
+                if self.clock.monotonic() >= deadline:
+                    raise CheckFailed(
+                        f"readiness of {host} failed: no {spec.successes} good answer(s) in a row within "
+                        f"{spec.deadline:g}s ({attempts} attempt(s)); last: {last}"
+                    )
+                await self.clock.sleep(spec.interval)
+
+
+def traffic_gate(
+    env: Environment,
+    *,
+    environment: str,
+    contexts: Mapping[str, Mapping[str, object]],
+    clock: Clock,
+    observer: Observer,
+) -> RouterGate | None:
+    """The environment's gate, or None without a ``router:`` block. ``contexts``: host -> template vars."""
+    spec = env.router
+    if spec is None:
+        return None
+    readiness = env.readiness or ReadinessSpec()
+    backends: dict[str, Backend] = {}
+    urls: dict[str, str] = {}
+    for host, ctx in contexts.items():
+        port = _port(spec.port, ctx, f"environments.{environment}.router.port")
+        address = str(ctx["host"]["address"])  # type: ignore[index]
+        backends[host] = Backend(host=address, port=port)
+        probe = (
+            port if readiness.port is None else _port(readiness.port, ctx, f"environments.{environment}.readiness.port")
+        )
+        host_part = f"[{address}]" if ":" in address else address
+        urls[host] = f"http://{host_part}:{probe}{readiness.path}"
+    router = NginxRouter.from_config(spec, clock=clock)
+    return RouterGate(router, spec.group, backends, readiness, urls, clock, observer)
+
+
+def _port(value: int | str, ctx: Mapping[str, object], where: str) -> int:
+    text = render(str(value), dict(ctx), shell=False, where=where)
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise ConfigError(f"{where} rendered to {text!r}, not a port number", key_path=where)
+    return int(text)

@@ -231,7 +231,7 @@ class Environment(Frozen):
     #: What a failed check does: revert the switched hosts, or leave them for a person.
     on_failure: OnFailure = OnFailure.ROLLBACK
     #: How the release reaches the hosts (docs/strategies.md); None: all at once, ``parallel`` at a time.
-    strategy: Annotated[AllAtOnce | Rolling | Canary | BlueGreen, Field(discriminator="kind")] | None = None
+    strategy: AllAtOnce | Rolling | Canary | BlueGreen | None = Field(default=None, discriminator="kind")
     #: When a deployment stops and rolls back; None: the first failed host reverts every host.
     circuit_breaker: CircuitBreakerPolicy | None = None
     #: The reverse proxy in front of the hosts: rolling batches leave and rejoin its rotation.

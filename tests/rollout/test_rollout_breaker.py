@@ -1,0 +1,196 @@
+"""The batch loop: strategy batches, the router gate and the deployment circuit breaker, with fakes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from slipway.engine.rollout import Rollout
+from slipway.engine.strategy import Batch, BatchKind, CircuitBreakerPolicy, Rolling, plan_batches
+from slipway.errors import CheckFailed, DeploymentError, DeploymentHalted, HostOutcome
+
+HOSTS = [f"web-{i}" for i in range(1, 7)]
+
+
+class Messages:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.lines.append(text)
+
+
+@dataclass
+class FakeTraffic:
+    """Records the router calls; a host is 'out' between take_out and put_back."""
+
+    unready: set[str] = field(default_factory=set)
+    out: set[str] = field(default_factory=set)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    max_out: int = 0
+
+    async def take_out(self, hosts: Sequence[str]) -> None:
+        for h in hosts:
+            self.out.add(h)
+            self.calls.append(("out", h))
+        self.max_out = max(self.max_out, len(self.out))
+
+    async def ready(self, host: str) -> None:
+        self.calls.append(("ready", host))
+        if host in self.unready:
+            raise CheckFailed(f"readiness of {host} failed")
+
+    async def put_back(self, hosts: Sequence[str]) -> None:
+        for h in hosts:
+            self.out.discard(h)
+            self.calls.append(("in", h))
+
+    def is_out(self, host: str) -> bool:
+        return host in self.out
+
+
+@dataclass
+class FakePlan:
+    environment: str
+    hosts: tuple[str, ...]
+    rollout: tuple[Batch, ...]
+    batches: tuple[tuple[str, ...], ...] = ()
+    release: Any = field(default_factory=lambda: type("R", (), {"id": "new"})())
+
+
+class FakeRun:
+    """The parts of DeploymentRun the rollout uses; hosts in ``failing`` fail their hooks."""
+
+    def __init__(
+        self,
+        batches: tuple[Batch, ...],
+        *,
+        failing: set[str],
+        breaker: CircuitBreakerPolicy | None,
+        traffic: FakeTraffic | None = None,
+    ) -> None:
+        self.plan = FakePlan("production", tuple(HOSTS), batches)
+        self.failing = failing
+        self.breaker = breaker
+        self.traffic = traffic
+        self.steps = type("S", (), {"observer": Messages()})()
+        self.switched: list[str] = []
+        self.on_release: dict[str, str] = {h: "old" for h in HOSTS}
+        self.outcomes: dict[str, HostOutcome] = {}
+        self.failed_checks: set[str] = set()
+        self.verify_host = None
+        self.targets: dict[str, Any] = {}
+        self.slept: list[float] = []
+        self.halt_on_failed_check = False
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+    async def _phase(self, hosts: Sequence[str], phases: Sequence[str]) -> None:
+        failures = {}
+        for h in hosts:
+            self.switched.append(h)
+            self.on_release[h] = "new"
+            if h in self.failing:
+                failures[h] = HostOutcome(h, False, step="verify: check", error="boom")
+        if failures:
+            self.outcomes.update(failures)
+            raise DeploymentError("failed after the switch", results=failures)
+
+    async def _revert_switched(self, only: Sequence[str] | None = None) -> None:
+        for h in [h for h in self.switched if only is None or h in only]:
+            self.on_release[h] = "old"
+            self.outcomes[h] = HostOutcome(h, False, error="reverted to old")
+        self.switched = [h for h in self.switched if only is not None and h not in only]
+
+    def _halts(self) -> bool:
+        return False
+
+    def _halted(self, error: DeploymentError) -> DeploymentHalted:
+        return DeploymentHalted(error.message, results=self.outcomes)
+
+
+def rolling(size: int) -> tuple[Batch, ...]:
+    return plan_batches(HOSTS, Rolling(batch_size=size, pause=2))
+
+
+def run(fake: FakeRun) -> Rollout:
+    rollout = Rollout(fake)  # type: ignore[arg-type]
+    asyncio.run(rollout.run_batches())
+    return rollout
+
+
+def test_the_breaker_trips_at_its_threshold_and_reverts_every_updated_host() -> None:
+    fake = FakeRun(rolling(1), failing={"web-2", "web-4"}, breaker=CircuitBreakerPolicy(threshold=2, min_threshold=1))
+    with pytest.raises(DeploymentError) as err:
+        run(fake)
+    assert "circuit breaker tripped: 2 of 6 hosts failed (threshold 2)" in err.value.message
+    # no batch started after the fourth; every host that was updated is back on its release
+    assert fake.switched == [] and set(fake.on_release.values()) == {"old"}
+    assert "web-5" not in fake.outcomes and err.value.results["web-4"].ok is False
+
+
+def test_a_failure_below_the_threshold_reverts_that_host_alone_and_the_rollout_goes_on() -> None:
+    fake = FakeRun(rolling(2), failing={"web-3"}, breaker=CircuitBreakerPolicy(threshold=0.5))
+    rollout = run(fake)
+    assert fake.on_release == {h: "old" if h == "web-3" else "new" for h in HOSTS}
+    with pytest.raises(DeploymentError) as err:
+        rollout.raise_for_partial_failure()
+    assert "failed on 1 of 6 hosts, below the circuit breaker threshold (3)" in err.value.message
+    assert fake.slept == [2, 2]  # the pause after every batch but the last
+
+
+def test_without_a_breaker_the_first_failure_reverts_everything() -> None:
+    fake = FakeRun(rolling(2), failing={"web-3"}, breaker=None)
+    with pytest.raises(DeploymentError) as err:
+        run(fake)
+    assert "failed after the switch on 1 of 2 host(s)" in err.value.message
+    assert set(fake.on_release.values()) == {"old"} and "web-5" not in fake.outcomes
+
+
+def test_auto_rollback_off_halts_and_leaves_hosts_for_a_person() -> None:
+    breaker = CircuitBreakerPolicy(threshold=1, min_threshold=1, auto_rollback=False)
+    fake = FakeRun(rolling(2), failing={"web-4"}, breaker=breaker)
+    with pytest.raises(DeploymentHalted):
+        run(fake)
+    assert [fake.on_release[h] for h in HOSTS] == ["new", "new", "new", "new", "old", "old"]
+
+
+def test_behind_a_router_each_batch_leaves_rotation_passes_readiness_and_rejoins() -> None:
+    traffic = FakeTraffic()
+    fake = FakeRun(rolling(2), failing=set(), breaker=None, traffic=traffic)
+    run(fake)
+    assert traffic.calls[:6] == [
+        ("out", "web-1"),
+        ("out", "web-2"),
+        ("ready", "web-1"),
+        ("ready", "web-2"),
+        ("in", "web-1"),
+        ("in", "web-2"),
+    ]
+    assert traffic.max_out == 2 and traffic.out == set()
+
+
+def test_a_host_that_fails_readiness_counts_as_failed_and_stays_out() -> None:
+    traffic = FakeTraffic(unready={"web-1"})
+    fake = FakeRun(
+        rolling(1), failing=set(), breaker=CircuitBreakerPolicy(threshold=1, min_threshold=1), traffic=traffic
+    )
+    with pytest.raises(DeploymentError) as err:
+        run(fake)
+    assert "circuit breaker tripped: 1 of 6" in err.value.message and "web-1" in fake.failed_checks
+    assert ("in", "web-1") not in traffic.calls
+
+
+def test_a_canary_bakes_with_checks_every_interval() -> None:
+    canary = (Batch(index=0, kind=BatchKind.CANARY, hosts=("web-1",), bake_time=30, check_interval=10),)
+    traffic = FakeTraffic()
+    fake = FakeRun(canary, failing=set(), breaker=None, traffic=traffic)
+    fake.plan.hosts = ("web-1",)
+    run(fake)
+    assert fake.slept == [10, 10, 10]
+    assert traffic.calls.count(("ready", "web-1")) == 4  # the gate, then once per bake round

@@ -82,6 +82,18 @@ class Handler(BaseHTTPRequestHandler):
         """Quiet: one line per request to stderr would flood the log under load."""
 
 
+class Server(ThreadingHTTPServer):
+    """The standard threading server with a listen backlog fit for load.
+
+    socketserver's default backlog is 5: while requests wait on the database (a migration holding
+    SQLite's write lock, say), new connections overflow it and are reset, which clients see as failed
+    requests although the app is healthy.
+    """
+
+    request_queue_size = 256
+    daemon_threads = True
+
+
 def main() -> None:
     """Run the server until it is stopped."""
     parser = argparse.ArgumentParser()
@@ -91,8 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     os.makedirs(args.data, exist_ok=True)
     Handler.db_url = os.environ.get("DATABASE_URL") or "sqlite:///" + os.path.join(args.data, "app.db")
-    server = ThreadingHTTPServer((args.host, args.port), Handler)
-    server.daemon_threads = True
+    server = Server((args.host, args.port), Handler)
     print(f"serving on http://{args.host}:{args.port} ({release_info().get('release')})", flush=True)
     server.serve_forever()
 

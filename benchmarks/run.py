@@ -17,6 +17,7 @@ BENCHMARKS = {
     "engine": "benchmarks.bench_engine",
     "backfill": "benchmarks.bench_backfill",
     "fleet": "benchmarks.bench_fleet",
+    "zero_downtime": "benchmarks.bench_zero_downtime",
 }
 OUT = ROOT / "BENCHMARKS.md"
 MARK = "<!-- section: {} -->"

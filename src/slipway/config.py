@@ -97,7 +97,17 @@ def parse_config(text: str, *, path: Path) -> LoadedConfig:
     if node is None:
         raise ConfigError("the file is empty", file=file, hint="run 'slipway init' for a starting point")
     marks: dict[Loc, Mark] = {}
-    data = _to_python(node, (), marks, file)
+    try:
+        data = _to_python(node, (), marks, file)
+    except yaml.MarkedYAMLError as exc:  # e.g. a tag no constructor knows
+        mark = exc.problem_mark or exc.context_mark
+        raise ConfigError(
+            f"malformed YAML: {exc.problem or exc.context}",
+            file=file,
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+            hint="quote the value if it is meant as text",
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping of keys", file=file, line=1, column=1)
     try:

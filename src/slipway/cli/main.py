@@ -342,14 +342,13 @@ def unlock(
         app.close()
 
 
-from slipway.cli.breakers import breakers_app  # noqa: E402 - its commands reuse _open from above
-
-cli.add_typer(breakers_app, name="breakers")
-
-
 from slipway.cli.migrations import migrations_app  # noqa: E402 - its commands reuse _open from above
 
 cli.add_typer(migrations_app, name="migrations")
+
+from slipway.cli.breakers import breakers_app  # noqa: E402 - its commands reuse _open from above
+
+cli.add_typer(breakers_app, name="breakers")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -23,7 +25,7 @@ from slipway.ports import Clock
 
 T = TypeVar("T")
 #: How often a breaker update is retried when another process saved in between.
-MAX_CONFLICTS = 10
+MAX_CONFLICTS = 40
 
 
 class DependencyGuard:
@@ -120,12 +122,17 @@ class DependencyGuard:
     def _update(
         self, name: str, transition: Callable[[BreakerState], tuple[T, BreakerState]]
     ) -> tuple[T, BreakerState]:
-        """Load, transition, compare-and-save; on a conflict, start over from the fresh state."""
-        for _ in range(MAX_CONFLICTS):
+        """Load, transition, compare-and-save; on a conflict, start over from the fresh state.
+
+        Writers that collide back off for a short random time, so that several processes recording at
+        once do not keep colliding in lockstep (at most about a second in all).
+        """
+        for attempt in range(MAX_CONFLICTS):
             current = self._repository.load(name) or BreakerState()
             value, new = transition(current)
             if new == current or self._repository.save(name, new, expected_version=current.version):
                 return value, new
+            time.sleep(random.uniform(0, min(0.05, 0.002 * (attempt + 1))))
         raise StoreError(f"circuit breaker {name!r}: gave up after {MAX_CONFLICTS} conflicting updates")
 
 

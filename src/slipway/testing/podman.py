@@ -42,6 +42,8 @@ import docker
 import docker.errors
 import requests
 
+from slipway.testing.processes import log_tail, stop_process_group
+
 PODMAN = "/usr/bin/podman"
 RUNC = "/usr/sbin/runc"
 BUSYBOX = "/bin/busybox"
@@ -236,23 +238,12 @@ class PodmanService:
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the service's own log."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return log_tail(self.log_path, lines)
 
     def stop(self, *, timeout: float = 15.0) -> None:
         """Stop the service (TERM, then KILL) and remove the temp dir we made; safe to call twice."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout)
+        stop_process_group(proc, timeout=timeout)
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 

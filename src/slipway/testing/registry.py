@@ -17,7 +17,6 @@ import contextlib
 import fcntl
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -28,6 +27,7 @@ import httpx
 
 from slipway.testing.nginx import free_port
 from slipway.testing.podman import apt_install
+from slipway.testing.processes import log_tail, stop_process_group
 
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
 _INSTALL_LOCK = Path(tempfile.gettempdir()) / "slipway-registry-install.lock"
@@ -162,23 +162,12 @@ storage:
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the registry's log."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return log_tail(self.log_path, lines)
 
     def stop(self, *, timeout: float = 10.0) -> None:
         """Stop the registry (TERM, then KILL) and remove the temp dir we made; safe to call twice."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout)
+        stop_process_group(proc, timeout=timeout)
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 

@@ -12,7 +12,8 @@ import pytest
 from ssh_support import arun
 
 from slipway.testing.pytest_ssh import BedFactory, target_for
-from slipway.testing.sshbed import SSHBedError, SSHTestBed
+from slipway.testing.sshbed import SSHTestBed
+from slipway.testing.sshsystem import SSHBedError
 
 pytestmark = [pytest.mark.ssh, pytest.mark.timeout(120)]
 

@@ -12,7 +12,8 @@ from ssh_support import arun
 
 from slipway.errors import AuthenticationFailed, CommandTimeout, HostUnreachable, TargetError
 from slipway.testing.pytest_ssh import BedFactory, target_for
-from slipway.testing.sshbed import SSHTestBed, generate_key
+from slipway.testing.sshbed import SSHTestBed
+from slipway.testing.sshsystem import generate_key
 
 pytestmark = [pytest.mark.ssh, pytest.mark.timeout(60)]
 

@@ -9,7 +9,8 @@ import pytest
 from ssh_support import arun
 
 from slipway.errors import CommandResult, HostUnreachable
-from slipway.targets.ssh import SSHTarget, run_on_all
+from slipway.targets.pool import run_on_all
+from slipway.targets.ssh import SSHTarget
 from slipway.testing.pytest_ssh import BedFactory, pool_for
 
 pytestmark = [pytest.mark.ssh, pytest.mark.timeout(90)]

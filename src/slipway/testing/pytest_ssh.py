@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 
-from slipway.targets.ssh import SSHPool, SSHTarget
-from slipway.testing.sshbed import SSHHost, SSHTestBed, ensure_installed, remove_stale_rules
+from slipway.targets.pool import SSHPool
+from slipway.targets.ssh import SSHTarget
+from slipway.testing.sshbed import SSHHost, SSHTestBed
+from slipway.testing.sshsystem import ensure_installed, remove_stale_rules
 
 #: ``make(count=1, **options) -> SSHTestBed``: options are those of :class:`SSHTestBed`.
 BedFactory = Callable[..., SSHTestBed]

@@ -31,6 +31,10 @@ from slipway.services.app import App, open_app
 from slipway.services.validate import validate_project
 
 T = TypeVar("T")
+#: Options several commands share, declared once.
+WaitingRun = Annotated[int, typer.Argument(metavar="RUN", help="The waiting run.")]
+Reason = Annotated[str, typer.Option("--reason", "-r", help="Why; kept in the audit log.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON on stdout.")]
 cli = typer.Typer(
     name="slipway",
     add_completion=False,
@@ -131,7 +135,7 @@ def run(
     ctx: typer.Context,
     commit: Annotated[str, typer.Option("--commit", help="The commit to build and deploy.")] = "HEAD",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; do nothing.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON on stdout.")] = False,
+    json_out: JsonOut = False,
 ) -> None:
     """Run the pipeline for a commit: build once, test, deploy, gate, promote."""
     app = _open(ctx, json_mode=json_out)
@@ -187,9 +191,9 @@ def _finish(app: App, outcome: pipeline.RunOutcome, json_out: bool) -> None:
 @cli.command()
 def approve(
     ctx: typer.Context,
-    run_id: Annotated[int, typer.Argument(metavar="RUN", help="The waiting run.")],
-    reason: Annotated[str, typer.Option("--reason", "-r", help="Why; kept in the audit log.")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON on stdout.")] = False,
+    run_id: WaitingRun,
+    reason: Reason,
+    json_out: JsonOut = False,
 ) -> None:
     """Approve the gate a run waits at, and continue the run."""
     app = _open(ctx, json_mode=json_out)
@@ -200,8 +204,8 @@ def approve(
 @cli.command()
 def reject(
     ctx: typer.Context,
-    run_id: Annotated[int, typer.Argument(metavar="RUN", help="The waiting run.")],
-    reason: Annotated[str, typer.Option("--reason", "-r", help="Why; kept in the audit log.")],
+    run_id: WaitingRun,
+    reason: Reason,
 ) -> None:
     """Reject the gate a run waits at; the run ends as failed."""
     app = _open(ctx)
@@ -217,7 +221,7 @@ def promote(
     ctx: typer.Context,
     digest: Annotated[str, typer.Argument(metavar="ARTIFACT_DIGEST", help="sha256:... of a built artifact.")],
     to: Annotated[str, typer.Option("--to", help="The environment to deploy it to.")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON on stdout.")] = False,
+    json_out: JsonOut = False,
 ) -> None:
     """Deploy an artifact that already passed every stage before ENV. Never rebuilds."""
     app = _open(ctx, json_mode=json_out)
@@ -233,7 +237,7 @@ def rollback(
         str | None, typer.Option("--to", metavar="RELEASE", help="Release id (default: the previous one).")
     ] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="Why; kept in the audit log.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON on stdout.")] = False,
+    json_out: JsonOut = False,
 ) -> None:
     """Switch ENV back to an earlier release (no rebuild, no upload)."""
     app = _open(ctx, json_mode=json_out)

@@ -36,13 +36,12 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
 import docker
 import docker.errors
 import requests
 
-from slipway.testing.processes import log_tail, stop_process_group
+from slipway.testing.processes import ServerProcess
 
 PODMAN = "/usr/bin/podman"
 RUNC = "/usr/sbin/runc"
@@ -140,8 +139,10 @@ def configure_containers_conf(path: Path = CONTAINERS_CONF) -> bool:
 # -- the API service ---------------------------------------------------------------------------
 
 
-class PodmanService:
+class PodmanService(ServerProcess):
     """``podman system service`` on a unix socket in a temp dir, with a private registries.conf."""
+
+    STOP_TIMEOUT = 15.0
 
     def __init__(self, *, root: str | Path | None = None, startup_timeout: float = 60.0) -> None:
         self._own_root = root is None
@@ -236,24 +237,7 @@ class PodmanService:
         tmp.write_text("\n".join(lines))
         os.replace(tmp, self.registries_conf)
 
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines of the service's own log."""
-        return log_tail(self.log_path, lines)
 
-    def stop(self, *, timeout: float = 15.0) -> None:
-        """Stop the service (TERM, then KILL) and remove the temp dir we made; safe to call twice."""
-        proc, self._proc = self._proc, None
-        stop_process_group(proc, timeout=timeout)
-        if self._own_root:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> PodmanService:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def _pull_error(client: docker.DockerClient, repository: str, tag: str) -> str:

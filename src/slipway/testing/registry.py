@@ -16,18 +16,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
 from slipway.testing.nginx import free_port
 from slipway.testing.podman import apt_install
-from slipway.testing.processes import log_tail, stop_process_group
+from slipway.testing.processes import ServerProcess
 
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
 _INSTALL_LOCK = Path(tempfile.gettempdir()) / "slipway-registry-install.lock"
@@ -60,7 +58,7 @@ def ensure_docker_registry() -> str:
     return DOCKER_REGISTRY
 
 
-class RegistryServer:
+class RegistryServer(ServerProcess):
     """One docker-registry process on ``127.0.0.1:<port>`` with its storage in a temp dir."""
 
     def __init__(
@@ -160,21 +158,4 @@ storage:
         """True while the registry process runs."""
         return self._proc is not None and self._proc.poll() is None
 
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines of the registry's log."""
-        return log_tail(self.log_path, lines)
 
-    def stop(self, *, timeout: float = 10.0) -> None:
-        """Stop the registry (TERM, then KILL) and remove the temp dir we made; safe to call twice."""
-        proc, self._proc = self._proc, None
-        stop_process_group(proc, timeout=timeout)
-        if self._own_root:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> RegistryServer:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

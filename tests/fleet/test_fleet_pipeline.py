@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -69,14 +70,31 @@ def test_pipeline_deploys_one_artifact_across_five_ssh_hosts(
         sent = bytes_sent(logs)
         assert len(sent) == 2 and all(0 < b < 3000 for b in sent), logs
         project.slipway("approve", str(waiting["id"]), "--reason", "v2")
-        assert project.status()["production"]["release"] != release_one
+        release_two = project.status()["production"]["release"]
+        assert release_two != release_one
 
+        # A rollback is one connection per host: it looks (current, and is the release still there?),
+        # switches and restarts on the same connection.
+        logins = [bed.accepted_logins(i) for i in PRODUCTION]
         project.slipway("rollback", "production", "--reason", "back to v1")
+        assert [bed.accepted_logins(i) - n for i, n in zip(PRODUCTION, logins, strict=True)] == [1, 1, 1]
         after = project.status()["production"]
         assert after["release"] == release_one
         assert {h["release"] for h in after["hosts"]} == {release_one}
         for index in PRODUCTION:
             assert os.readlink(host_path(bed, index, "app/current")) == f"releases/{release_one}"
             assert health(bed.hosts[index].address, project.ports["production"])["release"] == release_one
+
+        # A release one host no longer has (pruned) refuses the whole rollback before any host changes.
+        shutil.rmtree(host_path(bed, PRODUCTION[1], f"app/releases/{release_two}"))
+        refused = project.slipway("rollback", "production", "--to", release_two, check=False)
+        assert refused.returncode == 9, refused.stderr
+        assert f"release {release_two} is no longer installed on production-2" in refused.stderr
+        assert {h["release"] for h in project.status()["production"]["hosts"]} == {release_one}
+        for index in PRODUCTION:
+            assert os.readlink(host_path(bed, index, "app/current")) == f"releases/{release_one}"
+        [latest, *_] = project.json("deployments", "production")
+        assert (latest["kind"], latest["state"]) == ("rollback", "failed")
+        assert "no longer installed" in latest["reason"]
     finally:
         stop_fleet_apps(project, bed)

@@ -17,7 +17,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from slipway.artifacts.archive import Manifest
 from slipway.engine.events import Observer
@@ -30,6 +30,7 @@ from slipway.errors import (
     CommandResult,
     DeploymentError,
     DeploymentHalted,
+    GateError,
     HostOutcome,
     SlipwayError,
 )
@@ -169,8 +170,11 @@ class DeploymentRun:
         """Run the plan; raise DeploymentError (after reverting) if any host fails."""
         known = {h.host: h for h in self.store.host_releases(self.plan.environment)}
         self.before = {h: known.get(h) for h in self.plan.hosts}
-        currents = await self._each(self.plan.hosts, lambda t: layout.current_release(t))
-        self.previous = {h: (str(r) if r else None) for h, r in currents.items()}
+        if self.plan.rollback:
+            await self._look_before_rollback()
+        else:
+            currents = await self._each(self.plan.hosts, lambda t: layout.current_release(t))
+            self.previous = {h: (str(r) if r else None) for h, r in currents.items()}
         if not self.plan.rollback:
             for phase in PRE_SWITCH:
                 if phase == "migrate" and self.before_migrate is not None:
@@ -197,6 +201,25 @@ class DeploymentRun:
             except DeploymentError as exc:  # the new release runs everywhere: old ones left behind are no failure
                 self.outcomes = {h: o for h, o in self.outcomes.items() if o.ok}
                 self.steps.observer.message(f"warning: {exc}")
+
+    async def _look_before_rollback(self) -> None:
+        """One round trip per host: what runs there, and whether the release to go back to is still there.
+
+        A host that no longer has it (pruned by keep_releases) refuses the whole rollback before any host
+        is touched, on the connections the rollback then uses.
+        """
+        release = self.plan.release.id
+        seen = await self._each(self.plan.hosts, lambda t: layout.inspect_releases(t, release))
+        looks = {h: cast(layout.HostReleases, v) for h, v in seen.items()}
+        self.previous = {h: look.current for h, look in looks.items()}
+        missing = [h for h, look in looks.items() if not look.has_release]
+        if missing:
+            for host in missing:
+                self.outcomes[host] = HostOutcome(host, False, step="connect", error=f"release {release} is not installed")
+            raise GateError(
+                f"release {release} is no longer installed on {', '.join(missing)}: nothing was changed",
+                hint="deploy.keep_releases limits how many releases a host keeps; promote that artifact again instead",
+            )
 
     async def _each(
         self, hosts: Sequence[str], fn: Callable[[Target], Awaitable[object]], *, what: str = "connect"

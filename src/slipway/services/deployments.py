@@ -33,7 +33,6 @@ from slipway.services.app import App, make_target, target_root
 from slipway.services.checks import deployment_checks
 from slipway.services.secrets import resolve_secrets
 from slipway.services.traffic import traffic_gate
-from slipway.targets import release as layout
 
 LOCK_TTL = 6 * 3600
 
@@ -283,20 +282,3 @@ def choose_rollback(app: App, environment: str, to_release: str | None) -> Rollb
 def _commit_of(app: App, digest: str) -> str:
     record = app.store.get_artifact(digest)
     return record.commit if record else "unknown"
-
-
-async def check_release_present(app: App, loaded: LoadedConfig, environment: str, release_id: str) -> None:
-    """Refuse a rollback to a release that a host no longer has (pruned by keep_releases)."""
-    env = loaded.project.environments[environment]
-    gate = asyncio.Semaphore(env.max_connecting)
-    targets = [make_target(t, root=loaded.root, environ=app.environ, connect_gate=gate) for t in env.targets]
-    try:
-        present = await asyncio.gather(*(layout.release_exists(t, release_id) for t in targets), return_exceptions=True)
-    finally:
-        await asyncio.gather(*(t.close() for t in targets), return_exceptions=True)
-    missing = [t.name for t, ok in zip(targets, present, strict=True) if ok is not True]
-    if missing:
-        raise GateError(
-            f"release {release_id} is no longer installed on {', '.join(missing)}",
-            hint="deploy.keep_releases limits how many releases a host keeps; promote that artifact again instead",
-        )

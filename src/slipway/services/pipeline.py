@@ -320,7 +320,6 @@ async def rollback(
             f"environment {environment!r} is not defined", hint="defined: " + ", ".join(sorted(project.environments))
         )
     target = dep.choose_rollback(app, environment, to_release)
-    await dep.check_release_present(app, app.config, environment, target.release_id)
     await database.check_rollback(app, app.config, environment, digest=target.digest, release=target.release_id)
     run_id = app.store.create_run(
         project=project.name,

@@ -276,6 +276,24 @@ async def current_release(target: Target, *, timeout: float = 60) -> str | None:
     return PurePosixPath(link).name if link else None
 
 
+@dataclass(frozen=True)
+class HostReleases:
+    """What ``current`` points at on a host, and whether a given release is complete there."""
+
+    current: str | None
+    has_release: bool
+
+
+async def inspect_releases(target: Target, release_id: str, *, timeout: float = 60) -> HostReleases:
+    """``current`` and the presence of ``release_id``, in one round trip (a rollback's only look)."""
+    marker = f"{release_dir(target, validate_release_id(release_id))}/{MARKER}"
+    script = f"readlink {quote(target.root + '/current')} || true; if test -f {quote(marker)}; then echo present; fi"
+    lines = (await target.run(script, timeout=timeout)).stdout.splitlines()
+    present = bool(lines) and lines[-1] == "present"
+    link = (lines[:-1] if present else lines)[:1]
+    return HostReleases(PurePosixPath(link[0].strip()).name if link and link[0].strip() else None, present)
+
+
 async def switch_current(target: Target, release_id: str, *, timeout: float = 60) -> None:
     """Point ``current`` at a complete release: new link, then an atomic rename over the old one."""
     validate_release_id(release_id)

@@ -16,11 +16,21 @@ from tests.fleet.conftest import ssh_target
 HOSTS = 3
 
 
+def blue_green(ports: tuple[int, int]) -> dict[str, Any]:
+    """The blue/green strategy with each slot's app on its own port."""
+    return {"kind": "blue_green", "slot_vars": {"blue": {"port": ports[0]}, "green": {"port": ports[1]}}}
+
+
 def behind_nginx(
-    project: Project, bed: SSHTestBed, *, strategy: dict[str, Any], breaker: dict[str, Any] | None = None
+    project: Project,
+    bed: SSHTestBed,
+    *,
+    strategy: dict[str, Any],
+    breaker: dict[str, Any] | None = None,
+    port: int | None = None,
 ) -> NginxServer:
     """Start nginx and point the project at ``HOSTS`` SSH hosts behind it: one environment, production."""
-    port = free_port()
+    port = port or free_port()
     nginx = NginxServer([Backend(host=h.address, port=port) for h in bed.hosts[:HOSTS]], worker_processes=2)
     nginx.start()
     config = yaml.safe_load((project.root / "slipway.yml").read_text())

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from slipway.engine.slots import SlotInfo, slot_root
 from slipway.engine.strategy import AllAtOnce, Batch, BatchKind
 from slipway.engine.strategy import plan_batches as strategy_batches
 from slipway.model.config import Command, Environment, Project
@@ -55,6 +56,8 @@ class HostInfo:
     vars: Mapping[str, Any] | None = None
     #: The address the host is reached at (127.0.0.1 for a local target).
     address: str = "127.0.0.1"
+    #: Blue/green: the slot deployed; its layout is ``paths.*`` and its vars overlay the host's.
+    slot: SlotInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -93,12 +96,13 @@ def template_context(
 ) -> dict[str, Any]:
     """The variables a hook command may use (documented in docs/config.md)."""
     root = host.root.rstrip("/")
-    merged = {**env.vars, **(host.vars or {})}
-    return {
+    merged = {**env.vars, **(host.vars or {}), **(host.slot.vars if host.slot else {})}
+    layout = slot_root(root, host.slot.name) if host.slot else root
+    context: dict[str, Any] = {
         "project": project.name,
         "release": {
             "id": release.id,
-            "dir": f"{root}/releases/{release.id}",
+            "dir": f"{layout}/releases/{release.id}",
             "digest": release.digest,
             "commit": release.commit,
             "version": release.commit[:12],
@@ -113,12 +117,15 @@ def template_context(
             "vars": dict(host.vars or {}),
         },
         "paths": {
-            "root": root,
-            "current": f"{root}/current",
-            "shared": f"{root}/shared",
-            "releases": f"{root}/releases",
+            "root": layout,
+            "current": f"{layout}/current",
+            "shared": f"{layout}/shared",
+            "releases": f"{layout}/releases",
         },
     }
+    if host.slot is not None:
+        context["slot"] = {"name": host.slot.name, "root": layout, "vars": dict(host.slot.vars)}
+    return context
 
 
 def _applies(command: Command, host: HostInfo) -> bool:

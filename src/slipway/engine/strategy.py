@@ -26,7 +26,7 @@ import re
 from collections.abc import Sequence
 from enum import StrEnum
 from fractions import Fraction
-from typing import Annotated, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, model_validator
 
@@ -182,6 +182,8 @@ class BlueGreen(_Frozen):
     slots: tuple[str, str] = ("blue", "green")
     #: Keep the old slot's processes running after the switch (rollback is a switch back).
     keep_old_warm: bool = True
+    #: Variables per slot, overlaid on the environment's and the host's (e.g. each slot's ``port``).
+    slot_vars: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _two_distinct_names(self) -> BlueGreen:
@@ -190,6 +192,9 @@ class BlueGreen(_Frozen):
                 raise ValueError(f"slot name {slot!r} must be letters, digits, '_' or '-'")
         if self.slots[0] == self.slots[1]:
             raise ValueError(f"the two slots need different names, got {self.slots[0]!r} twice")
+        unknown = sorted(set(self.slot_vars) - set(self.slots))
+        if unknown:
+            raise ValueError(f"slot_vars names slot(s) {', '.join(unknown)}; the slots are {', '.join(self.slots)}")
         return self
 
 

@@ -244,8 +244,10 @@ class Environment(Frozen):
         strategy = self.strategy
         if isinstance(strategy, Canary) and strategy.on_success is OnSuccess.PAUSE:
             raise ValueError("strategy.on_success: pause is not supported yet; use continue")
-        if isinstance(strategy, BlueGreen):
-            raise ValueError("strategy kind blue_green is not wired into deployments yet")
+        if isinstance(strategy, BlueGreen) and self.router is None:
+            raise ValueError("strategy blue_green switches traffic between slots through a router: add a router: block")
+        if isinstance(strategy, BlueGreen) and not strategy.keep_old_warm:
+            raise ValueError("strategy.keep_old_warm: false is not supported: the old slot stays warm (there is no stop hook)")
         if self.readiness is not None and self.router is None:
             raise ValueError("readiness gates traffic through a router: add a router: block")
         return self

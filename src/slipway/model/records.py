@@ -125,6 +125,22 @@ class HostRelease:
 
 
 @dataclass(frozen=True)
+class SlotRelease:
+    """Blue/green: the release one slot of a host holds, and whether that slot serves the host's traffic."""
+
+    environment: str
+    host: str
+    slot: str
+    release_id: str
+    artifact_digest: str
+    commit: str
+    since: float
+    deployment_id: int
+    run_id: int | None
+    serving: bool
+
+
+@dataclass(frozen=True)
 class ApprovalRecord:
     """A decision on an approval gate."""
 

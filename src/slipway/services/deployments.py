@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from slipway.artifacts.store import parse_digest
 from slipway.clock import SystemClock
@@ -22,6 +22,8 @@ from slipway.engine.planner import (
     plan_deployment,
     template_context,
 )
+from slipway.engine.slots import SlotInfo
+from slipway.engine.strategy import BlueGreen
 from slipway.engine.template import render
 from slipway.errors import GateError
 from slipway.model.config import Project
@@ -73,10 +75,14 @@ def make_plan(
 ) -> DeploymentPlan:
     """Plan a deployment of ``release`` to ``environment``."""
     project = loaded.project
+    hosts = hosts_of(loaded, environment)
+    strategy = project.environments[environment].strategy
+    if isinstance(strategy, BlueGreen):  # the plan of one slot (which one is idle, only the router knows)
+        hosts = [replace(h, slot=SlotInfo(min(strategy.slots), strategy.slot_vars.get(min(strategy.slots), {}))) for h in hosts]
     return plan_deployment(
         project=project,
         environment=environment,
-        hosts=hosts_of(loaded, environment),
+        hosts=hosts,
         release=release,
         render=_render,
         url=environment_url(project, environment),
@@ -112,6 +118,10 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
     """
     project = loaded.project
     env = project.environments[request.environment]
+    if isinstance(env.strategy, BlueGreen):  # two slots per host: its own module
+        from slipway.services import bluegreen
+
+        return await bluegreen.deploy(app, loaded, request)
     secrets = resolve_secrets(env, environment=request.environment, root=loaded.root, environ=app.environ)
     app.masker.add(secrets.values())
     rollback = request.kind is DeploymentKind.ROLLBACK

@@ -13,12 +13,13 @@ from slipway.artifacts.store import PREFIX, parse_digest
 from slipway.config import LoadedConfig, load_config
 from slipway.engine.deploy import StepRunner
 from slipway.engine.runner import drive_run
+from slipway.engine.strategy import BlueGreen
 from slipway.engine.template import render
 from slipway.errors import ConfigError, GateError, StateError
 from slipway.model.config import Project
 from slipway.model.records import RunRecord, StageRecord
 from slipway.model.states import Decision, DeploymentKind, RunKind, StageKind, State
-from slipway.services import checks
+from slipway.services import checks, switchback
 from slipway.services import deployments as dep
 from slipway.services import migrations as database
 from slipway.services.app import App
@@ -319,7 +320,10 @@ async def rollback(
         raise ConfigError(
             f"environment {environment!r} is not defined", hint="defined: " + ", ".join(sorted(project.environments))
         )
-    target = dep.choose_rollback(app, environment, to_release)
+    if isinstance(project.environments[environment].strategy, BlueGreen):  # a switch back to the warm slot
+        target = switchback.choose_rollback(app, environment, to_release)
+    else:
+        target = dep.choose_rollback(app, environment, to_release)
     await database.check_rollback(app, app.config, environment, digest=target.digest, release=target.release_id)
     run_id = app.store.create_run(
         project=project.name,

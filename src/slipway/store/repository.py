@@ -30,7 +30,7 @@ ALEMBIC_DIR = Path(__file__).parent / "alembic"
 VERSION_TABLE = "slipway_store_version"
 #: The newest revision in alembic/versions. Checked against Alembic by a test, so that opening an
 #: up-to-date store does not have to import Alembic (it costs most of a CLI command's start-up time).
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 SCHEMA_LOCK_KEY = 0x51195A7
 #: Alembic's context is module state: one upgrade at a time per process.
 _UPGRADE_LOCK = threading.Lock()
@@ -363,6 +363,26 @@ class Store:
                 {"deployment": d.id, "reason": reason},
             )
 
+    def park_deployment(self, deployment_id: int, *, reason: str) -> None:
+        """A running deployment waits for a person (canary ``on_success: pause``)."""
+        self._move_deployment(deployment_id, State.WAITING, reason=reason)
+
+    def resume_deployment(self, deployment_id: int, *, by: str, reason: str) -> None:
+        """A waiting deployment runs again: someone decided (who and why go to the audit log)."""
+        self._move_deployment(deployment_id, State.RUNNING, reason=reason, actor=by)
+
+    def _move_deployment(self, deployment_id: int, state: State, *, reason: str, actor: str | None = None) -> None:
+        with self._tx() as s:
+            d = s.get(t.Deployment, deployment_id)
+            if d is None:
+                raise StateError(f"there is no deployment {deployment_id}")
+            d.state = transition(State(d.state), state, what=f"deployment {deployment_id}").value
+            d.reason = reason
+            self._audit(
+                s, actor or d.deployed_by, f"deployment.{state.value}", f"environment {d.environment}",
+                {"deployment": d.id, "reason": reason},
+            )
+
     def record_host(
         self,
         deployment_id: int,
@@ -374,19 +394,18 @@ class Store:
         error: str | None,
         duration: float | None,
     ) -> None:
-        """Record what a deployment did on one host."""
+        """Record what a deployment did on one host (again: replaces what was recorded, one row per host)."""
         with self._tx() as s:
-            s.add(
-                t.DeploymentHost(
-                    deployment_id=deployment_id,
-                    host=host,
-                    from_release=from_release,
-                    to_release=to_release,
-                    state=state.value,
-                    error=error,
-                    duration=duration,
+            row = s.scalars(
+                select(t.DeploymentHost).where(
+                    t.DeploymentHost.deployment_id == deployment_id, t.DeploymentHost.host == host
                 )
-            )
+            ).first()
+            if row is None:
+                row = t.DeploymentHost(deployment_id=deployment_id, host=host)
+                s.add(row)
+            row.from_release, row.to_release, row.state = from_release, to_release, state.value
+            row.error, row.duration = error, duration
 
     def set_host_release(
         self,
@@ -421,6 +440,64 @@ class Store:
             return [
                 rec.HostRelease(
                     r.environment, r.host, r.release_id, r.artifact_digest, r.commit, r.since, r.deployment_id, r.run_id
+                )
+                for r in s.scalars(q).all()
+            ]
+
+    # ---- blue/green slots -------------------------------------------------------------------------
+    def set_slot_release(
+        self,
+        *,
+        environment: str,
+        host: str,
+        slot: str,
+        release_id: str,
+        artifact_digest: str,
+        commit: str,
+        deployment_id: int,
+        run_id: int | None,
+    ) -> None:
+        """Say which release a slot of a host holds (called right after that slot's ``current`` moved)."""
+        with self._tx() as s:
+            row = s.get(t.SlotRelease, (environment, host, slot))
+            if row is None:
+                row = t.SlotRelease(environment=environment, host=host, slot=slot, serving=False)
+                s.add(row)
+            row.release_id, row.artifact_digest, row.commit = release_id, artifact_digest, commit
+            row.since, row.deployment_id, row.run_id = self._now(), deployment_id, run_id
+
+    def set_serving_slot(self, environment: str, slot: str, *, actor: str = "slipway") -> None:
+        """After a switch: ``slot`` serves every host of the environment; each host runs that slot's release.
+
+        The host's record keeps the deployment (and run) that put the release into the slot; ``since`` is
+        the moment it started serving.
+        """
+        with self._tx() as s:
+            rows = s.scalars(select(t.SlotRelease).where(t.SlotRelease.environment == environment)).all()
+            for row in rows:
+                row.serving = row.slot == slot
+                if row.slot != slot:
+                    continue
+                host = s.get(t.HostRelease, (environment, row.host))
+                if host is None:
+                    host = t.HostRelease(environment=environment, host=row.host)
+                    s.add(host)
+                host.release_id, host.artifact_digest, host.commit = row.release_id, row.artifact_digest, row.commit
+                host.since, host.deployment_id, host.run_id = self._now(), row.deployment_id, row.run_id
+            self._audit(s, actor, "slot.serve", f"environment {environment}", {"slot": slot})
+
+    def slot_releases(self, environment: str) -> list[rec.SlotRelease]:
+        """What each slot of each host of ``environment`` holds, by host and slot."""
+        with self._tx() as s:
+            q = (
+                select(t.SlotRelease)
+                .where(t.SlotRelease.environment == environment)
+                .order_by(t.SlotRelease.host, t.SlotRelease.slot)
+            )
+            return [
+                rec.SlotRelease(
+                    r.environment, r.host, r.slot, r.release_id, r.artifact_digest, r.commit, r.since,
+                    r.deployment_id, r.run_id, bool(r.serving),
                 )
                 for r in s.scalars(q).all()
             ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -119,6 +119,22 @@ class HostRelease(Base):
     since: Mapped[float] = mapped_column(Float)
     deployment_id: Mapped[int] = mapped_column(Integer)
     run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class SlotRelease(Base):
+    """Blue/green (revision 0004): the release each slot of a host holds, and whether it serves."""
+
+    __tablename__ = "slot_releases"
+    environment: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200), primary_key=True)
+    slot: Mapped[str] = mapped_column(String(63), primary_key=True)
+    release_id: Mapped[str] = mapped_column(String(200))
+    artifact_digest: Mapped[str] = mapped_column(String(80))
+    commit: Mapped[str] = mapped_column(String(64))
+    since: Mapped[float] = mapped_column(Float)
+    deployment_id: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    serving: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Approval(Base):

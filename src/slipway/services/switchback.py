@@ -1,0 +1,187 @@
+"""``slipway rollback ENV`` on a blue/green environment: switch the router back to the warm slot.
+
+The warm slot still runs the release that served before the last switch, so going back is one router
+switch: no install, no restart. The release asked for must be what the warm slot holds on every host
+(checked in the store first, then on the hosts themselves). Each host's warm backend passes the
+readiness gate before the switch; one that does not answer is restarted with its slot's activate hooks
+first. Nothing changes for users until every host's warm backend is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+from slipway.config import LoadedConfig
+from slipway.engine.deploy import StepRunner
+from slipway.engine.planner import ReleaseInfo
+from slipway.engine.slots import other_slot, warm_mismatches, warm_release
+from slipway.errors import CheckFailed, DeploymentError, GateError, HostOutcome, SlipwayError
+from slipway.model.records import HostRelease
+from slipway.model.states import State
+from slipway.ports import Target
+from slipway.services.app import App
+from slipway.services.bluegreen import (
+    SlotGate,
+    _environment_lock,
+    _slot_targets,
+    slot_gate,
+    slot_revert_steps,
+    strategy_of,
+)
+from slipway.services.deployments import DeployRequest, RollbackTarget
+from slipway.store.repository import Store
+from slipway.targets import release as layout
+
+
+def choose_rollback(app: App, environment: str, to_release: str | None) -> RollbackTarget:
+    """The release the warm slot holds on every host (or ``to_release``, if it holds that); else GateError."""
+    env = app.config.project.environments[environment]
+    rows = app.store.slot_releases(environment)
+    serving = {r.slot for r in rows if r.serving}
+    if len(serving) != 1:
+        raise GateError(f"no slot of {environment} serves yet: there is nothing to switch back from")
+    warm = {r.host: r for r in rows if not r.serving}
+    held = {t.name: (warm[t.name].release_id if t.name in warm else None) for t in env.targets}
+    release = to_release or warm_release(held)
+    slot = next(iter(serving))
+    if release is None:
+        raise GateError(
+            f"the warm slot of {environment} holds no one release on every host: {_describe(held)}",
+            hint=f"'slipway status' shows each slot; deploy the release you want with 'slipway promote ... --to {environment}'",
+        )
+    if {r.release_id for r in rows if r.serving} == {release}:
+        raise GateError(f"release {release} already serves {environment} (slot {slot})")
+    missing = warm_mismatches(held, release)
+    if missing:
+        raise GateError(
+            f"the warm slot of {environment} does not hold {release}: {_describe(missing)}",
+            hint=f"a switch back reaches only what the warm slot holds; promote that artifact to {environment} to "
+            "deploy it into the idle slot",
+        )
+    succeeded = {d.release_id for d in app.store.deployments(environment, limit=200) if d.state is State.SUCCEEDED}
+    if release not in succeeded:
+        raise GateError(
+            f"the warm slot of {environment} holds {release}, which never deployed successfully there",
+            hint="it is what a failed deployment left in the idle slot; deploy a good release instead",
+        )
+    row = next(r for r in warm.values() if r.release_id == release)
+    return RollbackTarget(release, row.artifact_digest, row.commit)
+
+
+def _describe(held: dict[str, str | None]) -> str:
+    return ", ".join(f"{host} holds {release or 'nothing'}" for host, release in held.items())
+
+
+async def switch_back(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
+    """Make the warm slot serve again, once each of its hosts is ready; record it as a rollback."""
+    name = request.environment
+    strategy = strategy_of(loaded.project.environments[name])
+    assert strategy is not None and request.release_id is not None
+    release = ReleaseInfo(request.release_id, request.digest, request.commit or "unknown")
+    gate = slot_gate(loaded, name, release, observer=app.observer)
+    await gate.load()
+    if gate.active is None:
+        raise GateError(f"the router serves no slot of {name}: there is nothing to switch back from")
+    warm = other_slot(strategy.slots, gate.active)
+    async with _environment_lock(app, request):
+        targets = _slot_targets(app, loaded, name, warm)
+        try:
+            held = dict(zip(targets, await asyncio.gather(*(layout.current_release(t) for t in targets.values())), strict=True))
+            missing = warm_mismatches(held, release.id)
+            if missing:
+                raise GateError(f"the warm slot {warm} of {name} does not hold {release.id}: {_describe(missing)}")
+            await _switch(app, loaded, request, gate, warm, targets, release)
+        finally:
+            await asyncio.gather(*(t.close() for t in targets.values()), return_exceptions=True)
+    return release.id
+
+
+async def _switch(
+    app: App,
+    loaded: LoadedConfig,
+    request: DeployRequest,
+    gate: SlotGate,
+    warm: str,
+    targets: dict[str, Target],
+    release: ReleaseInfo,
+) -> None:
+    name, store = request.environment, app.store
+    served = {r.host: r.release_id for r in store.host_releases(name)}
+    deployment_id = store.start_deployment(
+        environment=name, kind=request.kind, run_id=request.run_id, artifact_digest=release.digest,
+        release_id=release.id, deployed_by=app.settings.actor, reason=request.reason, strategy="blue_green",
+    )
+    steps = StepRunner(store=store, stage_id=request.stage_id, observer=app.observer, masker=app.masker)
+    started = time.monotonic()
+    outcomes: dict[str, HostOutcome] = {}
+    try:
+        results = await asyncio.gather(
+            *(_warm_up(loaded, name, gate, warm, t, release, steps) for t in targets.values())
+        )
+        outcomes = {o.host: o for o in results}
+        if not all(o.ok for o in results):
+            bad = [o.host for o in results if not o.ok]
+            raise DeploymentError(
+                f"switch back of {name} to slot {warm} refused: {', '.join(bad)} not ready; traffic stayed on "
+                f"{gate.active}",
+                results=outcomes,
+            )
+        app.observer.message(f"blue/green: slot {warm} is ready on every host; switching traffic back to it")
+        await gate.switch_to(warm)
+        store.set_serving_slot(name, warm, actor=app.settings.actor)
+    except SlipwayError as exc:
+        _record(store, deployment_id, outcomes, served, release.id, targets, ok=False)
+        store.finish_deployment(deployment_id, State.FAILED, reason=str(exc).splitlines()[0])
+        raise
+    _record(store, deployment_id, outcomes, served, release.id, targets, ok=True)
+    store.finish_deployment(deployment_id, State.SUCCEEDED)
+    app.observer.message(f"{name} serves {release.id} again (slot {warm}) after {time.monotonic() - started:.1f}s")
+
+
+async def _warm_up(
+    loaded: LoadedConfig, name: str, gate: SlotGate, warm: str, target: Target, release: ReleaseInfo, steps: StepRunner
+) -> HostOutcome:
+    """The warm backend of one host: ready as it is, or restarted with its activate hooks and then ready."""
+    ready = gate.readiness[warm]
+    started = time.monotonic()
+    quick = dataclasses.replace(
+        ready, readiness=ready.readiness.model_copy(update={"successes": 1, "deadline": ready.readiness.timeout})
+    )
+    try:
+        try:
+            await quick.ready(target.name)
+        except CheckFailed:
+            steps.observer.message(f"[{target.name}] slot {warm} does not answer: restarting it")
+            before = HostRelease(name, target.name, release.id, release.digest, release.commit, 0.0, 0, None)
+            for step in slot_revert_steps(loaded, name, warm, target.name, before):
+                await steps.run_command(
+                    target, f"restart {step.label}", step.command,
+                    cwd=layout.release_dir(target, release.id), timeout=step.timeout,
+                )
+        await ready.ready(target.name)
+    except SlipwayError as exc:
+        return HostOutcome(target.name, False, step="readiness", error=str(exc), duration=time.monotonic() - started)
+    return HostOutcome(target.name, True, release=release.id, duration=time.monotonic() - started)
+
+
+def _record(
+    store: Store,
+    deployment_id: int,
+    outcomes: dict[str, HostOutcome],
+    served: dict[str, str],
+    release: str,
+    targets: dict[str, Target],
+    *,
+    ok: bool,
+) -> None:
+    for host in targets:
+        outcome = outcomes.get(host)
+        good = ok and (outcome is None or outcome.ok)
+        store.record_host(
+            deployment_id, host=host, from_release=served.get(host), to_release=release,
+            state=State.SUCCEEDED if good else State.FAILED,
+            error=None if good else (outcome.error if outcome else "the switch back did not happen"),
+            duration=outcome.duration if outcome else None,
+        )

@@ -26,7 +26,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from benchmarks.common import GIT_ENV, table
+from benchmarks.common import GIT_ENV, CpuMeter, table
 from slipway.services import pipeline
 from slipway.services.app import open_app
 from slipway.testing.sshbed import SSHHost, SSHTestBed
@@ -107,11 +107,30 @@ def git(root: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=root, check=True, env={**os.environ, **GIT_ENV}, capture_output=True)
 
 
-def slipway_deploy(root: Path) -> tuple[float, int]:
-    """Run the pipeline; return (deploy stage seconds, bytes sent to all hosts)."""
+def write_configs(root: Path, hosts: list[SSHHost]) -> None:
+    """slipway.yml, and build-only.yml: the same pipeline without its deploy stage (both are committed)."""
+    text = slipway_config(hosts)
+    (root / "slipway.yml").write_text(text)
+    (root / "build-only.yml").write_text(text.replace("  - {name: deploy, kind: deploy, environment: fleet}\n", ""))
+
+
+def prebuild(root: Path) -> None:
+    """Build the commit's artifact with the build-only pipeline, so that the measured run only deploys."""
+    app = open_app(config_path=root / "build-only.yml", environ={**os.environ, "SLIPWAY_USER": "bench"})
+    try:
+        if asyncio.run(pipeline.start_run(app)).state.value != "succeeded":
+            raise RuntimeError("benchmark build failed")
+    finally:
+        app.close()
+
+
+def slipway_deploy(root: Path, cpu: CpuMeter) -> tuple[float, int]:
+    """Run the pipeline (its build reused); return (deploy stage seconds, bytes sent to all hosts)."""
+    prebuild(root)
     app = open_app(config_path=root / "slipway.yml", environ={**os.environ, "SLIPWAY_USER": "bench"})
     try:
-        outcome = asyncio.run(pipeline.start_run(app))
+        with cpu:
+            outcome = asyncio.run(pipeline.start_run(app))
         if outcome.state.value != "succeeded":
             raise RuntimeError(f"benchmark run {outcome.run_id} ended {outcome.state.value}")
         run = app.store.get_run(outcome.run_id)
@@ -126,14 +145,51 @@ def slipway_deploy(root: Path) -> tuple[float, int]:
         app.close()
 
 
-def slipway_rollback(root: Path) -> float:
-    app = open_app(config_path=root / "slipway.yml", environ={**os.environ, "SLIPWAY_USER": "bench"})
+def slipway_rollback(root: Path, *, config: str = "slipway.yml") -> float:
+    """``slipway rollback fleet`` in-process (the CLI's start-up excluded, as for the baseline)."""
+    app = open_app(config_path=root / config, environ={**os.environ, "SLIPWAY_USER": "bench"})
     try:
         started = time.perf_counter()
-        asyncio.run(pipeline.rollback(app, "fleet"))
-        return time.perf_counter() - started
+        outcome = asyncio.run(pipeline.rollback(app, "fleet"))
+        elapsed = time.perf_counter() - started
+        if outcome.state.value != "succeeded":
+            raise RuntimeError(f"benchmark rollback {outcome.run_id} ended {outcome.state.value}")
+        return elapsed
     finally:
         app.close()
+
+
+def without_hooks(root: Path) -> str:
+    """A copy of the project's config with no hooks: a rollback then only moves ``current``."""
+    text = (root / "slipway.yml").read_text()
+    start, end = text.index("  hooks:\n"), text.index("environments:\n")
+    (root / "switch-only.yml").write_text(text[:start] + text[end:])
+    return "switch-only.yml"
+
+
+async def baseline_switch(hosts: list[SSHHost], *, restart: bool) -> float:
+    """Per host, one ``ssh``: point current at the other release (and restart and check), all in parallel."""
+    root = "/srv/slipway"
+    script = (
+        f"cd {root} && cur=$(readlink current) && prev=$(ls -1 releases | grep -vx \"${{cur#releases/}}\" | tail -n 1) && "
+        "ln -sfn releases/$prev current.tmp && mv -Tf current.tmp current"
+    )
+
+    async def one(h: SSHHost) -> None:
+        extra = (
+            f" && sh current/bin/serve.sh {root} {h.address} {PORT} && "
+            f"sh current/bin/check.sh {h.address} {PORT} $(cat current/payload/RELEASE)"
+            if restart else ""
+        )
+        proc = await asyncio.create_subprocess_exec(*ssh_argv(h), script + extra, stdout=subprocess.DEVNULL,
+                                                    stderr=subprocess.PIPE)
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"baseline switch failed on {h.name}: {err.decode()[-500:]}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(h) for h in hosts))
+    return time.perf_counter() - started
 
 
 def ssh_argv(h: SSHHost) -> list[str]:
@@ -165,7 +221,7 @@ async def baseline_host(h: SSHHost, src: Path, release: str) -> None:
         raise RuntimeError(f"baseline failed on {h.name}: {err.decode()[-500:]}")
 
 
-def baseline(hosts: list[SSHHost], src: Path) -> float:
+def baseline(hosts: list[SSHHost], src: Path, cpu: CpuMeter) -> float:
     release = f"r{time.time_ns()}"
     (src / "payload/RELEASE").write_text(release + "\n")
     started = time.perf_counter()
@@ -173,7 +229,8 @@ def baseline(hosts: list[SSHHost], src: Path) -> float:
     async def all_hosts() -> None:
         await asyncio.gather(*(baseline_host(h, src, release) for h in hosts))
 
-    asyncio.run(all_hosts())
+    with cpu:
+        asyncio.run(all_hosts())
     return time.perf_counter() - started
 
 
@@ -230,25 +287,31 @@ def stop_servers(hosts: list[SSHHost]) -> None:
                     os.kill(int(pid.read_text()), 15)
 
 
-def measure(count: int, tmp: Path) -> dict[str, float]:
+def measure(count: int, tmp: Path, cpu: dict[str, CpuMeter]) -> dict[str, float]:
     out: dict[str, float] = {}
     with SSHTestBed(tmp / f"bed{count}", count, disk_size=None) as bed:
         hosts = bed.hosts
         try:
             proj = tmp / f"proj{count}"
             make_payload(proj, seed=1)
-            (proj / "slipway.yml").write_text(slipway_config(hosts))
+            write_configs(proj, hosts)
             git(proj, "init", "-q")
             git(proj, "add", "-A")
             git(proj, "commit", "-qm", "release 1")
-            out["slipway"], out["full_bytes"] = slipway_deploy(proj)
+            cpu["slipway"] = CpuMeter()
+            out["slipway"], out["full_bytes"] = slipway_deploy(proj, cpu["slipway"])
             make_payload(proj, seed=1, changed=FILES // 100)
             git(proj, "commit", "-qam", "release 2: 1% of the files changed")
-            out["slipway_1pct"], out["one_pct_bytes"] = slipway_deploy(proj)
+            out["slipway_1pct"], out["one_pct_bytes"] = slipway_deploy(proj, CpuMeter())
             out["rollback"] = slipway_rollback(proj)
+            out["rollback_base"] = asyncio.run(baseline_switch(hosts, restart=True))
+            plain = without_hooks(proj)
+            out["switch"] = slipway_rollback(proj, config=plain)
+            out["switch_base"] = asyncio.run(baseline_switch(hosts, restart=False))
             src = tmp / f"src{count}"
             shutil.copytree(proj, src, ignore=shutil.ignore_patterns(".git", ".slipway"))
-            out["baseline"] = baseline(hosts, src)
+            cpu["baseline"] = CpuMeter()
+            out["baseline"] = baseline(hosts, src, cpu["baseline"])
             work = tmp / f"ansible{count}"
             work.mkdir()
             out["ansible_forks"] = ansible(hosts, src, work, forks=count)
@@ -261,9 +324,11 @@ def measure(count: int, tmp: Path) -> dict[str, float]:
 def run() -> str:
     """Measure at each fleet size and return the markdown section."""
     results = {}
+    cpus: dict[int, dict[str, CpuMeter]] = {}
     with tempfile.TemporaryDirectory(prefix="slipway-fleetbench-") as tmp:
         for count in SIZES:
-            results[count] = measure(count, Path(tmp))
+            cpus[count] = {}
+            results[count] = measure(count, Path(tmp), cpus[count])
     rows = []
     for count, r in results.items():
         rows.append([
@@ -271,11 +336,24 @@ def run() -> str:
             f"{r['ansible_default']:.1f} s", f"{r['ansible_forks']:.1f} s",
             f"{r['ansible_forks'] / r['slipway']:.1f}x", f"{r['ansible_default'] / r['slipway']:.1f}x",
         ])
+    rows_cpu = []
+    for count, c in cpus.items():
+        s, b = c["slipway"], c["baseline"]
+        rows_cpu.append([
+            str(count), f"{s.deployer:.1f} s", f"{b.deployer:.1f} s", f"{s.deployer / b.deployer:.2f}x",
+            f"{s.hosts:.1f} s", f"{b.hosts:.1f} s", f"{s.hosts / b.hosts:.2f}x",
+        ])
     rows2 = []
+    rows3 = []
     for count, r in results.items():
         rows2.append([
             str(count), f"{r['full_bytes'] / 1e6:.1f} MB", f"{r['one_pct_bytes'] / 1e6:.2f} MB",
-            f"{100 * r['one_pct_bytes'] / r['full_bytes']:.2f}%", f"{r['slipway_1pct']:.2f} s", f"{r['rollback']:.2f} s",
+            f"{100 * r['one_pct_bytes'] / r['full_bytes']:.2f}%", f"{r['slipway_1pct']:.2f} s",
+        ])
+        rows3.append([
+            str(count), f"{r['rollback']:.2f} s", f"{r['rollback_base']:.2f} s",
+            f"{r['rollback'] / r['rollback_base']:.2f}x", f"{r['switch']:.2f} s", f"{r['switch_base']:.2f} s",
+            f"{r['switch'] / r['switch_base']:.2f}x",
         ])
     return (
         "## Fleet deployment over SSH\n\n"
@@ -287,9 +365,19 @@ def run() -> str:
         "1.3x of the baseline; at least 5x faster than Ansible at 50 hosts.\n\n"
         + table(["hosts", "Slipway", "baseline", "Slipway/baseline", "Ansible (default)", "Ansible (forks=N)",
                  "Ansible(forks=N)/Slipway", "Ansible(default)/Slipway"], rows)
-        + "\n\nA second release with 1% of the files changed, and a rollback of every host:\n\n"
-        + table(["hosts", "bytes sent, full release", "bytes sent, 1% changed", "ratio", "1% release time",
-                 "rollback time"], rows2)
+        + "\n\nWhere the CPU went during the full deployment (CPU seconds; the test hosts share this machine's\n"
+        "cores with the deployer, so wall time mixes both). Deployer: the Slipway process, or the baseline's\n"
+        "process with its `ssh` and `tar` children. Hosts: everything else (sshd, the commands run on the hosts,\n"
+        "the restarted servers).\n\n"
+        + table(["hosts", "deployer CPU, Slipway", "deployer CPU, baseline", "ratio", "hosts' CPU, Slipway",
+                 "hosts' CPU, baseline", "ratio"], rows_cpu)
+        + "\n\nA second release with 1% of the files changed:\n\n"
+        + table(["hosts", "bytes sent, full release", "bytes sent, 1% changed", "ratio", "1% release time"], rows2)
+        + "\n\nRollback of every host, against one parallel `ssh` per host doing the same in the same run. With\n"
+        "restart: switch `current`, restart the server and check it serves the old release (`slipway rollback`\n"
+        "runs the activate and verify hooks). Switch only: the same config without hooks, so only `current`\n"
+        "moves:\n\n"
+        + table(["hosts", "rollback with restart", "baseline", "ratio", "switch only", "baseline", "ratio"], rows3)
         + "\n\nTargets: the 1%-changed release sends at most 3% of the bytes of a full one; rollback of 50 hosts\n"
         "under 1 second. Reproduce: `python benchmarks/run.py fleet` (needs root for the test bed).\n"
     )

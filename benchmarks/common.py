@@ -57,3 +57,41 @@ def git_project(root: Path, files: dict[str, str]) -> None:
     subprocess.run(["git", "init", "-q"], cwd=root, check=True, env=env)
     subprocess.run(["git", "add", "-A"], cwd=root, check=True, env=env)
     subprocess.run(["git", "commit", "-qm", "bench"], cwd=root, check=True, env=env)
+
+
+class CpuMeter:
+    """CPU seconds used while the block runs: by this process and its children, and by the whole machine.
+
+    On the SSH test bed the "hosts" share this machine's cores with the deployer, so wall time mixes the
+    two. ``hosts`` (machine minus deployer) is what the hosts' sshd, tar and hooks used.
+    """
+
+    deployer: float = 0.0
+    machine: float = 0.0
+
+    @property
+    def hosts(self) -> float:
+        """CPU seconds used by everything but the deployer (sshd and commands of the test hosts)."""
+        return max(0.0, self.machine - self.deployer)
+
+    def __enter__(self) -> CpuMeter:
+        self._own, self._all = _own_cpu(), _machine_cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.deployer = _own_cpu() - self._own
+        self.machine = _machine_cpu() - self._all
+
+
+def _own_cpu() -> float:
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _machine_cpu() -> float:
+    """Busy CPU seconds of every core since boot (/proc/stat: everything but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    busy = sum(fields[:8]) - fields[3] - fields[4]
+    return busy / os.sysconf("SC_CLK_TCK")

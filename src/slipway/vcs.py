@@ -55,6 +55,17 @@ def export_commit(root: Path, commit: str, dest: Path) -> None:
         tar_path.unlink()
 
 
+def committed_file(root: Path, commit: str, name: str) -> bytes | None:
+    """The bytes of file ``name`` (relative to ``root``) as ``commit`` has it; None when it has no such file.
+
+    Reads one blob instead of exporting the whole tree: a run reads its pipeline from the commit.
+    """
+    proc = subprocess.run(
+        ["git", "-C", str(root), "cat-file", "blob", f"{commit}:./{name}"], capture_output=True, check=False
+    )
+    return proc.stdout if proc.returncode == 0 else None
+
+
 def commit_subject(root: Path, commit: str) -> str:
     """The first line of the commit message."""
     return _git(root, "log", "-1", "--format=%s", commit)

@@ -222,6 +222,19 @@ def test_malformed_config_gives_position_and_exit_2(project: Project) -> None:
     assert out.returncode == 2 and "did you mean 'environments'" in out.stderr
 
 
+def test_a_run_reads_its_pipeline_from_the_commit_not_the_working_tree(project: Project) -> None:
+    # An uncommitted edit does not change the pipeline a run follows ...
+    project.edit("slipway.yml", "{name: unit-tests, kind: test,", "{name: unit-tests-edited, kind: test,")
+    waiting = project.json("run")
+    assert [s["name"] for s in project.json("history")[0]["stages"]][:2] == ["build", "unit-tests"], waiting
+    # ... and a commit without slipway.yml cannot run, with a clear error and nothing started.
+    subprocess.run(["git", "rm", "-q", "--cached", "slipway.yml"], cwd=project.root, check=True, env=project.env)
+    subprocess.run(["git", "commit", "-qm", "no pipeline"], cwd=project.root, check=True, env=project.env)
+    out = project.slipway("run", check=False)
+    assert out.returncode == 2 and "has no slipway.yml" in out.stderr and "commit slipway.yml" in out.stderr
+    assert len(project.json("history")) == 1
+
+
 def test_validate_catches_undefined_template_variables(project: Project) -> None:
     project.edit("slipway.yml", "{{ vars.port }} {{ paths.shared }}", "{{ vars.prot }} {{ paths.shared }}")
     out = project.slipway("validate", check=False)

@@ -7,6 +7,7 @@ that is itself meant to be shell syntax. URLs and other non-shell strings render
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Mapping
 from typing import Any
@@ -51,11 +52,16 @@ _SHELL = _make_env(shell=True)
 _PLAIN = _make_env(shell=False)
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(template: str, shell: bool) -> jinja2.Template:
+    """Compile once: a fleet renders the same hooks for every host, and compiling is most of rendering."""
+    return (_SHELL if shell else _PLAIN).from_string(template)
+
+
 def render(template: str, context: Mapping[str, Any], *, shell: bool = True, where: str = "") -> str:
     """Render ``template``; an undefined variable or a syntax error is a ConfigError naming ``where``."""
-    env = _SHELL if shell else _PLAIN
     try:
-        return env.from_string(template).render(**context)
+        return _compiled(template, shell).render(**context)
     except jinja2.UndefinedError as exc:
         names = ", ".join(sorted(context))
         raise ConfigError(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from slipway.artifacts.archive import build_archive, collect_files
 from slipway.artifacts.store import PREFIX, parse_digest
-from slipway.config import LoadedConfig, load_config
+from slipway.config import LoadedConfig, parse_config
 from slipway.engine.deploy import StepRunner
 from slipway.engine.runner import drive_run
 from slipway.engine.strategy import BlueGreen
@@ -25,7 +25,7 @@ from slipway.services import migrations as database
 from slipway.services.app import App
 from slipway.services.secrets import resolve_secrets
 from slipway.targets.local import LocalTarget
-from slipway.vcs import export_commit, resolve_commit
+from slipway.vcs import committed_file, export_commit, resolve_commit
 
 
 @dataclass(frozen=True)
@@ -177,19 +177,18 @@ async def start_run(app: App, *, rev: str = "HEAD") -> RunOutcome:
 
 
 def _create_pipeline_run(app: App, commit: str) -> int:
-    ws_probe = Path(tempfile.mkdtemp(prefix="slipway-config-"))
+    name = app.config.path.name
+    data = committed_file(app.root, commit, name)
+    if data is None:
+        raise ConfigError(
+            f"commit {commit[:12]} has no {name}",
+            hint="commit slipway.yml: the pipeline is code and runs as committed",
+        )
     try:
-        export_commit(app.root, commit, ws_probe)
-        committed = ws_probe / app.config.path.name
-        if not committed.is_file():
-            raise ConfigError(
-                f"commit {commit[:12]} has no {app.config.path.name}",
-                hint="commit slipway.yml: the pipeline is code and runs as committed",
-            )
-        loaded = load_config(committed)
-        text = loaded.text
-    finally:
-        shutil.rmtree(ws_probe, ignore_errors=True)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{name} in commit {commit[:12]} is not UTF-8 text: {exc.reason}") from None
+    loaded = parse_config(text, path=app.config.path)
     project = loaded.project
     return app.store.create_run(
         project=project.name,

@@ -4,8 +4,9 @@ The same setup as tests/zero_downtime: the example app on 3 OpenSSH test-bed hos
 real nginx, ``rolling`` with batch size 1, a circuit breaker of 2 failed hosts. 8 threads send GET
 /health through nginx, each request on a new connection, until the deployment ended and at least 10,000
 requests were sent (bounded at 90 s). Measured: without a deployment (the baseline), during a rolling
-deployment, and during a release whose health check fails (one host reverted alone, the second trips
-the breaker, every updated host is rolled back).
+deployment, during a release whose health check fails (one host reverted alone, the second trips
+the breaker, every updated host is rolled back), and with ``blue_green`` (each slot's app on its own
+port) during a deployment to the idle slot with its switch and a ``slipway rollback`` that switches back.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from tests.e2e.conftest import GIT_ENV, Project, free_port
-from tests.zero_downtime.support import HOSTS, behind_nginx
+from tests.zero_downtime.support import HOSTS, behind_nginx, blue_green
 
 from benchmarks.common import table
 from slipway.testing.load import Load, LoadResult
@@ -79,12 +80,36 @@ def measure() -> dict[str, LoadResult]:
                 out["failing release: breaker trips, rollback"] = load.stop()
             finally:
                 nginx.stop()
-                for host in bed.hosts:
-                    pid = host.host_dir / "app/shared/run/app.pid"
-                    if pid.exists():
-                        with contextlib.suppress(ProcessLookupError, ValueError):
-                            os.kill(int(pid.read_text()), 15)
+                _stop_apps(bed)
+        out["blue/green: switch to the new slot and back"] = _blue_green(tmp)
     return out
+
+
+def _blue_green(tmp: Path) -> LoadResult:
+    """A blue/green deployment (and its switch) then a rollback (a switch back), under one load."""
+    proj = _project(tmp / "bg")
+    with SSHTestBed(tmp / "bg-bed", HOSTS, disk_size=None) as bed:
+        blue = free_port()
+        nginx = behind_nginx(proj, bed, strategy=blue_green((blue, free_port())), port=blue)
+        try:
+            proj.slipway("run")
+            proj.edit("app/server.py", '"status": "ok"', '"status": "ok", "v": 2')
+            proj.commit("release 2")
+            load = _load(f"{nginx.url}/health")
+            proj.slipway("run")
+            proj.slipway("rollback", "production", "--reason", "benchmark: switch back")
+            return load.stop()
+        finally:
+            nginx.stop()
+            _stop_apps(bed)
+
+
+def _stop_apps(bed: SSHTestBed) -> None:
+    for host in bed.hosts:
+        for pid in [host.host_dir / "app/shared/run/app.pid", *host.host_dir.glob("app/slots/*/shared/run/app.pid")]:
+            if pid.exists():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid.read_text()), 15)
 
 
 def run() -> str:

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from slipway.testing.load import Load
-from slipway.testing.nginx import NginxServer
 from slipway.testing.sshbed import SSHTestBed
 from tests.e2e.conftest import Project, free_port
 from tests.zero_downtime.support import HOSTS, behind_nginx, blue_green

@@ -7,6 +7,7 @@ gets a "did you mean". YAML is composed into nodes first so that every value kee
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,7 +19,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from slipway.errors import ConfigError
-from slipway.model.config import Project
+from slipway.model.config import HOOK_ORDER, Project
+from slipway.model.containers import CONTAINER_NAME_RE, ContainerTargetSpec, ImageArtifactSpec
 from slipway.model.states import StageKind
 
 CONFIG_NAME = "slipway.yml"
@@ -299,6 +301,7 @@ def check_references(loaded: LoadedConfig) -> None:
     """Cross-key rules pydantic cannot see: names that must exist, be unique, or come in order."""
     project = loaded.project
     check_databases(loaded)
+    check_containers(loaded)
     seen: dict[str, int] = {}
     deployed: set[str] = set()
     envs = sorted(project.environments)
@@ -377,3 +380,108 @@ def check_databases(loaded: LoadedConfig) -> None:
                 ("environments", name, "database"),
                 hint="add 'migrations: {directory: db/migrations}' naming the directory inside the artifact",
             )
+
+
+def check_containers(loaded: LoadedConfig) -> None:
+    """An image deploys to container targets only, and the services they run are defined (docs/containers.md)."""
+    project = loaded.project
+    is_image = isinstance(project.artifact, ImageArtifactSpec)
+    for env_name, env in project.environments.items():
+        for i, target in enumerate(env.targets):
+            if is_image != isinstance(target, ContainerTargetSpec):
+                raise loaded.error(
+                    f"a {target.kind} target cannot run an {project.artifact.kind} artifact",
+                    ("environments", env_name, "targets", i, "kind"),
+                    hint="an image runs on 'kind: container' targets; an archive on local and ssh targets"
+                    if is_image
+                    else "container targets run an image: set 'artifact: {kind: image, ...}' (docs/containers.md)",
+                )
+    if not is_image:
+        if project.services:
+            raise loaded.error("'services' run as containers: they need 'artifact: {kind: image}'", ("services",))
+        return
+    _check_image_project(loaded)
+    for env_name, env in project.environments.items():
+        if env.strategy is not None and env.strategy.kind.value == "blue_green":
+            raise loaded.error(
+                "container targets do not use blue/green slots",
+                ("environments", env_name, "strategy"),
+                hint="use rolling or canary: a new container starts beside the old one and takes over",
+            )
+        if env.readiness is not None:
+            raise loaded.error(
+                "container services have their own readiness checks",
+                ("environments", env_name, "readiness"),
+                hint="move the checks to services.NAME.readiness (against host 'container')",
+            )
+        for i, target in enumerate(env.targets):
+            assert isinstance(target, ContainerTargetSpec)
+            _check_target_services(loaded, env_name, i, target)
+
+
+def _check_image_project(loaded: LoadedConfig) -> None:
+    project = loaded.project
+    wrong: tuple[str, Loc, str] | None = None
+    if project.migrations is not None:
+        wrong = ("migrations are read from an archive artifact", ("migrations",), "run them from the image")
+    elif any(getattr(project.deploy.hooks, phase) for phase in HOOK_ORDER):
+        wrong = ("deploy hooks run in release directories, which containers do not have", ("deploy", "hooks"),
+                 "do that work in the image or its command")
+    elif not project.services:
+        wrong = ("an image artifact needs 'services' to run", ("artifact",), "add services: {web: {port: 8080}}")
+    elif not re.match(CONTAINER_NAME_RE, project.name):
+        wrong = (f"project name {project.name!r} must name containers", ("name",), "use a-z, 0-9, '_' and '-'")
+    for name in ([] if wrong else [*project.services, *project.environments]):
+        if not re.match(CONTAINER_NAME_RE, name):
+            where: Loc = ("services", name) if name in project.services else ("environments", name)
+            wrong = (f"{name!r} cannot name a container", where, "use a-z, 0-9, '_' and '-' (at most 41)")
+            break
+    if wrong is not None:
+        raise loaded.error(wrong[0], wrong[1], hint=wrong[2])
+    from slipway.targets.container import ServiceSpec, deploy_order  # imports docker: containers only
+
+    try:
+        deploy_order([ServiceSpec(name=n, depends_on=s.depends_on) for n, s in project.services.items()])
+    except ConfigError as exc:
+        loc = tuple(exc.key_path.split(".")) if exc.key_path else ("services",)
+        raise loaded.error(exc.reason, loc, hint=exc.hint) from None
+
+
+def _check_target_services(loaded: LoadedConfig, env_name: str, index: int, target: ContainerTargetSpec) -> None:
+    project = loaded.project
+    env = project.environments[env_name]
+    at: Loc = ("environments", env_name, "targets", index)
+    known = sorted(project.services)
+    for j, name in enumerate(target.services):
+        if name not in project.services:
+            guess = difflib.get_close_matches(name, known, n=1)
+            raise loaded.error(
+                f"service {name!r} is not defined", (*at, "services", j),
+                hint=(f"did you mean {guess[0]!r}? " if guess else "") + "defined: " + ", ".join(known),
+            )
+    runs = target.services or tuple(project.services)
+    groups: dict[str, str] = {}
+    for name in runs:
+        service = project.services[name]
+        for dep in service.depends_on:
+            if dep not in runs:
+                raise loaded.error(
+                    f"service {name!r} depends on {dep!r}, which target {target.name!r} does not run",
+                    (*at, "services"), hint=f"add {dep} to the target's services",
+                )
+        for j, secret in enumerate(service.secrets):
+            if secret not in env.secrets:
+                guess = difflib.get_close_matches(secret, list(env.secrets), n=1)
+                raise loaded.error(
+                    f"secret {secret!r} is not defined in environment {env_name!r}", ("services", name, "secrets", j),
+                    hint=(f"did you mean {guess[0]!r}? " if guess else "")
+                    + f"add it under environments.{env_name}.secrets, e.g. {secret}: {{env: {secret}}}",
+                )
+        if env.router is not None and service.port is not None:
+            group = service.router_group or env.router.group
+            if group in groups:
+                raise loaded.error(
+                    f"services {groups[group]!r} and {name!r} would share router group {group!r}",
+                    ("services", name, "router_group"), hint="give each routed service its own router_group",
+                )
+            groups[group] = name

@@ -148,6 +148,7 @@ def run(
 
 
 def _dry_run(app: App, commit: str) -> list[str]:
+    from slipway.services.containers import describe_build
     from slipway.services.deployments import dry_run_lines
     from slipway.vcs import resolve_commit
 
@@ -157,8 +158,7 @@ def _dry_run(app: App, commit: str) -> list[str]:
     for i, stage in enumerate(project.pipeline, 1):
         lines.append(f"{i}. {stage.name} ({stage.kind.value})")
         if stage.kind.value == "build":
-            lines += [f"   $ {c}" for c in project.artifact.build]
-            lines.append(f"   package: {', '.join(project.artifact.paths)}")
+            lines += describe_build(project)
         elif stage.kind.value == "deploy" and stage.environment:
             lines += ["   " + x for x in dry_run_lines(app.config, stage.environment)]
         elif stage.kind.value == "approval":

@@ -11,21 +11,18 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from slipway.checks.spec import CheckSpec, DependencySpec, LoadTestSpec
 from slipway.engine.strategy import AllAtOnce, BlueGreen, Canary, CircuitBreakerPolicy, OnSuccess, Rolling
+from slipway.model.base import NAME_RE as NAME_RE
+from slipway.model.base import Frozen as Frozen
+from slipway.model.base import SecretRef as SecretRef
+from slipway.model.containers import ContainerTargetSpec, ImageArtifactSpec, ServiceConfig
 from slipway.model.states import StageKind
 from slipway.model.traffic import NginxRouterSpec, ReadinessSpec
 
-NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 HOOK_ORDER = ("prepare", "install", "migrate", "configure", "activate", "verify")
-
-
-class Frozen(BaseModel):
-    """Base of every config model: immutable and strict about keys."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Command(Frozen):
@@ -89,6 +86,8 @@ class DeploySpec(Frozen):
 class ArtifactSpec(Frozen):
     """How the one artifact of a commit is built and what goes into it."""
 
+    #: The default kind: a deterministic archive deployed as release directories.
+    kind: Literal["archive"] = "archive"
     #: Commands run once per commit in a clean export of that commit.
     build: tuple[str, ...] = ()
     #: Paths (files, directories or glob patterns) relative to the build directory.
@@ -100,23 +99,6 @@ class ArtifactSpec(Frozen):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
-
-
-class SecretRef(Frozen):
-    """Where a secret's value comes from; resolved at the last moment, never stored."""
-
-    env: str | None = None
-    file: str | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SecretRef:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("a secret names exactly one source: {env: VAR} or {file: PATH}")
-        return self
-
-    def describe(self) -> str:
-        """Human wording of the reference, never the value."""
-        return f"environment variable {self.env}" if self.env else f"file {self.file}"
 
 
 class DatabaseSpec(Frozen):
@@ -198,7 +180,20 @@ class SSHTargetSpec(Frozen):
     vars: dict[str, Any] = Field(default_factory=dict)
 
 
-TargetSpec = Annotated[LocalTargetSpec | SSHTargetSpec, Field(discriminator="kind")]
+TargetSpec = Annotated[LocalTargetSpec | SSHTargetSpec | ContainerTargetSpec, Field(discriminator="kind")]
+
+
+def _artifact_kind(value: Any) -> str:
+    """``artifact.kind``, ``archive`` when unset (the archive came first and needs no kind)."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "archive"))
+    return str(getattr(value, "kind", "archive"))
+
+
+ArtifactChoice = Annotated[
+    Annotated[ArtifactSpec, Tag("archive")] | Annotated[ImageArtifactSpec, Tag("image")],
+    Discriminator(_artifact_kind),
+]
 
 
 class OnFailure(StrEnum):
@@ -336,8 +331,10 @@ class Project(Frozen):
     version: Literal[1] = 1
     name: str = Field(pattern=NAME_RE)
     store: StoreSpec = StoreSpec()
-    artifact: ArtifactSpec
+    artifact: ArtifactChoice
     deploy: DeploySpec = DeploySpec()
+    #: The app's services when it runs as containers (docs/containers.md).
+    services: dict[str, ServiceConfig] = Field(default_factory=dict)
     environments: dict[str, Environment] = Field(min_length=1)
     pipeline: tuple[Stage, ...] = Field(min_length=1)
     #: The application's database migrations (docs/migrations.md).

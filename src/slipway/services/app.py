@@ -14,6 +14,7 @@ from slipway.engine.events import NullObserver, Observer
 from slipway.engine.masking import Masker
 from slipway.errors import ConfigError
 from slipway.model.config import LocalTargetSpec, SSHTargetSpec, TargetSpec
+from slipway.model.containers import ContainerTargetSpec
 from slipway.ports import Target
 from slipway.services.settings import Settings
 from slipway.store.repository import Store
@@ -89,6 +90,8 @@ def target_root(spec: TargetSpec, root: Path) -> str:
     if isinstance(spec, LocalTargetSpec):
         path = Path(spec.path).expanduser()
         return str((path if path.is_absolute() else root / path).absolute())
+    if isinstance(spec, ContainerTargetSpec):
+        return ""  # containers have no deploy root: they run the image
     return spec.path
 
 

@@ -27,6 +27,7 @@ from slipway.engine.strategy import BlueGreen
 from slipway.engine.template import render
 from slipway.errors import GateError
 from slipway.model.config import Project
+from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import HostRelease
 from slipway.model.states import DeploymentKind, State
 from slipway.ports import Target
@@ -93,6 +94,10 @@ def make_plan(
 def dry_run_lines(loaded: LoadedConfig, environment: str) -> list[str]:
     """The plan of a deployment whose artifact is not built yet, for ``run --dry-run``."""
     placeholder = ReleaseInfo("<release-id>", "sha256:<built-by-this-run>", "<commit>")
+    if isinstance(loaded.project.artifact, ImageArtifactSpec):
+        from slipway.services.container_rollout import describe_rollout
+
+        return describe_rollout(loaded, environment)
     return describe_plan(make_plan(loaded, environment, placeholder))
 
 
@@ -122,6 +127,10 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
         from slipway.services import bluegreen
 
         return await bluegreen.deploy(app, loaded, request)
+    if isinstance(project.artifact, ImageArtifactSpec):  # containers on engines: docs/containers.md
+        from slipway.services.container_rollout import deploy_containers
+
+        return await deploy_containers(app, loaded, request)
     secrets = resolve_secrets(env, environment=request.environment, root=loaded.root, environ=app.environ)
     app.masker.add(secrets.values())
     rollback = request.kind is DeploymentKind.ROLLBACK

@@ -17,6 +17,7 @@ from slipway.engine.strategy import BlueGreen
 from slipway.engine.template import render
 from slipway.errors import ConfigError, GateError, StateError
 from slipway.model.config import Project
+from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import RunRecord, StageRecord
 from slipway.model.states import Decision, DeploymentKind, RunKind, StageKind, State
 from slipway.services import checks, switchback
@@ -77,6 +78,11 @@ class PipelineRun:
 
     async def build(self, stage: StageRecord) -> State:
         """Build the run's one artifact, or reuse the one already built for this commit."""
+        if isinstance(self.project.artifact, ImageArtifactSpec):  # built, smoke tested and pushed by the engine
+            from slipway.services import containers  # imports the docker SDK: image projects only
+
+            ws = workspace(self.app, self.run)
+            return await containers.build_image_artifact(self.app, self.loaded, self.run, stage, workspace=ws)
         store, artifacts = self.app.store, self.app.artifacts
         existing = store.artifact_for_commit(self.project.name, self.run.commit)
         if existing and artifacts.exists(existing.digest):
@@ -289,7 +295,8 @@ async def promote(app: App, digest: str, *, environment: str) -> RunOutcome:
             f"artifact {digest} was never built by a run of this project",
             hint="'slipway history' lists the artifacts that were built",
         )
-    app.artifacts.fetch(digest)
+    if not isinstance(project.artifact, ImageArtifactSpec):  # an image is pulled by digest when deployed
+        app.artifacts.fetch(digest)
     missing = missing_for_promotion(app, project, digest, environment)
     if missing:
         raise GateError(

@@ -56,6 +56,7 @@ from slipway.routers.base import Backend, Router
 log = logging.getLogger(__name__)
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
+_INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -114,13 +115,18 @@ class ContainerTarget:
         environment: str,
         credentials: RegistryCredentials | None = None,
         clock: Clock | None = None,
+        instance: str | None = None,
     ) -> None:
         for kind, value in (("app", app), ("environment", environment)):
             if not _NAME_RE.match(value):
                 raise ConfigError(f"{kind} name {value!r} cannot name a container")
+        if instance is not None and not _INSTANCE_RE.match(instance):
+            raise ConfigError(f"target name {instance!r} cannot name a container")
         self.engine = engine
         self.app = app
         self.environment = environment
+        #: The slipway.yml target these containers belong to, so that two targets may share an engine.
+        self.instance = instance
         self.credentials = credentials
         self.clock: Clock = clock or SystemClock()
 
@@ -131,7 +137,8 @@ class ContainerTarget:
 
     def container_name(self, service: str, ref: ImageRef) -> str:
         """``slipway-<app>-<env>-<service>-<digest12>``: unique per digest, readable in ``ps``."""
-        return f"slipway-{self.app}-{self.environment}-{service}-{ref.short}"
+        scope = f"{self.environment}-{self.instance}" if self.instance else self.environment
+        return f"slipway-{self.app}-{scope}-{service}-{ref.short}"
 
     def labels(self, service: str, ref: ImageRef, previous: ImageRef | None) -> dict[str, str]:
         """The labels that let Slipway find a service's containers and their digests."""
@@ -141,14 +148,18 @@ class ContainerTarget:
         }
         if previous is not None:
             labels[f"{LABEL}.previous"] = previous.reference
+        if self.instance:
+            labels[f"{LABEL}.target"] = self.instance
         return labels
 
     # -- reading back ------------------------------------------------------------------------
 
     async def running(self, service: str) -> list[RunningService]:
         """The service's running containers, oldest first (one, except in the middle of a deploy)."""
-        filters = {"label": [f"{LABEL}.app={self.app}", f"{LABEL}.environment={self.environment}",
-                             f"{LABEL}.service={service}"], "status": "running"}
+        labels = [f"{LABEL}.app={self.app}", f"{LABEL}.environment={self.environment}", f"{LABEL}.service={service}"]
+        if self.instance:
+            labels.append(f"{LABEL}.target={self.instance}")
+        filters = {"label": labels, "status": "running"}
         summaries = await self.engine.call("list containers", self.engine.client.api.containers, filters=filters)
         found = []
         for summary in summaries:
@@ -229,6 +240,16 @@ class ContainerTarget:
                 evidence="container output:\n    " + "\n    ".join(logs.splitlines()[-10:]) if logs else "",
                 hint="the previous container keeps running; fix the image or the readiness checks",
             ) from exc
+
+    async def verify(self, spec: ServiceSpec) -> None:
+        """Run ``spec``'s readiness checks against its running container again (a canary's bake)."""
+        current = await self.current(spec.name)
+        if current is None:
+            raise CheckFailed(f"service {spec.name!r} has no running container on {self.name}",
+                              check=f"{spec.name} is running")
+        attrs = await self.engine.call("inspect container", self.engine.client.api.inspect_container,
+                                       current.container_id)
+        await self._wait_ready(spec, current.container_id, attrs)
 
     async def retire(self, running: RunningService, *, stop_timeout: int = 10) -> None:
         """Stop (SIGTERM, then SIGKILL after ``stop_timeout``) and remove a container."""

@@ -1,0 +1,30 @@
+"""The building blocks every slipway.yml model shares: the strict frozen base, names, secret references."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class Frozen(BaseModel):
+    """Base of every config model: immutable and strict about keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SecretRef(Frozen):
+    """Where a secret's value comes from; resolved at the last moment, never stored."""
+
+    env: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("a secret names exactly one source: {env: VAR} or {file: PATH}")
+        return self
+
+    def describe(self) -> str:
+        """Human wording of the reference, never the value."""
+        return f"environment variable {self.env}" if self.env else f"file {self.file}"

@@ -154,7 +154,6 @@ def test_bad_input_stops_with_a_clear_error_and_leaves_running_containers_alone(
     (project.root / "www/health").unlink()
     unhealthy = project.commit("v2 without /health")
     code, err = run_failing(project, "run")
-    print(err)
     assert code == 8 and "smoke test of image" in err and "404" in err, err
     assert unhealthy not in registry_tags(session_registry, f"{cleanup_app}/web")
     unchanged()
@@ -167,7 +166,6 @@ def test_bad_input_stops_with_a_clear_error_and_leaves_running_containers_alone(
     write_config(project, broken)
     project.commit("v3: web exits on staging-2")
     code, err = run_failing(project, "run")
-    print(err)
     assert code == 6 and "failed on 1 of 2 host(s)" in err and "'web' did not become ready" in err, err
     assert "staging-1: " in err and "reverted to" in err
     assert get(nginx_pair["dev"]) == (200, "v3")  # dev deployed v3 before staging failed
@@ -185,7 +183,6 @@ def test_bad_input_stops_with_a_clear_error_and_leaves_running_containers_alone(
     (project.root / "www/version").write_text("v4\n")
     project.commit("v4 to a read-only registry")
     code, err = run_failing(project, "run")
-    print(err)
     assert code == 4 and f"registry {refusing.address} refused the push" in err, err
     unchanged()
 
@@ -193,7 +190,6 @@ def test_bad_input_stops_with_a_clear_error_and_leaves_running_containers_alone(
     empty = registry_factory()
     write_config(project, dict(good, artifact={**good["artifact"], "registry": {"address": empty.address}}))
     code, err = run_failing(project, "rollback", "dev", "--reason", "back to v3")
-    print(err)
     assert code == 6 and "is not in the registry" in err, err
     unchanged()
 
@@ -203,6 +199,5 @@ def test_bad_input_stops_with_a_clear_error_and_leaves_running_containers_alone(
     write_config(project, gone)
     release = project.status()["staging"]["release"]
     code, err = run_failing(project, "rollback", "staging", "--to", release, "--reason", "try")
-    print(err)
     assert code == 5 and "[staging-2] container engine at unix:///nonexistent.sock does not answer" in err, err
     unchanged()

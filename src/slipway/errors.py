@@ -17,7 +17,8 @@ The tree::
     │   └── CommandTimeout
     ├── DeploymentError        a deployment failed; holds the per-host result map
     │   ├── CircuitBreakerTripped
-    │   └── DeploymentHalted   a check failed and the policy is halt: hosts left as they are
+    │   ├── DeploymentHalted   a check failed and the policy is halt: hosts left as they are
+    │   └── CanaryRejected     a person rejected a parked canary: its hosts went back
     ├── MigrationError         a database migration cannot or must not run
     │   ├── LintError          an unsafe statement in an expand file (rule id, file, fix)
     │   ├── ChecksumMismatch   an applied migration was edited
@@ -216,6 +217,10 @@ class CircuitBreakerTripped(DeploymentError):
 
 class DeploymentHalted(DeploymentError):
     """A check failed and the environment's ``on_failure`` is ``halt``: every host was left as it is."""
+
+
+class CanaryRejected(DeploymentError):
+    """A person rejected a canary that waited for a decision; its hosts went back to what they ran."""
 
 
 class MigrationError(SlipwayError):

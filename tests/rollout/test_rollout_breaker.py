@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from slipway.engine.pause import DeploymentParked, Resumed
 from slipway.engine.rollout import Rollout
-from slipway.engine.strategy import Batch, BatchKind, CircuitBreakerPolicy, Rolling, plan_batches
-from slipway.errors import CheckFailed, DeploymentError, DeploymentHalted, HostOutcome
+from slipway.engine.strategy import Batch, BatchKind, Canary, CircuitBreakerPolicy, Rolling, plan_batches
+from slipway.errors import CanaryRejected, CheckFailed, DeploymentError, DeploymentHalted, HostOutcome
 
 HOSTS = [f"web-{i}" for i in range(1, 7)]
 
@@ -86,6 +87,7 @@ class FakeRun:
         self.targets: dict[str, Any] = {}
         self.slept: list[float] = []
         self.halt_on_failed_check = False
+        self.resumed: Resumed | None = None
 
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
@@ -194,3 +196,39 @@ def test_a_canary_bakes_with_checks_every_interval() -> None:
     run(fake)
     assert fake.slept == [10, 10, 10]
     assert traffic.calls.count(("ready", "web-1")) == 4  # the gate, then once per bake round
+
+
+def paused_canary() -> tuple[Batch, ...]:
+    return plan_batches(HOSTS, Canary(canary_hosts=1, bake_time=1, check_interval=1, on_success="pause", batch_size=2))
+
+
+def test_a_healthy_canary_with_on_success_pause_parks_the_deployment() -> None:
+    fake = FakeRun(paused_canary(), failing=set(), breaker=None)
+    with pytest.raises(DeploymentParked) as parked:
+        run(fake)
+    assert (parked.value.next_batch, parked.value.hosts) == (1, ("web-1",))
+    assert fake.switched == ["web-1"] and fake.on_release["web-2"] == "old"
+
+
+def test_a_resumed_deployment_goes_on_after_the_canary() -> None:
+    fake = FakeRun(paused_canary(), failing=set(), breaker=None)
+    fake.resumed = Resumed(1, {"web-1": "old"})
+    fake.switched = ["web-1"]
+    run(fake)
+    assert fake.switched == HOSTS  # web-1 was not deployed again
+    assert not any("canary bake" in line for line in fake.steps.observer.lines)
+
+
+def test_a_rejected_canary_goes_back_and_no_other_host_is_touched() -> None:
+    fake = FakeRun(paused_canary(), failing=set(), breaker=None)
+    fake.resumed = Resumed(1, {"web-1": "old"}, rejected="rejected by ann: errors")
+    fake.switched, fake.on_release["web-1"] = ["web-1"], "new"
+    with pytest.raises(CanaryRejected, match=r"rejected after its canary \(rejected by ann: errors\): web-1 went back"):
+        run(fake)
+    assert set(fake.on_release.values()) == {"old"} and fake.switched == []
+
+
+def test_a_canary_that_failed_below_the_threshold_does_not_park() -> None:
+    fake = FakeRun(paused_canary(), failing={"web-1"}, breaker=CircuitBreakerPolicy(threshold=2, min_threshold=1))
+    run(fake)  # the failed canary host was reverted alone; nothing to wait for: the rollout went on
+    assert fake.on_release["web-1"] == "old" and fake.on_release["web-6"] == "new"

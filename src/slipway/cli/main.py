@@ -207,13 +207,10 @@ def reject(
     run_id: WaitingRun,
     reason: Reason,
 ) -> None:
-    """Reject the gate a run waits at; the run ends as failed."""
+    """Reject the gate a run waits at (a parked canary: its hosts go back); the run ends as failed."""
     app = _open(ctx)
-    try:
-        outcome = pipeline.reject(app, run_id, reason=reason)
-        print(f"run {outcome.run_id} rejected")
-    finally:
-        app.close()
+    outcome = _run_async(app, lambda: pipeline.reject(app, run_id, reason=reason))
+    print(f"run {outcome.run_id} rejected")
 
 
 @cli.command()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, cast
 from slipway.artifacts.archive import Manifest
 from slipway.engine.events import Observer
 from slipway.engine.masking import Masker
+from slipway.engine.pause import DeploymentParked, Resumed, park
 from slipway.engine.planner import PRE_SWITCH, Action, DeploymentPlan, PlanStep
 from slipway.engine.strategy import CircuitBreakerPolicy
 from slipway.errors import (
@@ -160,6 +161,8 @@ class DeploymentRun:
     traffic: TrafficGate | None = None
     #: Waits between batches and while a canary bakes (injected: tests do not sleep).
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    #: A deployment parked after its canary and picked up again (approved or rejected).
+    resumed: Resumed | None = None
     before: dict[str, HostRelease | None] = field(default_factory=dict)
     previous: dict[str, str | None] = field(default_factory=dict)
     switched: list[str] = field(default_factory=list)
@@ -175,7 +178,11 @@ class DeploymentRun:
         else:
             currents = await self._each(self.plan.hosts, lambda t: layout.current_release(t))
             self.previous = {h: (str(r) if r else None) for h, r in currents.items()}
-        if not self.plan.rollback:
+        if self.resumed is not None:  # the canary hosts run this release now: what they ran is in the store
+            self.previous.update(self.resumed.previous)
+            self.before.update(self.resumed.before)
+            self.switched = list(self.resumed.previous)
+        if not self.plan.rollback and self.resumed is None:
             for phase in PRE_SWITCH:
                 if phase == "migrate" and self.before_migrate is not None:
                     await self.before_migrate()  # once, not per host; a failure here switched nothing
@@ -486,6 +493,9 @@ async def run_deployment(run: DeploymentRun) -> None:
     """Execute, then record the outcome truthfully whatever happened; re-raise failures."""
     try:
         await run.execute()
+    except DeploymentParked as parked:  # not a failure: the deployment waits for a person
+        park(run, parked)
+        raise
     except DeploymentHalted as exc:
         run.record_hosts(State.FAILED)
         run.store.finish_deployment(run.deployment_id, State.FAILED, reason=exc.message.splitlines()[0])
@@ -493,7 +503,7 @@ async def run_deployment(run: DeploymentRun) -> None:
     except DeploymentError as exc:
         run.record_hosts(State.FAILED)
         run.store.finish_deployment(run.deployment_id, State.FAILED, reason=exc.message.splitlines()[0])
-        raise DeploymentError(
+        raise type(exc)(  # keeps the kind (a rejected canary is not a broken release)
             exc.message.splitlines()[0]
             + (
                 "; hosts already switched were reverted"

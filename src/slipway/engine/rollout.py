@@ -24,9 +24,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from slipway.engine.pause import DeploymentParked
 from slipway.engine.planner import POST_SWITCH
 from slipway.engine.strategy import Batch, BatchKind, CircuitBreakerPolicy, failure_threshold
-from slipway.errors import CheckFailed, DeploymentError, HostOutcome, SlipwayError
+from slipway.errors import CanaryRejected, CheckFailed, DeploymentError, HostOutcome, SlipwayError
 
 if TYPE_CHECKING:
     from slipway.engine.deploy import DeploymentRun
@@ -71,7 +72,11 @@ class Rollout:
         batches = run.plan.rollout or tuple(
             Batch(index=i, kind=BatchKind.ALL, hosts=hosts) for i, hosts in enumerate(run.plan.batches)
         )
+        if run.resumed is not None and run.resumed.rejected is not None:
+            await self._reject(run.resumed.rejected)
         for batch in batches:
+            if run.resumed is not None and batch.index < run.resumed.next_batch:
+                continue  # ran before the deployment parked
             started = time.monotonic()
             run.steps.observer.message(
                 f"batch {batch.index + 1} of {len(batches)} ({batch.kind.value}): {', '.join(batch.hosts)}"
@@ -84,6 +89,8 @@ class Rollout:
                 f"batch {batch.index + 1} of {len(batches)} done in {time.monotonic() - started:.1f}s: "
                 f"{len(batch.hosts) - len(bad)} ok" + (f", {len(bad)} failed ({', '.join(bad)})" if bad else "")
             )
+            if batch.wait_for_approval and not bad and batch.index + 1 < len(batches):
+                raise DeploymentParked(run.plan.environment, next_batch=batch.index + 1, hosts=batch.hosts)
             if batch.pause_after:
                 run.steps.observer.message(f"pausing {batch.pause_after:g}s before the next batch")
                 await run.sleep(batch.pause_after)
@@ -203,6 +210,29 @@ class Rollout:
             raise run._halted(error)
         await run._revert_switched()
         raise DeploymentError(error.message, results=run.outcomes)
+
+    async def _reject(self, why: str) -> None:
+        """A person rejected the parked canary: its hosts go back to the release each ran before."""
+        run = self.run
+        hosts = list(run.switched)
+        run.steps.observer.message(f"canary rejected ({why}): reverting {', '.join(hosts) or 'no host'}")
+        for host in hosts:
+            run.outcomes[host] = HostOutcome(host, False, step="canary", error=f"canary rejected: {why}")
+        await run._revert_switched()
+        for host in run.plan.hosts:
+            run.outcomes.setdefault(host, HostOutcome(host, False, error="not deployed: the canary was rejected"))
+        failed = [h for h in hosts if "revert failed" in run.outcomes[h].error or "left out" in run.outcomes[h].error]
+        if failed:
+            raise DeploymentError(
+                f"deployment of {run.plan.environment} rejected after its canary ({why}): reverting "
+                f"{', '.join(failed)} failed",
+                results=run.outcomes,
+            )
+        raise CanaryRejected(
+            f"deployment of {run.plan.environment} rejected after its canary ({why}): "
+            f"{', '.join(hosts) or 'no host'} went back to the release each ran before",
+            results=run.outcomes,
+        )
 
     def raise_for_partial_failure(self) -> None:
         """After the last batch: hosts that failed below the threshold make the deployment a failure."""

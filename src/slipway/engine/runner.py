@@ -41,7 +41,9 @@ async def drive_run(
     for stage in run.stages:
         if stage.state.is_final:
             continue
-        if stage.state is State.WAITING:
+        if stage.state is State.WAITING and stage.kind is not StageKind.DEPLOY:
+            # A deploy stage that waits (a parked canary) is driven again once someone decided: its
+            # handler picks the deployment up from the store. Any other waiting stage is a gate.
             raise StateError(f"stage {stage.name} of run {run_id} is waiting for a decision")
         store.set_stage_state(stage.id, State.RUNNING)
         observer.stage_started(stage.name, stage.kind.value)

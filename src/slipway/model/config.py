@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from slipway.checks.spec import CheckSpec, DependencySpec, LoadTestSpec
-from slipway.engine.strategy import AllAtOnce, BlueGreen, Canary, CircuitBreakerPolicy, OnSuccess, Rolling
+from slipway.engine.strategy import AllAtOnce, BlueGreen, Canary, CircuitBreakerPolicy, Rolling
 from slipway.model.base import NAME_RE as NAME_RE
 from slipway.model.base import Frozen as Frozen
 from slipway.model.base import SecretRef as SecretRef
@@ -237,8 +237,6 @@ class Environment(Frozen):
     @model_validator(mode="after")
     def _strategy_is_wired(self) -> Environment:
         strategy = self.strategy
-        if isinstance(strategy, Canary) and strategy.on_success is OnSuccess.PAUSE:
-            raise ValueError("strategy.on_success: pause is not supported yet; use continue")
         if isinstance(strategy, BlueGreen) and self.router is None:
             raise ValueError("strategy blue_green switches traffic between slots through a router: add a router: block")
         if isinstance(strategy, BlueGreen) and not strategy.keep_old_warm:

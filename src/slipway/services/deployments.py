@@ -31,6 +31,7 @@ from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import HostRelease
 from slipway.model.states import DeploymentKind, State
 from slipway.ports import Target
+from slipway.services import canary
 from slipway.services import migrations as database
 from slipway.services.app import App, make_target, target_root
 from slipway.services.checks import deployment_checks
@@ -123,6 +124,7 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
     """
     project = loaded.project
     env = project.environments[request.environment]
+    resume = canary.resume_of(app, loaded, request.environment, request.run_id)  # a canary that waited
     if isinstance(env.strategy, BlueGreen):  # two slots per host: its own module
         from slipway.services import bluegreen
 
@@ -139,7 +141,7 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
         app.artifacts.fetch(request.digest)  # verifies the digest before any host is touched
         manifest = app.artifacts.manifest(request.digest)
     commit = request.commit or (manifest.commit if manifest else "unknown")
-    release_id = request.release_id or new_release_id(request.digest, time.time())
+    release_id = (resume.release_id if resume else None) or request.release_id or new_release_id(request.digest, time.time())
     release = ReleaseInfo(release_id, request.digest, commit)
     plan = make_plan(loaded, request.environment, release, rollback=rollback)
     checks = deployment_checks(
@@ -190,7 +192,7 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
         targets = {
             t.name: make_target(t, root=loaded.root, environ=app.environ, connect_gate=gate) for t in env.targets
         }
-        deployment_id = store.start_deployment(
+        deployment_id = canary.take_up(app, resume) if resume else store.start_deployment(
             environment=request.environment,
             kind=request.kind,
             run_id=request.run_id,
@@ -238,6 +240,7 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
             halt_on_failed_check=checks.halt,
             breaker=env.circuit_breaker,
             traffic=traffic,
+            resumed=resume.resumed if resume else None,
         )
         app.observer.message(f"strategy: {plan.strategy}, {len(plan.batches)} batch(es)")
         await run_deployment(run)

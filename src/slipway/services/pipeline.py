@@ -12,15 +12,16 @@ from slipway.artifacts.archive import build_archive, collect_files
 from slipway.artifacts.store import PREFIX, parse_digest
 from slipway.config import LoadedConfig, parse_config
 from slipway.engine.deploy import StepRunner
+from slipway.engine.pause import DeploymentParked
 from slipway.engine.runner import drive_run
 from slipway.engine.strategy import BlueGreen
 from slipway.engine.template import render
-from slipway.errors import ConfigError, GateError, StateError
+from slipway.errors import CanaryRejected, ConfigError, GateError, StateError
 from slipway.model.config import Project
 from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import RunRecord, StageRecord
 from slipway.model.states import Decision, DeploymentKind, RunKind, StageKind, State
-from slipway.services import checks, switchback
+from slipway.services import canary, checks, switchback
 from slipway.services import deployments as dep
 from slipway.services import migrations as database
 from slipway.services.app import App
@@ -147,17 +148,24 @@ class PipelineRun:
         if not run.artifact_digest:
             raise StateError(f"run {run.id} has no artifact to deploy: its build stage did not produce one")
         assert stage.environment is not None
-        await dep.deploy(
-            self.app,
-            self.loaded,
-            dep.DeployRequest(
-                environment=stage.environment,
-                digest=run.artifact_digest,
-                run_id=run.id,
-                stage_id=stage.id,
-                commit=run.commit,
-            ),
-        )
+        try:
+            await dep.deploy(
+                self.app,
+                self.loaded,
+                dep.DeployRequest(
+                    environment=stage.environment,
+                    digest=run.artifact_digest,
+                    run_id=run.id,
+                    stage_id=stage.id,
+                    commit=run.commit,
+                ),
+            )
+        except DeploymentParked as parked:  # canary on_success: pause; the state is in the store
+            self.app.observer.message(
+                f"run {run.id} waits: {parked}: 'slipway approve {run.id} --reason TEXT' goes on, "
+                f"'slipway reject {run.id} --reason TEXT' reverts the canary"
+            )
+            return State.WAITING
         return State.SUCCEEDED
 
     async def load_test(self, stage: StageRecord) -> State:
@@ -217,7 +225,7 @@ async def continue_run(app: App, run_id: int) -> RunOutcome:
 def _waiting_gate(app: App, run_id: int) -> tuple[RunRecord, StageRecord]:
     run = app.store.get_run(run_id)
     stage = next((s for s in run.stages if s.state is State.WAITING), None)
-    if run.state is not State.WAITING or stage is None or stage.kind is not StageKind.APPROVAL:
+    if run.state is not State.WAITING or stage is None or stage.kind not in (StageKind.APPROVAL, StageKind.DEPLOY):
         raise StateError(
             f"run {run_id} is {run.state.value}, not waiting for approval",
             hint="'slipway status' and 'slipway history' show which runs are waiting",
@@ -230,7 +238,7 @@ async def approve(app: App, run_id: int, *, reason: str) -> RunOutcome:
     run, stage = _waiting_gate(app, run_id)
     _check_reason(reason)
     loaded = app.config_of(run.config_text, run.config_path)
-    allowed = loaded.project.stage(stage.name).approvers
+    allowed = loaded.project.stage(stage.name).approvers if stage.kind is StageKind.APPROVAL else ()
     actor = app.settings.actor
     if allowed and actor not in allowed and actor.split("@")[0] not in allowed:
         raise GateError(
@@ -238,17 +246,24 @@ async def approve(app: App, run_id: int, *, reason: str) -> RunOutcome:
             hint="ask one of them, or set SLIPWAY_USER when acting for them is allowed",
         )
     app.store.add_approval(run_id=run_id, stage_name=stage.name, decision=Decision.APPROVED, by=actor, reason=reason)
-    app.store.set_stage_state(stage.id, State.SUCCEEDED)
+    if stage.kind is StageKind.APPROVAL:  # a parked canary's deploy stage is not done: it runs again, and goes on
+        app.store.set_stage_state(stage.id, State.SUCCEEDED)
     app.store.set_run_state(run_id, State.RUNNING, actor=actor)
     return await continue_run(app, run_id)
 
 
-def reject(app: App, run_id: int, *, reason: str) -> RunOutcome:
-    """Record a rejection and end the run."""
+async def reject(app: App, run_id: int, *, reason: str) -> RunOutcome:
+    """Record a rejection and end the run; a parked canary's hosts go back to the release each ran."""
     run, stage = _waiting_gate(app, run_id)
     _check_reason(reason)
     actor = app.settings.actor
     app.store.add_approval(run_id=run_id, stage_name=stage.name, decision=Decision.REJECTED, by=actor, reason=reason)
+    if stage.kind is StageKind.DEPLOY:
+        app.store.set_run_state(run_id, State.RUNNING, actor=actor)
+        try:
+            return await continue_run(app, run_id)  # the deployment reverts its canary and fails the run
+        except CanaryRejected:
+            return RunOutcome(run_id, State.FAILED, run.artifact_digest)
     app.store.set_stage_state(stage.id, State.FAILED, error=f"rejected by {actor}: {reason}")
     for later in run.stages:
         if later.index > stage.index and later.state is State.PENDING:
@@ -326,6 +341,7 @@ async def rollback(
         raise ConfigError(
             f"environment {environment!r} is not defined", hint="defined: " + ", ".join(sorted(project.environments))
         )
+    canary.refuse_while_waiting(app, environment)  # nothing moves under a canary that waits for a person
     if isinstance(project.environments[environment].strategy, BlueGreen):  # a switch back to the warm slot
         target = switchback.choose_rollback(app, environment, to_release)
     else:

@@ -11,6 +11,7 @@ import yaml
 from slipway.config import parse_config
 from slipway.errors import ConfigError
 from slipway.model.containers import ContainerTargetSpec, ImageArtifactSpec
+from slipway.services.validate import validate_project
 
 BASE: dict[str, Any] = {
     "version": 1,
@@ -110,3 +111,11 @@ def test_an_image_runs_on_container_targets_only_and_containers_need_an_image() 
     archive = dict(with_("artifact", {"paths": ["app"]}), services={})
     assert "container targets run an image" in error(archive).hint
     assert "did you mean 'worker'" in error(with_("environments.prod.targets.1.services", ["web", "wroker"])).hint
+
+
+def test_validate_renders_each_service_env_for_each_target() -> None:
+    loaded = parse_config(yaml.safe_dump(BASE), path=Path("/p/slipway.yml"))
+    assert "2 target(s)" in validate_project(loaded)
+    typo = with_("services.web.env", {"ROLE": "{{ vars.rol }}"})
+    with pytest.raises(ConfigError, match="rol"):
+        validate_project(parse_config(yaml.safe_dump(typo), path=Path("/p/slipway.yml")))

@@ -200,3 +200,14 @@ def service_specs(loaded: LoadedConfig, environment: str, target: ContainerTarge
 
 def _text(value: str | int | float | bool) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def render_services(loaded: LoadedConfig, release: ReleaseInfo) -> int:
+    """Render every service's env for every container target (``slipway validate``); the count."""
+    count = 0
+    for name, env in loaded.project.environments.items():
+        blanks = dict.fromkeys(env.secrets, "")
+        for target in env.targets:
+            if isinstance(target, ContainerTargetSpec):
+                count += len(service_specs(loaded, name, target, blanks, release))
+    return count

@@ -6,6 +6,7 @@ from slipway.config import LoadedConfig
 from slipway.engine.planner import ReleaseInfo
 from slipway.engine.template import render
 from slipway.errors import ConfigError
+from slipway.model.containers import ImageArtifactSpec
 from slipway.services.checks import render_all
 from slipway.services.deployments import environment_url, make_plan
 
@@ -37,6 +38,10 @@ def validate_project(loaded: LoadedConfig) -> str:
             except ConfigError as exc:
                 raise loaded.error(exc.reason, ("pipeline", i, "run", j), hint=exc.hint) from None
     checks = render_all(loaded, placeholder)  # an undefined variable in a check fails here, with its line
+    if isinstance(project.artifact, ImageArtifactSpec):
+        from slipway.services.containers import render_services  # imports the docker SDK: images only
+
+        render_services(loaded, placeholder)  # and one in a service's env
     secrets = sum(len(e.secrets) for e in project.environments.values())
     return (
         f"{len(project.environments)} environment(s), {len(project.pipeline)} stage(s), "

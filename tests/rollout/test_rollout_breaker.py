@@ -24,6 +24,12 @@ class Messages:
     def message(self, text: str) -> None:
         self.lines.append(text)
 
+    def batch_started(self, index: int, total: int, kind: str, hosts: Sequence[str]) -> None:
+        self.lines.append(f"batch {index + 1} of {total} ({kind}): {', '.join(hosts)}")
+
+    def batch_finished(self, index: int, total: int, failed: Sequence[str], duration: float) -> None:
+        self.lines.append(f"batch {index + 1} of {total} done: {len(failed)} failed")
+
 
 @dataclass
 class FakeTraffic:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from slipway.cli.progress import LiveBoard
 from slipway.model.states import State
 
 ICONS = {
@@ -23,10 +25,12 @@ ICONS = {
 
 
 class RichObserver:
-    """Streams stages, steps and their output to the terminal as they happen, host-prefixed."""
+    """Streams stages, steps and their output as they happen, host-prefixed; a deployment's batches and
+    hosts also on a live board when the output is a terminal (:mod:`slipway.cli.progress`)."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
+        self.board = LiveBoard(console)
 
     def stage_started(self, name: str, kind: str) -> None:
         """Print a stage header."""
@@ -34,10 +38,20 @@ class RichObserver:
 
     def stage_finished(self, name: str, state: State, duration: float, error: str | None) -> None:
         """Print how the stage ended."""
+        self.board.stop()
         self.console.print(f"{ICONS[state]} stage [bold]{escape(name)}[/] {state.value} in {duration:.1f}s")
+
+    def batch_started(self, index: int, total: int, kind: str, hosts: Sequence[str]) -> None:
+        """A batch of the strategy began: on the board (or one line)."""
+        self.board.batch_started(index, total, kind, hosts)
+
+    def batch_finished(self, index: int, total: int, failed: Sequence[str], duration: float) -> None:
+        """A batch ended: on the board, and one line."""
+        self.board.batch_finished(index, total, failed, duration)
 
     def step_started(self, host: str, label: str) -> None:
         """Print the step being started."""
+        self.board.step(host, label, State.RUNNING)
         self.console.print(f"[blue]▶[/] [magenta]\\[{escape(host)}][/] {escape(label)}")
 
     def output(self, host: str, stream: str, line: str) -> None:
@@ -47,6 +61,8 @@ class RichObserver:
 
     def step_finished(self, host: str, label: str, state: State, exit_code: int | None, duration: float) -> None:
         """Print the step's result."""
+        if state is not State.SUCCEEDED:
+            self.board.step(host, label, state)
         code = f" (exit {exit_code})" if exit_code not in (0, None) else ""
         self.console.print(
             f"{ICONS[state]} [magenta]\\[{escape(host)}][/] {escape(label)}{code} [dim]{duration:.2f}s[/]"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from slipway.model.states import State
@@ -30,6 +31,14 @@ class Observer(Protocol):
         """A step ended on a host."""
         ...
 
+    def batch_started(self, index: int, total: int, kind: str, hosts: Sequence[str]) -> None:
+        """Batch ``index`` (0-based) of ``total`` of a deployment's strategy began on ``hosts``."""
+        ...
+
+    def batch_finished(self, index: int, total: int, failed: Sequence[str], duration: float) -> None:
+        """Batch ``index`` ended; ``failed`` are its hosts that failed (and were dealt with)."""
+        ...
+
     def message(self, text: str) -> None:
         """Anything else worth saying."""
         ...
@@ -51,6 +60,12 @@ class NullObserver:
         """Ignore."""
 
     def step_finished(self, host: str, label: str, state: State, exit_code: int | None, duration: float) -> None:
+        """Ignore."""
+
+    def batch_started(self, index: int, total: int, kind: str, hosts: Sequence[str]) -> None:
+        """Ignore."""
+
+    def batch_finished(self, index: int, total: int, failed: Sequence[str], duration: float) -> None:
         """Ignore."""
 
     def message(self, text: str) -> None:

@@ -78,17 +78,12 @@ class Rollout:
             if run.resumed is not None and batch.index < run.resumed.next_batch:
                 continue  # ran before the deployment parked
             started = time.monotonic()
-            run.steps.observer.message(
-                f"batch {batch.index + 1} of {len(batches)} ({batch.kind.value}): {', '.join(batch.hosts)}"
-            )
+            run.steps.observer.batch_started(batch.index, len(batches), batch.kind.value, batch.hosts)
             await self._batch(batch)
             if batch.bake_time:
                 await self._bake(batch)
             bad = [h for h in batch.hosts if h in self.failed]
-            run.steps.observer.message(
-                f"batch {batch.index + 1} of {len(batches)} done in {time.monotonic() - started:.1f}s: "
-                f"{len(batch.hosts) - len(bad)} ok" + (f", {len(bad)} failed ({', '.join(bad)})" if bad else "")
-            )
+            run.steps.observer.batch_finished(batch.index, len(batches), bad, time.monotonic() - started)
             if batch.wait_for_approval and not bad and batch.index + 1 < len(batches):
                 raise DeploymentParked(run.plan.environment, next_batch=batch.index + 1, hosts=batch.hosts)
             if batch.pause_after:

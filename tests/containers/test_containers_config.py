@@ -94,6 +94,7 @@ def test_an_archive_without_kind_still_parses() -> None:
         ("services.worker.depends_on", ["worker"], "depends_on:", "cycle: worker -> worker"),
         ("artifact.registry.password", None, "registry:", "needs both username and password"),
         ("environments.prod.strategy", {"kind": "blue_green"}, "strategy:", "container targets do not use blue/green"),
+        ("environments.prod.strategy", {"kind": "canary", "on_success": "pause"}, "on_success:", "cannot pause"),
     ],
 )
 def test_mistakes_point_at_their_line(path: str, value: Any, needle: str, message: str) -> None:

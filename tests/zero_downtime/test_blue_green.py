@@ -79,6 +79,9 @@ def test_blue_green_switch_and_back_under_load(fleet: tuple[Project, SSHTestBed]
         assert {h["from"] for h in back["hosts"]} == {deployed["release"]}
         assert (deployed["kind"], deployed["strategy"]) == ("deploy", "blue_green")
         assert {h["from"] for h in deployed["hosts"]} == {release_one}
+        slots = [h["slots"] for h in project.status()["production"]["hosts"]]
+        assert slots == [{"blue": {"release": release_one, "serving": True},
+                          "green": {"release": deployed["release"], "serving": False}}] * HOSTS
 
         # a release whose health check fails goes to the idle slot (green): it never takes traffic, and
         # green goes back to release 2, still warm for a switch

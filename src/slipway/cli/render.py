@@ -92,7 +92,7 @@ def status_table(data: dict[str, Any]) -> Table:
     for col in ("environment", "release", "artifact", "commit", "deployed", "run", "hosts"):
         table.add_column(col)
     for env in data["environments"]:
-        hosts = ", ".join(f"{h['name']}={h['release'] or '-'}" for h in env["hosts"])
+        hosts = ", ".join(f"{h['name']}={h['release'] or '-'}{_slots(h)}" for h in env["hosts"])
         table.add_row(
             env["name"],
             env["release"] or "-",
@@ -103,6 +103,14 @@ def status_table(data: dict[str, Any]) -> Table:
             hosts,
         )
     return table
+
+
+def _slots(host: dict[str, Any]) -> str:
+    """Blue/green: `` (blue; warm green: R)`` after a host's release."""
+    slots = host.get("slots") or {}
+    serving = [name for name, slot in slots.items() if slot["serving"]]
+    warm = [f"warm {name}: {slot['release']}" for name, slot in slots.items() if not slot["serving"]]
+    return f" ({'; '.join(serving + warm)})" if slots else ""
 
 
 def history_table(runs: list[dict[str, Any]]) -> Table:

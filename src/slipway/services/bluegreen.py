@@ -21,7 +21,7 @@ from slipway.clock import SystemClock
 from slipway.config import LoadedConfig
 from slipway.engine.bluegreen import BlueGreenRun
 from slipway.engine.deploy import StepRunner, run_deployment
-from slipway.engine.planner import DeploymentPlan, HostInfo, ReleaseInfo, plan_deployment, template_context
+from slipway.engine.planner import DeploymentPlan, HostInfo, PlanStep, ReleaseInfo, plan_deployment, template_context
 from slipway.engine.slots import SlotInfo, idle_slot, slot_root
 from slipway.engine.strategy import BlueGreen, CircuitBreakerPolicy
 from slipway.engine.template import render
@@ -36,7 +36,14 @@ from slipway.routers.nginx import NginxRouter
 from slipway.services import migrations as database
 from slipway.services.app import App, make_target
 from slipway.services.checks import DeploymentChecks, deployment_checks
-from slipway.services.deployments import LOCK_TTL, DeployRequest, environment_url, hosts_of, new_release_id
+from slipway.services.deployments import (
+    LOCK_TTL,
+    DeployRequest,
+    environment_url,
+    hosts_of,
+    new_release_id,
+    revert_steps,
+)
 from slipway.services.secrets import resolve_secrets
 from slipway.services.traffic import RouterGate, _port
 from slipway.store.repository import Store
@@ -216,19 +223,12 @@ def _slot_targets(app: App, loaded: LoadedConfig, environment: str, slot: str) -
     }
 
 
-def slot_revert_steps(loaded: LoadedConfig, environment: str, slot: str, host: str, before: HostRelease) -> list[Any]:
+def slot_revert_steps(
+    loaded: LoadedConfig, environment: str, slot: str, host: str, before: HostRelease
+) -> Sequence[PlanStep]:
     """The activate hooks of the release ``slot`` held before, to restart that slot's app."""
     info = next(h for h in slot_hosts(loaded, environment, slot) if h.name == host)
-    plan = plan_deployment(
-        project=loaded.project,
-        environment=environment,
-        hosts=[info],
-        release=ReleaseInfo(before.release_id, before.artifact_digest, before.commit),
-        render=_render,
-        url=environment_url(loaded.project, environment),
-        rollback=True,
-    )
-    return [s for s in plan.phase_steps(host, "activate") if s.command]
+    return revert_steps(loaded, environment, host, before, info=info)
 
 
 @contextlib.asynccontextmanager

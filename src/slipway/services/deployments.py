@@ -252,9 +252,11 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
         store.release_lock(lock, holder)
 
 
-def revert_steps(loaded: LoadedConfig, environment: str, host: str, before: HostRelease) -> Sequence[PlanStep]:
-    """The activate hooks of the release a host ran before, to restart it after switching back."""
-    info = next(h for h in hosts_of(loaded, environment) if h.name == host)
+def revert_steps(
+    loaded: LoadedConfig, environment: str, host: str, before: HostRelease, *, info: HostInfo | None = None
+) -> Sequence[PlanStep]:
+    """The activate hooks of the release a host (``info``: one slot of it) ran before, to restart it."""
+    info = info or next(h for h in hosts_of(loaded, environment) if h.name == host)
     plan = plan_deployment(
         project=loaded.project,
         environment=environment,

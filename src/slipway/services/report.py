@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from slipway.engine.strategy import BlueGreen
 from slipway.model.records import RunRecord
 from slipway.services.app import App
 
@@ -36,6 +37,12 @@ def status(app: App) -> dict[str, Any]:
                 ],
             }
         )
+        if isinstance(env.strategy, BlueGreen):  # what each slot holds; the warm one is a switch away
+            slots: dict[str, dict[str, Any]] = {}
+            for row in app.store.slot_releases(name):
+                slots.setdefault(row.host, {})[row.slot] = {"release": row.release_id, "serving": row.serving}
+            for host in envs[-1]["hosts"]:
+                host["slots"] = slots.get(host["name"], {})
     waiting = [r.id for r in app.store.list_runs(limit=50) if r.state.value == "waiting"]
     return {"project": app.config.project.name, "environments": envs, "waiting_runs": waiting}
 

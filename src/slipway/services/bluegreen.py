@@ -20,9 +20,10 @@ from slipway.artifacts.archive import Manifest
 from slipway.clock import SystemClock
 from slipway.config import LoadedConfig
 from slipway.engine.bluegreen import BlueGreenRun
-from slipway.engine.deploy import StepRunner, run_deployment
+from slipway.engine.deploy import run_deployment
 from slipway.engine.planner import DeploymentPlan, HostInfo, PlanStep, ReleaseInfo, plan_deployment, template_context
 from slipway.engine.slots import SlotInfo, idle_slot, slot_root
+from slipway.engine.steps import StepRunner
 from slipway.engine.strategy import BlueGreen, CircuitBreakerPolicy
 from slipway.engine.template import render
 from slipway.errors import CommandResult, ConfigError, DeploymentError

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 from slipway.artifacts.image import ImageRef
 from slipway.config import LoadedConfig
-from slipway.engine.deploy import StepRunner
 from slipway.engine.planner import ReleaseInfo, plan_rollout
 from slipway.engine.rollout import FIRST_FAILURE
+from slipway.engine.steps import StepRunner
 from slipway.engine.strategy import Batch, failure_threshold
 from slipway.errors import CheckFailed, DeploymentError, DeploymentHalted, HostOutcome, SlipwayError
 from slipway.model.config import Environment

@@ -28,8 +28,8 @@ from slipway.artifacts.image import (
     smoke_test,
 )
 from slipway.config import LoadedConfig
-from slipway.engine.deploy import StepRunner
 from slipway.engine.planner import ReleaseInfo
+from slipway.engine.steps import StepRunner
 from slipway.engine.template import render
 from slipway.errors import ConfigError
 from slipway.model.config import Project

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from slipway.artifacts.store import parse_digest
 from slipway.clock import SystemClock
 from slipway.config import LoadedConfig
-from slipway.engine.deploy import DeploymentRun, StepRunner, run_deployment
+from slipway.engine.deploy import DeploymentRun, run_deployment
 from slipway.engine.planner import (
     Action,
     DeploymentPlan,
@@ -23,6 +23,7 @@ from slipway.engine.planner import (
     template_context,
 )
 from slipway.engine.slots import SlotInfo
+from slipway.engine.steps import StepRunner
 from slipway.engine.strategy import BlueGreen
 from slipway.engine.template import render
 from slipway.errors import GateError

@@ -11,9 +11,9 @@ from pathlib import Path
 from slipway.artifacts.archive import build_archive, collect_files
 from slipway.artifacts.store import PREFIX, parse_digest
 from slipway.config import LoadedConfig, parse_config
-from slipway.engine.deploy import StepRunner
 from slipway.engine.pause import DeploymentParked
 from slipway.engine.runner import drive_run
+from slipway.engine.steps import StepRunner
 from slipway.engine.strategy import BlueGreen
 from slipway.engine.template import render
 from slipway.errors import CanaryRejected, ConfigError, GateError, StateError

@@ -14,9 +14,9 @@ import dataclasses
 import time
 
 from slipway.config import LoadedConfig
-from slipway.engine.deploy import StepRunner
 from slipway.engine.planner import ReleaseInfo
 from slipway.engine.slots import other_slot, warm_mismatches, warm_release
+from slipway.engine.steps import StepRunner
 from slipway.errors import CheckFailed, DeploymentError, GateError, HostOutcome, SlipwayError
 from slipway.model.records import HostRelease
 from slipway.model.states import State

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the real servers the tests start (OpenSSH, PostgreSQL, nginx, iptables, git, podman with runc,
-# docker-registry, a static busybox for test images) when missing.
+# docker-registry with Apache's htpasswd for its bcrypt login file, a static busybox for test images) when
+# missing.
 # Needs root for apt-get; without root it only reports what is missing.
 set -eu
 need=""
@@ -15,6 +16,7 @@ have unshare /usr/bin/unshare || need="$need util-linux"
 have podman /usr/bin/podman || need="$need podman"
 have runc /usr/sbin/runc || need="$need runc"
 have docker-registry /usr/bin/docker-registry || need="$need docker-registry"
+have htpasswd /usr/bin/htpasswd || need="$need apache2-utils"
 # Test images are FROM scratch: only the static busybox runs there (busybox may be the dynamic one).
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need="$need busybox-static"
 if [ -z "$need" ]; then

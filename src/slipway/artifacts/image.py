@@ -65,6 +65,8 @@ LABEL = "io.slipway"
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _NOT_FOUND = ("manifest unknown", "not found", "no such image", "name unknown")
+#: How an engine reports that the registry wants a login or refused the one it was given.
+_UNAUTHORIZED = ("unauthorized", "authentication required")
 #: The host name checks use for "the container under test"; its port is the container's port.
 CONTAINER_HOST = "container"
 
@@ -505,7 +507,8 @@ async def push_image(engine: Engine, image: BuiltImage, registry: Registry, *, n
     if error is not None:
         raise ArtifactError(
             f"registry {registry.address} refused the push of {repository}:{image.commit}: {error.strip()}",
-            hint="check that the registry runs, accepts pushes and that the credentials may push",
+            hint=_registry_hint(error, registry.credentials,
+                                "check that the registry runs, accepts pushes and that the credentials may push"),
         )
     digest = _pushed_digest(lines)
     if digest is None:
@@ -514,6 +517,18 @@ async def push_image(engine: Engine, image: BuiltImage, registry: Registry, *, n
     ref = ImageRef(repository, digest)
     log.info("pushed %s", ref.reference)
     return ref
+
+
+def _registry_hint(error: str, credentials: RegistryCredentials | None, default: str) -> str:
+    """Say whether the registry refused the login we sent or wanted one; ``default`` otherwise.
+
+    Neither the user name (it may be a secret reference too) nor the password is named.
+    """
+    if not any(marker in error.lower() for marker in _UNAUTHORIZED):
+        return default
+    if credentials is None:
+        return "the registry demands a login: set artifact.registry.username and password"
+    return "the registry refused the login: check artifact.registry.username and password"
 
 
 def _consume(stream: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -543,7 +558,8 @@ async def pull_image(engine: Engine, ref: ImageRef, *, credentials: RegistryCred
             raise ArtifactNotFound(f"image {ref.reference} is not in the registry: {error.strip()}",
                                    hint="push the image first, or check the digest against the build's record")
         raise ArtifactError(f"pulling {ref.reference} failed: {error.strip()}",
-                            hint="check that the registry runs and the engine may reach it")
+                            hint=_registry_hint(error, credentials,
+                                                "check that the registry runs and the engine may reach it"))
     attrs = await _inspect_image(engine, ref.reference)
     if attrs is None:
         raise ArtifactNotFound(f"the engine pulled {ref.reference} but does not know it by that digest")

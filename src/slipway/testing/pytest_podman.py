@@ -11,8 +11,9 @@ Import them in a ``conftest.py``::
   and containers left by the session are removed then. The busybox base image is built once.
 * ``podman_client``: a ``docker.DockerClient`` on that service, closed after the test.
 * ``session_registry`` (session): a docker-registry on loopback that the service may push to.
-* ``registry_factory``: ``registry_factory(read_only=False)`` starts another registry for one test
-  (stopped afterwards, pass or fail), already allowed as plain HTTP by the service.
+* ``registry_factory``: ``registry_factory(read_only=False, login=None)`` starts another registry for
+  one test (stopped afterwards, pass or fail), already allowed as plain HTTP by the service; with
+  ``login=(user, password)`` it refuses every request without that login.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from slipway.testing.registry import RegistryServer
 _SERVICE = pytest.StashKey[PodmanService]()
 _REGISTRY = pytest.StashKey[RegistryServer]()
 
-#: ``registry_factory(read_only=False) -> RegistryServer`` (started, allowed by the engine).
+#: ``registry_factory(read_only=False, login=None) -> RegistryServer`` (started, allowed by the engine).
 RegistryFactory = Callable[..., RegistryServer]
 
 
@@ -79,8 +80,8 @@ def registry_factory(podman_service: PodmanService) -> Iterator[RegistryFactory]
     """Starts registries for one test; every one is stopped when the test ends."""
     started: list[RegistryServer] = []
 
-    def make(*, read_only: bool = False) -> RegistryServer:
-        registry = RegistryServer(read_only=read_only)
+    def make(*, read_only: bool = False, login: tuple[str, str] | None = None) -> RegistryServer:
+        registry = RegistryServer(read_only=read_only, login=login)
         started.append(registry)
         registry.start()
         podman_service.allow_insecure_registry(registry.address)

@@ -10,6 +10,7 @@ the release it held.
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from collections.abc import Callable, Iterator
 
@@ -39,6 +40,10 @@ def fleet(project: Project, ssh_testbed: Callable[..., SSHTestBed]) -> Iterator[
     yield project, ssh_testbed(HOSTS)
 
 
+def bytes_sent(logs: str) -> list[int]:
+    return [int(b) for b in re.findall(r"sent \d+ new file contents \((\d+) bytes\)", logs)]
+
+
 def serving(project: Project) -> dict[str, str]:
     return {h["name"]: h["release"] for h in project.status()["production"]["hosts"]}
 
@@ -48,7 +53,8 @@ def test_blue_green_switch_and_back_under_load(fleet: tuple[Project, SSHTestBed]
     blue, green = free_port(), free_port()
     nginx = behind_nginx(project, bed, strategy=blue_green((blue, green)), port=blue)
     try:
-        assert project.json("run")["state"] == "succeeded"
+        first_run = project.json("run")
+        assert first_run["state"] == "succeeded"
         one = commit_at(nginx.url)
         assert slot_commits(bed, blue) == [one] * HOSTS
         [first] = project.json("deployments", "production")
@@ -60,7 +66,8 @@ def test_blue_green_switch_and_back_under_load(fleet: tuple[Project, SSHTestBed]
         seen: dict[str, object] = {}
 
         def switch_and_back() -> None:
-            seen["deploy"] = project.json("run")["state"]
+            second_run = project.json("run")
+            seen["deploy"], seen["run"] = second_run["state"], second_run["id"]
             seen["after switch"] = commit_at(nginx.url)
             seen["rollback"] = project.json("rollback", "production", "--reason", "switch back")["state"]
 
@@ -69,7 +76,12 @@ def test_blue_green_switch_and_back_under_load(fleet: tuple[Project, SSHTestBed]
         result = load.stop()
         print(f"\nblue/green switch and back: {result.requests} requests, {result.failures} failed, "
               f"p99 {result.percentile(99):.1f} ms")
+        second_run = seen.pop("run")
         assert seen == {"deploy": "succeeded", "after switch": two, "rollback": "succeeded"}, seen
+        # Both slots share each host's object store: green's first release sends only what changed.
+        full, delta = (bytes_sent(project.slipway("logs", str(r)).stdout) for r in (first_run["id"], second_run))
+        assert len(full) == len(delta) == HOSTS and min(full) > 0, (full, delta)
+        assert max(delta) < min(full) / 2, (full, delta)  # app/server.py alone, not the whole release
         assert result.requests >= MIN_REQUESTS and result.failures == 0, (result.failures, result.errors)
         assert commit_at(nginx.url) == one  # blue serves again
         assert slot_commits(bed, green) == [two] * HOSTS  # and green stays warm with release 2

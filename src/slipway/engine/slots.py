@@ -1,7 +1,7 @@
 """Blue/green slots, pure: where a slot lives on a host, which slot is idle, what a switch back reaches.
 
 Every host of a blue/green environment keeps two independent release layouts, one per slot, under
-``<root>/slots/<slot>/`` (``releases/``, ``shared/``, ``current``, the object store). No I/O here.
+``<root>/slots/<slot>/`` (``releases/``, ``shared/``, ``current``); both share the host's object store. No I/O here.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ from slipway.services.deployments import (
 from slipway.services.secrets import resolve_secrets
 from slipway.services.traffic import RouterGate, _port
 from slipway.store.repository import Store
+from slipway.targets import release as layout
 
 
 def strategy_of(env: Environment) -> BlueGreen | None:
@@ -224,6 +225,22 @@ def _slot_targets(app: App, loaded: LoadedConfig, environment: str, slot: str) -
     }
 
 
+async def _share_objects(targets: Mapping[str, Target]) -> None:
+    """Let both slots of each host keep file contents in the host's one object store.
+
+    A slot's first deployment then sends only what the host lacks. Best effort: an unreachable host fails
+    the deployment right after, with its evidence, and a slot that keeps its own store still works.
+    """
+    await asyncio.gather(
+        *(
+            layout.share_object_store(t, f"{t.inner.root}/{layout.OBJECTS}")
+            for t in targets.values()
+            if isinstance(t, SlotTarget)
+        ),
+        return_exceptions=True,
+    )
+
+
 def slot_revert_steps(
     loaded: LoadedConfig, environment: str, slot: str, host: str, before: HostRelease
 ) -> Sequence[PlanStep]:
@@ -288,6 +305,7 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
         )
         targets = _slot_targets(app, loaded, name, slot)
         try:
+            await _share_objects(targets)
             run = _run(app, loaded, request, plan, targets, gate, slot, checks, manifest, secrets)
             run.before_migrate = migrations.expand if migrations else None
             run.served = {r.host: r.release_id for r in app.store.host_releases(name)}

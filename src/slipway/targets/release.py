@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import posixpath
 import tarfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -75,6 +76,23 @@ async def prepare_layout(target: Target, shared: Sequence[str], *, timeout: floa
     dirs = ["releases", "shared", OBJECTS, TMP, *[f"shared/{check_member_path(s)}" for s in shared]]
     cmd = f"mkdir -p -- {' '.join(quote(f'{target.root}/{d}') for d in dirs)}"
     _check(await target.run(cmd, timeout=timeout), "cannot create the deploy directories")
+
+
+async def share_object_store(target: Target, store: str, *, timeout: float = 60) -> None:
+    """Make the layout at ``target.root`` keep its contents in ``store`` (a symlink), if it has none yet.
+
+    Blue/green keeps two layouts per host; sharing one object store means a slot's first deployment
+    sends only what the host lacks, not the whole artifact. A layout that already has its own store keeps
+    it. Hard links through the symlinked directory stay on the same filesystem as ``store``.
+    """
+    link = f"{target.root}/{OBJECTS}"
+    parent = str(PurePosixPath(link).parent)
+    relative = posixpath.relpath(store, parent)  # works for relative roots too, and survives moving the root
+    script = (
+        f"mkdir -p -- {quote(store)} {quote(parent)} && "
+        f"if [ ! -e {quote(link)} ] && [ ! -L {quote(link)} ]; then ln -s -- {quote(relative)} {quote(link)}; fi"
+    )
+    _check(await target.run(script, timeout=timeout), "cannot link the shared object store")
 
 
 async def release_exists(target: Target, release_id: str, *, timeout: float = 60) -> bool:
@@ -318,5 +336,6 @@ async def prune_releases(target: Target, keep: int, protect: Sequence[str], *, t
         paths = " ".join(quote(f"releases/{r}") for r in doomed)
         await target.run(f"cd {quote(target.root)} && rm -rf -- {paths}", timeout=timeout)
     # An object no release links to has a link count of 1: nothing needs it any more.
-    await target.run(f"find {quote(target.root + '/' + OBJECTS)} -type f -links 1 -delete", timeout=timeout)
+    # The trailing slash: the store may be a symlink to one shared by several layouts (blue/green slots).
+    await target.run(f"find {quote(target.root + '/' + OBJECTS + '/')} -type f -links 1 -delete", timeout=timeout)
     return doomed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -34,12 +35,30 @@ def source_for(store: LocalArtifactStore, manifest: Manifest) -> layout.ObjectSo
     return source
 
 
-def test_install_switch_and_reinstall_send_only_what_is_missing(tmp_path: Path) -> None:
+def host_target(tmp_path: Path, hasher: str) -> LocalTarget:
+    """A local host that verifies contents with openssl, or one without openssl (sha256sum instead)."""
+    if hasher == "openssl":
+        assert shutil.which("openssl"), "the test machine has openssl"
+        return LocalTarget("h", tmp_path / "host")
+    tools = tmp_path / "bin-without-openssl"
+    tools.mkdir()
+    for directory in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for tool in Path(directory).iterdir():
+            if tool.name != "openssl" and not (tools / tool.name).exists():
+                (tools / tool.name).symlink_to(tool)
+    return LocalTarget("h", tmp_path / "host", base_env={**os.environ, "PATH": str(tools)})
+
+
+HASHERS = pytest.mark.parametrize("hasher", ["openssl", "sha256sum"])
+
+
+@HASHERS
+def test_install_switch_and_reinstall_send_only_what_is_missing(tmp_path: Path, hasher: str) -> None:
     files = {f"app/f{i:03}.txt": os.urandom(1000) for i in range(100)}
     store, m1 = artifact(tmp_path, files, "a")
     files["app/f000.txt"] = os.urandom(1000)  # 1% of the files change
     store, m2 = artifact(tmp_path, files, "b")
-    target = LocalTarget("h", tmp_path / "host")
+    target = host_target(tmp_path, hasher)
 
     async def scenario() -> None:
         first = await layout.install_release(target, m1, "r1", source_for(store, m1))
@@ -77,15 +96,17 @@ def test_a_failed_build_leaves_no_release_and_current_untouched(tmp_path: Path) 
     assert os.readlink(tmp_path / "host/current") == "releases/r1"
 
 
-def test_an_object_whose_hash_does_not_match_is_refused(tmp_path: Path) -> None:
+@HASHERS
+def test_an_object_whose_hash_does_not_match_is_refused(tmp_path: Path, hasher: str) -> None:
     _store, m1 = artifact(tmp_path, {"a.txt": b"one"}, "a")
-    target = LocalTarget("h", tmp_path / "host")
+    target = host_target(tmp_path, hasher)
 
     async def lying_source(wanted: set[str]) -> dict[str, bytes]:
         return {sha: b"not what the manifest says" for sha in wanted}
 
     async def scenario() -> None:
-        with pytest.raises(CommandFailed, match="bad object"):
+        [entry] = m1.files
+        with pytest.raises(CommandFailed, match=f"bad object {entry.object_name}"):
             await layout.install_release(target, m1, "r1", lying_source)
 
     asyncio.run(scenario())

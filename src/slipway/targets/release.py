@@ -172,12 +172,20 @@ async def upload_objects(
     stream, sent = await objects.bundle(frozenset(missing))
     incoming = f"{target.root}/{TMP}/{release_id}.objects"
     store = f"{target.root}/{OBJECTS}"
-    # sha256sum prints "<hash>  ./<hash>-<mode>": any line whose name does not start with its hash is bad.
+    # Each line is "<hash>  ./<hash>-<mode>" (sha256sum) or "<hash> *./<hash>-<mode>" (openssl -r): any
+    # line whose name does not start with its hash is bad. openssl when the host has it: it uses the CPU's
+    # SHA instructions, about five times faster than coreutils' sha256sum, which hashed most of the bytes
+    # a fleet deployment costs its hosts beyond unpacking.
     script = (
         f"rm -rf {quote(incoming)} && mkdir -p {quote(incoming)} && cd {quote(incoming)} && "
         "tar -x --no-same-owner -f - && "
-        "find . -type f -exec sha256sum {} + | "
-        'awk \'{ n = substr($2, 3); if (index(n, $1 "-") != 1) { print "bad object " n; bad = 1 } } END { exit bad }\' && '
+        'if command -v openssl >/dev/null 2>&1; then hash="openssl dgst -sha256 -r"; else hash=sha256sum; fi && '
+        "find . -type f -exec $hash {} + | "
+        f"awk -v want={len(missing)} "
+        '\'{ n = $2; sub(/^\\*/, "", n); sub(/^\\.\\//, "", n); '
+        'if (index(n, $1 "-") != 1) { print "bad object " n; bad = 1 } } '
+        # A hasher that failed or printed nothing must not pass for "every hash matched".
+        'END { if (NR != want) { print "verified " NR " of " want " objects"; bad = 1 } exit bad }\' && '
         f"find . -type f -exec mv -f -t {quote(store)} {{}} + ; rc=$?; cd / && rm -rf {quote(incoming)}; exit $rc"
     )
     result = await target.run(script, stdin=stream, timeout=timeout)

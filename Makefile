@@ -5,7 +5,7 @@ UV         := $(TOOLS)/bin/uv
 UV_VERSION := 0.13.9
 DEMO_VENV  := .venv-demo
 TEST_VENV  := .venv-test
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 
 .PHONY: demo demo-stop test wheel lint testbed bench clean
 

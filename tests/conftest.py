@@ -13,6 +13,21 @@ REPO = Path(__file__).resolve().parents[1]
 pytest_plugins = ["slipway.testing.pytest_postgres"]
 
 
+#: Tiers whose tests must not be spread over pytest-xdist workers (``make test`` runs ``--dist loadgroup``):
+#: the container tests share one podman service and its images per session; the load tests measure
+#: request counts and latencies and keep to one worker, so that two of them never compete for the CPU.
+XDIST_GROUPS = {"containers": "podman", "zero_downtime": "load", "integration_migrations": "load", "routers": "load"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put every test of a grouped tier into its xdist group (a no-op without xdist)."""
+    for item in items:
+        parts = item.path.relative_to(REPO / "tests").parts
+        group = XDIST_GROUPS.get(parts[0]) if len(parts) > 1 else None
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """'make test' runs the suite against the installed wheel, never the source tree."""
     if os.environ.get("SLIPWAY_TEST_INSTALLED") and "site-packages" not in (slipway.__file__ or ""):

@@ -13,15 +13,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slipway.config import parse_config
+from slipway.config import LoadedConfig, parse_config
 from slipway.engine.planner import HostInfo, ReleaseInfo, template_context
 from slipway.engine.slots import SlotInfo, idle_slot, other_slot, slot_root, warm_mismatches, warm_release
-from slipway.errors import DeploymentError, GateError
+from slipway.errors import ConfigError, DeploymentError, GateError
 from slipway.model.config import Project
 from slipway.model.states import DeploymentKind, State
 from slipway.routers.base import Backend, RouterState
 from slipway.services.bluegreen import SlotGate
 from slipway.services.switchback import choose_rollback
+from slipway.services.validate import validate_project
 from slipway.store.repository import Store
 from tests.rollout.test_rollout_config import BASE, error_of
 
@@ -79,6 +80,25 @@ def test_blue_green_parses_and_needs_a_router_and_a_warm_old_slot() -> None:
     assert "keep_old_warm" in warm.reason
     unknown = error_of(BLUE_GREEN.replace("green: {port: 8002}", "red: {port: 8002}"))
     assert "slot_vars names slot(s) red" in unknown.reason
+
+
+def test_validate_renders_hooks_and_checks_for_each_slot() -> None:
+    def loaded(hook: str, check: str, strategy: str = BLUE_GREEN) -> LoadedConfig:
+        text = BASE.replace("EXTRA", strategy).replace(
+            'activate: "sh restart.sh {{ vars.port }}"',
+            f'activate: "{hook}"\n  checks:\n    - {{kind: http, url: "http://127.0.0.1:8080/health/{check}"}}',
+        )
+        return parse_config(text, path=Path("/p/slipway.yml"))
+
+    # Hooks and checks may use the slot: every host of both slots renders (5 hosts x 2 slots checks).
+    summary = validate_project(loaded("sh restart.sh {{ slot.name }} {{ vars.port }}", "{{ slot.vars.port }}"))
+    assert "10 check(s)" in summary, summary
+    # A variable that only blue defines is caught in green, although a dry run shows blue's plan.
+    only_blue = BLUE_GREEN.replace("{port: 8001}", "{port: 8001, only_blue: 1}")
+    with pytest.raises(ConfigError, match="only_blue"):
+        validate_project(loaded("sh restart.sh {{ slot.vars.only_blue }}", "{{ vars.port }}", only_blue))
+    with pytest.raises(ConfigError, match="only_blue"):
+        validate_project(loaded("sh restart.sh", "{{ slot.vars.only_blue }}", only_blue))
 
 
 @pytest.fixture

@@ -419,12 +419,12 @@ async def load_test_stage(app: Any, loaded: LoadedConfig, stage: StageRecord, *,
 
 def render_all(loaded: LoadedConfig, release: ReleaseInfo) -> int:
     """Render every check and load test of every environment and host (``slipway validate``); the count."""
-    from slipway.services.deployments import hosts_of
+    from slipway.services.deployments import host_views
 
     project = loaded.project
     count = 0
     for name, env in project.environments.items():
-        for host in hosts_of(loaded, name):
+        for host in (h for view in host_views(loaded, name) for h in view):  # blue/green: each slot's view
             count += len(
                 render_checks(
                     loaded, project.deploy.checks, host_context(loaded, name, release, host), ("deploy", "checks")

@@ -73,15 +73,30 @@ def _render(template: str, context: dict[str, object], where: str) -> str:
     return render(template, context, shell=True, where=where)
 
 
-def make_plan(
-    loaded: LoadedConfig, environment: str, release: ReleaseInfo, *, rollback: bool = False
-) -> DeploymentPlan:
-    """Plan a deployment of ``release`` to ``environment``."""
-    project = loaded.project
+def host_views(loaded: LoadedConfig, environment: str) -> list[list[HostInfo]]:
+    """Every way hooks and checks see the hosts: one view, or one per slot of a blue/green environment."""
     hosts = hosts_of(loaded, environment)
-    strategy = project.environments[environment].strategy
-    if isinstance(strategy, BlueGreen):  # the plan of one slot (which one is idle, only the router knows)
-        hosts = [replace(h, slot=SlotInfo(min(strategy.slots), strategy.slot_vars.get(min(strategy.slots), {}))) for h in hosts]
+    strategy = loaded.project.environments[environment].strategy
+    if not isinstance(strategy, BlueGreen):
+        return [hosts]
+    return [
+        [replace(h, slot=SlotInfo(slot, strategy.slot_vars.get(slot, {}))) for h in hosts]
+        for slot in sorted(strategy.slots)
+    ]
+
+
+def make_plan(
+    loaded: LoadedConfig,
+    environment: str,
+    release: ReleaseInfo,
+    *,
+    rollback: bool = False,
+    hosts: Sequence[HostInfo] | None = None,
+) -> DeploymentPlan:
+    """Plan a deployment of ``release`` to ``environment`` (blue/green: to its first slot unless ``hosts``)."""
+    project = loaded.project
+    if hosts is None:  # which slot is idle, only the router knows: a plan without it shows the first
+        hosts = host_views(loaded, environment)[0]
     return plan_deployment(
         project=project,
         environment=environment,

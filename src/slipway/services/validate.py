@@ -8,11 +8,11 @@ from slipway.engine.template import render
 from slipway.errors import ConfigError
 from slipway.model.containers import ImageArtifactSpec
 from slipway.services.checks import render_all
-from slipway.services.deployments import environment_url, make_plan
+from slipway.services.deployments import environment_url, host_views, make_plan
 
 
 def validate_project(loaded: LoadedConfig) -> str:
-    """Render every hook for every target of every environment, and every stage command.
+    """Render every hook for every target (and blue/green slot) of every environment, and every stage command.
 
     The schema was already checked when the file was loaded; this catches undefined template variables
     (``{{ vars.prot }}``) before a deployment would.
@@ -21,7 +21,8 @@ def validate_project(loaded: LoadedConfig) -> str:
     placeholder = ReleaseInfo("20000101T000000Z-000000000000", "sha256:" + "0" * 64, "0" * 40)
     for name in project.environments:
         try:
-            make_plan(loaded, name, placeholder)
+            for hosts in host_views(loaded, name):  # blue/green: the hooks of each slot
+                make_plan(loaded, name, placeholder, hosts=hosts)
         except ConfigError as exc:
             raise ConfigError(
                 f"environment {name}: {exc.reason}", file=str(loaded.path), key_path=exc.key_path, hint=exc.hint

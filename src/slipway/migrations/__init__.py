@@ -7,6 +7,9 @@
 docs/migrations.md describes the file format, the rules and the runner's guarantees.
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from slipway.migrations.files import (
     BatchSpec,
     Migration,
@@ -18,11 +21,28 @@ from slipway.migrations.files import (
     parse_filename,
     parse_migration,
 )
-from slipway.migrations.lint import Finding, LintReport, lint_migration
 from slipway.migrations.results import BatchProgress, MigrationResult, MigrationState, MigrationStatus
 from slipway.migrations.rules import RULES, Rule
-from slipway.migrations.runner import MigrationRunner
 from slipway.migrations.statements import Dialect, Statement, split_statements
+
+if TYPE_CHECKING:
+    from slipway.migrations.lint import Finding, LintReport, lint_migration
+    from slipway.migrations.runner import MigrationRunner
+
+#: Names whose modules import sqlglot's parser: loaded on first use, so that importing the package (every
+#: CLI start does) does not cost half a second.
+_LAZY = {
+    "Finding": "slipway.migrations.lint",
+    "LintReport": "slipway.migrations.lint",
+    "lint_migration": "slipway.migrations.lint",
+    "MigrationRunner": "slipway.migrations.runner",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "RULES",

@@ -13,9 +13,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import sqlglot
-from sqlglot.errors import TokenError
-
 from slipway.errors import MigrationError
 
 
@@ -72,6 +69,9 @@ _KEYWORD_COUNT = 8
 
 def split_statements(sql: str, *, dialect: Dialect | str, file: str = "") -> tuple[Statement, ...]:
     """Cut ``sql`` into statements; raises MigrationError (naming ``file``) if it cannot be tokenized."""
+    import sqlglot  # imported here: it is half a second of every CLI start, and most commands never parse SQL
+    from sqlglot.errors import TokenError
+
     dialect = Dialect(dialect)
     try:
         tokens = sqlglot.tokenize(sql, read=dialect.value)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slipway.config import LoadedConfig
 from slipway.engine.template import render
@@ -30,11 +30,9 @@ from slipway.migrations import (
     BatchProgress,
     Migration,
     MigrationResult,
-    MigrationRunner,
     MigrationState,
     MigrationStatus,
     Phase,
-    lint_migration,
     order_migrations,
     parse_migration,
 )
@@ -42,6 +40,9 @@ from slipway.model.config import MigrationsSpec
 from slipway.model.states import DeploymentKind, State
 from slipway.services.app import App
 from slipway.services.secrets import resolve_secrets
+
+if TYPE_CHECKING:
+    from slipway.migrations.runner import MigrationRunner
 
 #: The "host" migration steps are recorded under: they run in the Slipway process, not on a target.
 HOST = "slipway"
@@ -133,6 +134,8 @@ def make_runner(
     spec: MigrationsSpec, url: str, *, on_batch: Callable[[BatchProgress], None] | None = None
 ) -> MigrationRunner:
     """A runner with the project's timeouts."""
+    from slipway.migrations.runner import MigrationRunner  # sqlglot: only when migrations run
+
     return MigrationRunner(
         url,
         lock_wait=spec.lock_wait,
@@ -179,6 +182,8 @@ def refuse_changed(statuses: Sequence[MigrationStatus]) -> None:
 
 def lint_pending(migrations: Sequence[Migration], statuses: Sequence[MigrationStatus], dialect: str) -> None:
     """Lint every pending migration now, before any host is touched (LintError on the first finding)."""
+    from slipway.migrations.lint import lint_migration  # sqlglot: only when there is something to lint
+
     waiting = {s.version for s in statuses if s.state in (MigrationState.PENDING, MigrationState.IN_PROGRESS)}
     for m in migrations:
         if m.version in waiting:
@@ -483,6 +488,7 @@ async def contract_now(app: App, loaded: LoadedConfig, environment: str) -> list
 def lint_directory(directory: Path, *, dialect: str) -> list[Any]:
     """Lint every migration file of ``directory``; the findings without an override."""
     from slipway.migrations import load_migrations
+    from slipway.migrations.lint import lint_migration
 
     findings: list[Any] = []
     for m in load_migrations(directory):

@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
+import yaml
 
 from slipway.testing.load import Load
 from slipway.testing.sshbed import SSHTestBed
@@ -112,5 +113,20 @@ def test_blue_green_switch_and_back_under_load(fleet: tuple[Project, SSHTestBed]
         assert all(h["state"] == "failed" for h in latest["hosts"]), latest["hosts"]
         assert "503" in " ".join(h["error"] or "" for h in latest["hosts"])
         assert serving(project) == {f"web-{i + 1}": release_one for i in range(HOSTS)}
+
+        # A switch back runs the environment's smoke checks once the warm slot serves. One that fails
+        # (release 2 lacks what this check wants) fails the rollback; traffic stays on the slot it went to.
+        config = yaml.safe_load((project.root / "slipway.yml").read_text())
+        config["environments"]["production"]["smoke"] = [
+            {"kind": "http", "name": "wants v3", "url": "{{ environment.url }}/health", "body_contains": '"v": 3'}
+        ]
+        (project.root / "slipway.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+        smoked = project.slipway("rollback", "production", "--reason", "to green", check=False)
+        assert smoked.returncode == 8, smoked.stderr
+        assert commit_at(nginx.url) == two
+        [back_to_green, *_] = project.json("deployments", "production")
+        assert (back_to_green["kind"], back_to_green["state"]) == ("rollback", "failed")
+        assert "smoke checks failed after switching back to slot green" in back_to_green["reason"]
+        assert serving(project) == {f"web-{i + 1}": back_to_green["release"] for i in range(HOSTS)}
     finally:
         nginx.stop()

@@ -4,7 +4,10 @@ The warm slot still runs the release that served before the last switch, so goin
 switch: no install, no restart. The release asked for must be what the warm slot holds on every host
 (checked in the store first, then on the hosts themselves). Each host's warm backend passes the
 readiness gate before the switch; one that does not answer is restarted with its slot's activate hooks
-first. Nothing changes for users until every host's warm backend is ready.
+first. Nothing changes for users until every host's warm backend is ready. After the switch the
+environment's smoke checks and dependencies run, as after any rollback; if they fail, the switch back is
+recorded as failed and traffic stays where it went (switching again would serve the release the
+rollback was asked to leave).
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ from slipway.services.bluegreen import (
     _environment_lock,
     _slot_targets,
     slot_gate,
+    slot_hosts,
     slot_revert_steps,
     strategy_of,
 )
+from slipway.services.checks import DeploymentChecks, deployment_checks
 from slipway.services.deployments import DeployRequest, RollbackTarget
+from slipway.services.secrets import resolve_secrets
 from slipway.store.repository import Store
 from slipway.targets import release as layout
 
@@ -85,6 +91,13 @@ async def switch_back(app: App, loaded: LoadedConfig, request: DeployRequest) ->
     if gate.active is None:
         raise GateError(f"the router serves no slot of {name}: there is nothing to switch back from")
     warm = other_slot(strategy.slots, gate.active)
+    env = loaded.project.environments[name]
+    secrets = resolve_secrets(env, environment=name, root=loaded.root, environ=app.environ)
+    app.masker.add(secrets.values())
+    checks = deployment_checks(
+        app, loaded, environment=name, release=release, hosts=slot_hosts(loaded, name, warm),
+        stage_id=request.stage_id, secrets=secrets, rollback=True,
+    )
     async with _environment_lock(app, request):
         targets = _slot_targets(app, loaded, name, warm)
         try:
@@ -92,7 +105,7 @@ async def switch_back(app: App, loaded: LoadedConfig, request: DeployRequest) ->
             missing = warm_mismatches(held, release.id)
             if missing:
                 raise GateError(f"the warm slot {warm} of {name} does not hold {release.id}: {_describe(missing)}")
-            await _switch(app, loaded, request, gate, warm, targets, release)
+            await _switch(app, loaded, request, gate, warm, targets, release, checks)
         finally:
             await asyncio.gather(*(t.close() for t in targets.values()), return_exceptions=True)
     return release.id
@@ -106,6 +119,7 @@ async def _switch(
     warm: str,
     targets: dict[str, Target],
     release: ReleaseInfo,
+    checks: DeploymentChecks,
 ) -> None:
     name, store = request.environment, app.store
     served = {r.host: r.release_id for r in store.host_releases(name)}
@@ -136,6 +150,13 @@ async def _switch(
         store.finish_deployment(deployment_id, State.FAILED, reason=str(exc).splitlines()[0])
         raise
     _record(store, deployment_id, outcomes, served, release.id, targets, ok=True)
+    if checks.has_environment_checks:
+        try:
+            await checks.verify_environment()
+        except SlipwayError as exc:
+            reason = f"smoke checks failed after switching back to slot {warm}, which now serves: {exc}"
+            store.finish_deployment(deployment_id, State.FAILED, reason=reason.splitlines()[0])
+            raise
     store.finish_deployment(deployment_id, State.SUCCEEDED)
     app.observer.message(f"{name} serves {release.id} again (slot {warm}) after {time.monotonic() - started:.1f}s")
 

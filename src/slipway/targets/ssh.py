@@ -23,7 +23,6 @@ import fcntl
 import os
 import re
 import secrets
-import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,12 +41,12 @@ from slipway.errors import (
     TargetError,
 )
 from slipway.ports import OutputSink
+from slipway.targets.ssh_session import PID_MARK, CommandSession
 
 #: After the command exits, how long we keep reading output that a background child may still hold open.
 PIPE_GRACE = 1.0
 #: sshd's default MaxSessions is 10: stay below it, leaving room for channels that kill timed-out commands.
 DEFAULT_MAX_SESSIONS = 8
-_PID_MARK = b"slipway-pid:"
 #: How often a refused session channel is retried (0.02 s, 0.04 s, ... about 2 s in all).
 _OPEN_RETRIES = 14
 _OPEN_RETRY_DELAY = 0.02
@@ -107,93 +106,9 @@ class _Client(asyncssh.SSHClient):
         return False
 
 
-class _Session(asyncssh.SSHClientSession[bytes]):
-    """Collects one command's output, line by line for ``on_output``, and its exit."""
-
-    def __init__(self, on_output: OutputSink | None) -> None:
-        self._on_output = on_output
-        self._out: list[bytes] = []
-        self._err: list[bytes] = []
-        self._partial = {"stdout": b"", "stderr": b""}
-        self._head: bytes | None = b""  # stderr until the pid line has been seen
-        self.pid: int | None = None
-        self.exit_code: int | None = None
-        self.callback_error: BaseException | None = None
-        self.lost: Exception | None = None
-        self.exited = asyncio.Event()
-        self.closed = asyncio.Event()
-
-    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
-        if datatype == asyncssh.EXTENDED_DATA_STDERR:
-            if self._head is not None:
-                data = self._take_pid_line(data)
-            self._add("stderr", self._err, data)
-        else:
-            self._add("stdout", self._out, data)
-
-    def _take_pid_line(self, data: bytes) -> bytes:
-        assert self._head is not None
-        self._head += data
-        if b"\n" not in self._head:
-            return b""
-        line, rest = self._head.split(b"\n", 1)
-        self._head = None
-        if line.startswith(_PID_MARK) and line[len(_PID_MARK):].isdigit():
-            self.pid = int(line[len(_PID_MARK):])
-            return rest
-        return line + b"\n" + rest
-
-    def _add(self, stream: str, sink: list[bytes], data: bytes) -> None:
-        if not data:
-            return
-        sink.append(data)
-        if self._on_output is None:
-            return
-        *lines, self._partial[stream] = (self._partial[stream] + data).split(b"\n")
-        for line in lines:
-            self._emit(stream, line)
-
-    def _emit(self, stream: str, line: bytes) -> None:
-        if self._on_output is None or self.callback_error is not None:
-            return
-        try:
-            self._on_output(stream, line.decode("utf-8", "replace"))
-        except Exception as exc:  # raised to the caller after the command; asyncssh must not see it
-            self.callback_error = exc
-
-    def _flush(self) -> None:
-        if self._head:
-            self._add("stderr", self._err, self._head)
-            self._head = None
-        for stream in ("stdout", "stderr"):
-            if self._partial[stream]:
-                self._emit(stream, self._partial[stream])
-                self._partial[stream] = b""
-
-    def exit_status_received(self, status: int) -> None:
-        self.exit_code = status
-        self.exited.set()
-
-    def exit_signal_received(self, signal_name: str, core_dumped: bool, msg: str, lang: str) -> None:
-        try:
-            self.exit_code = -int(signal.Signals[f"SIG{signal_name}"])
-        except KeyError:
-            self.exit_code = -1
-        self.exited.set()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = exc
-        self._flush()
-        self.exited.set()
-        self.closed.set()
-
-    def output(self) -> tuple[bytes, bytes]:
-        return b"".join(self._out), b"".join(self._err)
-
-
 def _script(command: str, env: Mapping[str, str] | None, cwd: str | None) -> str:
     """The POSIX shell script that runs ``command`` with ``env`` in ``cwd``, reporting its pid first."""
-    lines = [f"printf '{_PID_MARK.decode()}%s\\n' \"$$\" >&2"]
+    lines = [f"printf '{PID_MARK.decode()}%s\\n' \"$$\" >&2"]
     if env:
         for key in env:
             if not _ENV_NAME.match(key):
@@ -273,7 +188,7 @@ class SSHTarget:
         on_output: OutputSink | None = None,
     ) -> CommandResult:
         """Run ``command`` with ``sh -c`` on the host; stream its lines; kill its process group on timeout."""
-        session = _Session(on_output)
+        session = CommandSession(on_output)
         raw = await self._execute(command, _script(command, env, cwd), session, stdin=stdin, timeout=timeout)
         if session.callback_error is not None:
             raise session.callback_error
@@ -299,7 +214,7 @@ class SSHTarget:
             f'mv -f -- "$tmp" {quote(path)}',
         ])
         label = f"put {path}"
-        raw = await self._execute(label, _script(script, None, None), _Session(None), stdin=data,
+        raw = await self._execute(label, _script(script, None, None), CommandSession(None), stdin=data,
                                   timeout=timeout if timeout is not None else self.transfer_timeout)
         if raw.exit_code != 0:
             tail = _tail(raw.stderr)
@@ -310,7 +225,7 @@ class SSHTarget:
         """Read a file from the host with ``cat``; raises TargetError if it cannot."""
         label = f"read {path}"
         script = _script(f"exec cat -- {quote(path)}", None, None)
-        raw = await self._execute(label, script, _Session(None), stdin=None,
+        raw = await self._execute(label, script, CommandSession(None), stdin=None,
                                   timeout=timeout if timeout is not None else self.transfer_timeout)
         if raw.exit_code != 0:
             tail = _tail(raw.stderr)
@@ -351,7 +266,7 @@ class SSHTarget:
     # ----------------------------------------------------------------- commands
 
     async def _execute(
-        self, label: str, script: str, session: _Session, *, stdin: bytes | None, timeout: float | None
+        self, label: str, script: str, session: CommandSession, *, stdin: bytes | None, timeout: float | None
     ) -> _Raw:
         started = time.monotonic()
         self._bind_loop()
@@ -391,7 +306,7 @@ class SSHTarget:
         return _Raw(session.exit_code, out, err, time.monotonic() - started)
 
     async def _open_channel(
-        self, label: str, remote: str, session: _Session
+        self, label: str, remote: str, session: CommandSession
     ) -> tuple[asyncssh.SSHClientConnection, asyncssh.SSHClientChannel[bytes]]:
         """Open a session channel; a connection found closed is replaced once (nothing ran yet).
 
@@ -428,7 +343,7 @@ class SSHTarget:
                     continue
                 raise TargetError(f"cannot open a session: {exc}", host=self.name, command=label) from exc
 
-    async def _drain(self, chan: asyncssh.SSHClientChannel[bytes], session: _Session) -> None:
+    async def _drain(self, chan: asyncssh.SSHClientChannel[bytes], session: CommandSession) -> None:
         """Output may still follow the exit status; a daemon the command started may hold it open."""
         try:
             async with asyncio.timeout(PIPE_GRACE):
@@ -437,7 +352,7 @@ class SSHTarget:
             chan.close()
 
     async def _kill(
-        self, conn: asyncssh.SSHClientConnection, chan: asyncssh.SSHClientChannel[bytes], session: _Session
+        self, conn: asyncssh.SSHClientConnection, chan: asyncssh.SSHClientChannel[bytes], session: CommandSession
     ) -> None:
         """Kill the timed-out command's process group; drop the connection if the host does not answer."""
         try:

@@ -27,7 +27,7 @@ from slipway.services.app import App
 from slipway.services.secrets import resolve_secrets
 from slipway.services.workspace import prune_workspaces, workspace
 from slipway.targets.local import LocalTarget
-from slipway.vcs import committed_file, resolve_commit
+from slipway.vcs import check_commit_links, committed_file, resolve_commit
 
 
 @dataclass(frozen=True)
@@ -215,6 +215,7 @@ def _create_pipeline_run(app: App, commit: str) -> int:
         raise ConfigError(f"{name} in commit {commit[:12]} is not UTF-8 text: {exc.reason}") from None
     loaded = parse_config(text, path=app.config.path)
     project = loaded.project
+    check_commit_links(app.root, commit)  # an unsafe symlink is refused before a run exists
     return app.store.create_run(
         project=project.name,
         kind=RunKind.PIPELINE,

@@ -233,9 +233,9 @@ def test_malformed_config_gives_position_and_exit_2(project: Project) -> None:
 
 
 def test_a_run_reads_its_pipeline_from_the_commit_not_the_working_tree(project: Project) -> None:
-    # An uncommitted edit does not change the pipeline a run follows ...
+    # An uncommitted edit does not change the pipeline a run follows (with --allow-dirty; without, it is refused) ...
     project.edit("slipway.yml", "{name: unit-tests, kind: test,", "{name: unit-tests-edited, kind: test,")
-    waiting = project.json("run")
+    waiting = project.json("run", "--allow-dirty")
     assert [s["name"] for s in project.json("history")[0]["stages"]][:2] == ["build", "unit-tests"], waiting
     # ... and a commit without slipway.yml cannot run, with a clear error and nothing started.
     subprocess.run(["git", "rm", "-q", "--cached", "slipway.yml"], cwd=project.root, check=True, env=project.env)

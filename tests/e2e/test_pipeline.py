@@ -287,9 +287,11 @@ def test_init_writes_a_valid_commented_config(tmp_path: Path) -> None:
     subprocess.run([SLIPWAY, "init", str(tmp_path)], check=True, capture_output=True)
     text = (tmp_path / "slipway.yml").read_text()
     assert text.count("#") > 10
-    out = subprocess.run(
-        [SLIPWAY, "--config", str(tmp_path / "slipway.yml"), "validate"], capture_output=True, text=True
-    )
+    validate = [SLIPWAY, "--config", str(tmp_path / "slipway.yml"), "validate"]
+    env = {k: v for k, v in os.environ.items() if k != "MYAPP_API_TOKEN"}
+    out = subprocess.run(validate, capture_output=True, text=True, env=env)
+    assert out.returncode == 2 and "MYAPP_API_TOKEN" in out.stderr, out.stderr  # its secret is checked too
+    out = subprocess.run(validate, capture_output=True, text=True, env={**env, "MYAPP_API_TOKEN": "t0ken"})
     assert out.returncode == 0, out.stderr
     again = subprocess.run([SLIPWAY, "init", str(tmp_path)], capture_output=True, text=True)
     assert again.returncode == 2 and "--force" in again.stderr

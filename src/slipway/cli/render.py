@@ -19,6 +19,7 @@ ICONS = {
     State.CANCELLED: "[yellow]⊘[/]",
     State.WAITING: "[cyan]⏸[/]",
     State.SKIPPED: "[dim]-[/]",
+    State.SUPERSEDED: "[dim]⤼[/]",
     State.RUNNING: "[blue]…[/]",
     State.PENDING: "[dim]·[/]",
 }

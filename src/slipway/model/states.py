@@ -21,6 +21,8 @@ class State(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
+    #: A run (and the gate it waited at) that a newer run made obsolete: services/ordering.py.
+    SUPERSEDED = "superseded"
 
     @property
     def is_final(self) -> bool:
@@ -28,16 +30,17 @@ class State(StrEnum):
         return self in FINAL
 
 
-FINAL = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED, State.SKIPPED})
+FINAL = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED, State.SKIPPED, State.SUPERSEDED})
 
 _EDGES: dict[State, frozenset[State]] = {
     State.PENDING: frozenset({State.RUNNING, State.SKIPPED, State.CANCELLED}),
     State.RUNNING: frozenset({State.SUCCEEDED, State.FAILED, State.WAITING, State.CANCELLED}),
-    State.WAITING: frozenset({State.RUNNING, State.SUCCEEDED, State.FAILED, State.CANCELLED}),
+    State.WAITING: frozenset({State.RUNNING, State.SUCCEEDED, State.FAILED, State.CANCELLED, State.SUPERSEDED}),
     State.SUCCEEDED: frozenset(),
     State.FAILED: frozenset(),
     State.CANCELLED: frozenset(),
     State.SKIPPED: frozenset(),
+    State.SUPERSEDED: frozenset(),
 }
 
 

@@ -207,6 +207,28 @@ class Store:
                 run.error = error
             self._audit(s, actor, f"run.{state.value}", f"run {run_id}", {"error": error} if error else {})
 
+    def runs_in_state(self, state: State, *, project: str) -> list[rec.RunRecord]:
+        """The project's runs in ``state``, oldest first."""
+        with self._tx() as s:
+            q = select(t.Run.id).where(t.Run.state == state.value, t.Run.project == project).order_by(t.Run.id)
+            ids = s.scalars(q).all()
+        return [self.get_run(i) for i in ids]
+
+    def supersede_run(self, run_id: int, *, reason: str, actor: str) -> None:
+        """In one transaction: a waiting run, its waiting stage and the stages after it end as superseded."""
+        with self._tx() as s:
+            run = s.get(t.Run, run_id)
+            if run is None:
+                raise StateError(f"there is no run {run_id}")
+            run.state = transition(State(run.state), State.SUPERSEDED, what=f"run {run_id}").value
+            run.finished_at, run.error = self._now(), reason
+            for stage in s.scalars(select(t.Stage).where(t.Stage.run_id == run_id)).all():
+                if stage.state in (State.WAITING.value, State.PENDING.value):
+                    end = State.SUPERSEDED if stage.state == State.WAITING.value else State.SKIPPED
+                    stage.state = transition(State(stage.state), end, what=f"stage {stage.name}").value
+                    stage.finished_at = run.finished_at
+            self._audit(s, actor, "run.superseded", f"run {run_id}", {"reason": reason})
+
     def set_run_artifact(self, run_id: int, digest: str) -> None:
         """Bind the run to the one artifact it built (or promotes)."""
         with self._tx() as s:

@@ -462,8 +462,9 @@ async def _undo(target: ContainerTarget, router: Router | None, steps: Sequence[
         try:
             if router is not None and step.switched and step.spec.group and step.old and step.old.backend:
                 await router.set_upstream(step.spec.group, [step.old.backend])
-        except SlipwayError:
+        except SlipwayError:  # the new container may still serve: it stays
             log.exception("switching %s on %s back failed; fix it by hand", step.spec.name, target.name)
+            continue
         if step.new is None or step.new is step.old:
             continue
         try:

@@ -421,7 +421,8 @@ def describe_rollout(loaded: LoadedConfig, environment: str) -> list[str]:
     project = loaded.project
     env = project.environments[environment]
     targets = [_spec(t) for t in env.targets]
-    lines = [f"  strategy: {env.strategy.kind.value if env.strategy is not None else 'all_at_once'}"]
+    lines = [f"  strategy: {env.strategy.kind.value if env.strategy is not None else 'all_at_once'}",
+             "  first, on every target: stop and remove orphan containers (running, but not the recorded release)"]
     for batch in plan_rollout([t.name for t in targets], env):
         lines.append(f"  batch {batch.index + 1} ({batch.kind.value}): {', '.join(batch.hosts)}")
     for target in targets:

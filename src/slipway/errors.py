@@ -18,7 +18,8 @@ The tree::
     ├── DeploymentError        a deployment failed; holds the per-host result map
     │   ├── CircuitBreakerTripped
     │   ├── DeploymentHalted   a check failed and the policy is halt: hosts left as they are
-    │   └── CanaryRejected     a person rejected a parked canary: its hosts went back
+    │   ├── CanaryRejected     a person rejected a parked canary: its hosts went back
+    │   └── RetireFailed       a container target switched, but its old containers were not all stopped
     ├── MigrationError         a database migration cannot or must not run
     │   ├── LintError          an unsafe statement in an expand file (rule id, file, fix)
     │   ├── ChecksumMismatch   an applied migration was edited
@@ -221,6 +222,16 @@ class DeploymentHalted(DeploymentError):
 
 class CanaryRejected(DeploymentError):
     """A person rejected a canary that waited for a decision; its hosts went back to what they ran."""
+
+
+class RetireFailed(DeploymentError):
+    """A container target serves its new containers, but stopping the old ones failed (e.g. the engine
+    was lost): ``left`` names the old containers that may still run, out of the router."""
+
+    def __init__(self, message: str, *, host: str, left: tuple[str, ...], hint: str = "") -> None:
+        self.host = host
+        self.left = left
+        super().__init__(f"[{host}] {message}", hint=hint)
 
 
 class MigrationError(SlipwayError):

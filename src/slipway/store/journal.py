@@ -90,10 +90,11 @@ def _apply(store: Store, entry: dict[str, Any], ids: dict[int, int]) -> None:
             args[key] = ids[args[key]]
     if op == "set_host_release" and _newer_host_record(store, args, at):
         return  # the store already knows something newer about this host
-    method: Callable[..., Any] = getattr(store, op)
+    # The write itself, not its journalling wrapper: a replay the store refuses must raise, not journal again.
+    method: Callable[..., Any] = getattr(type(store), op).__wrapped__
     with store.clock_at(at):
         try:
-            result = method(**args)
+            result = method(store, **args)
         except StateError:
             return  # already recorded (a replay cut short by a crash): the store's state stands
     if op == "start_step" and "placeholder" in entry:

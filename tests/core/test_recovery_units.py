@@ -31,8 +31,13 @@ def new_store(tmp_path: Path, *, with_journal: bool = False) -> Store:
 
 def new_run(store: Store) -> int:
     return store.create_run(
-        project="p", kind=RunKind.PIPELINE, commit="c" * 40, triggered_by="ann", config_text="name: p",
-        config_path="/p/slipway.yml", stages=[("build", StageKind.BUILD, None), ("deploy", StageKind.DEPLOY, "prod")],
+        project="p",
+        kind=RunKind.PIPELINE,
+        commit="c" * 40,
+        triggered_by="ann",
+        config_text="name: p",
+        config_path="/p/slipway.yml",
+        stages=[("build", StageKind.BUILD, None), ("deploy", StageKind.DEPLOY, "prod")],
     )
 
 
@@ -93,8 +98,12 @@ def test_interrupting_a_run_records_its_stages_steps_and_deployments(tmp_path: P
         store.set_stage_state(deploy.id, State.RUNNING)
         step = store.start_step(deploy.id, name="activate", host="h1", command="x")
         store.start_deployment(
-            environment="prod", kind=DeploymentKind.DEPLOY, run_id=run_id, artifact_digest="sha256:" + "0" * 64,
-            release_id="r1", deployed_by="ann",
+            environment="prod",
+            kind=DeploymentKind.DEPLOY,
+            run_id=run_id,
+            artifact_digest="sha256:" + "0" * 64,
+            release_id="r1",
+            deployed_by="ann",
         )
         assert store.interrupt_run(run_id, reason="the process died")
         run = store.get_run(run_id)
@@ -121,7 +130,12 @@ def test_writes_the_store_refuses_are_journalled_in_order_and_replayed(tmp_path:
     assert step < 0 and store.unavailable is not None
     store.finish_step(step, State.SUCCEEDED, exit_code=0, log="ok")
     store.set_host_release(
-        environment="prod", host="h1", release_id="r0", artifact_digest="sha256:0", commit="c", deployment_id=1,
+        environment="prod",
+        host="h1",
+        release_id="r0",
+        artifact_digest="sha256:0",
+        commit="c",
+        deployment_id=1,
         run_id=run_id,
     )
     store.set_stage_state(stage.id, State.FAILED, error="store gone")

@@ -85,7 +85,9 @@ def single_deployment_of(app: App, run_id: int) -> tuple[DeploymentKind, str | N
     environment = run.stages[0].environment
     found = next((d for d in app.store.deployments(environment, limit=200) if d.run_id == run_id), None)
     if found is None:
-        raise StateError(f"run {run_id} has no deployment to resume", hint=f"roll back again: 'slipway rollback {environment}'")
+        raise StateError(
+            f"run {run_id} has no deployment to resume", hint=f"roll back again: 'slipway rollback {environment}'"
+        )
     return found.kind, found.release_id, found.reason
 
 

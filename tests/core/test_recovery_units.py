@@ -144,6 +144,8 @@ def test_writes_the_store_refuses_are_journalled_in_order_and_replayed(tmp_path:
     assert store.journal is not None and store.journal.path is not None
     assert store.journal.path.stat().st_mode & 0o777 == 0o600 and store.journal.entries == 6
     store._sessions = good  # the store answers again: the next command replays
+    assert journal.replay(store, tmp_path / "journal") == 0  # not while its writer still holds it
+    store.journal.close()
     with pytest.raises(StateError):
         store.get_run(10_000)
     assert journal.replay(store, tmp_path / "journal") == 6

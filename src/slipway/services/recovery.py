@@ -26,9 +26,9 @@ RUN_LOCK_TTL = 7 * 24 * 3600
 RUN_LOCK = "run "
 
 
-def holder_text(actor: str, *, run_id: int | None) -> str:
-    """How this process names itself as a lock holder: who, which run, and the process (pid, machine, start)."""
-    return f"{actor} (run {run_id}, {this_process().describe()})"
+def holder_text(actor: str, *, run_id: int | None, doing: str | None = None) -> str:
+    """How this process names itself as a lock holder: who, for what, and the process (pid, machine, start)."""
+    return f"{actor} ({doing or f'run {run_id}'}, {this_process().describe()})"
 
 
 def holder_is_dead(holder: str) -> bool:

@@ -78,6 +78,7 @@ async def deploy_containers(app: App, loaded: LoadedConfig, request: DeployReque
             halt_on_failed_check=checks.halt,
         )
         await _locked(app, request, rollout)
+        checks.raise_kept()
     finally:
         await asyncio.gather(*(e.close() for e in engines.values()), return_exceptions=True)
     return release.id

@@ -314,6 +314,8 @@ class LoadTestSpec(FrozenModel):
     time_limit: float = Field(default=30.0, gt=0, le=600)
     request_timeout: float = Field(default=10.0, gt=0, le=600)
     thresholds: LoadThresholds = LoadThresholds()
+    #: A run that the time limit stops before every request finished fails, unless this is true.
+    allow_partial: bool = False
 
     @field_validator("method")
     @classmethod

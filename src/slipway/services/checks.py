@@ -424,8 +424,9 @@ def figure_lines(spec: LoadTestSpec, result: LoadTestResult) -> list[str]:
     lines = [
         f"requests: {result.completed} of {result.requested} completed in {result.duration_s:.2f} s "
         f"({result.requests_per_second:.0f}/s) at concurrency {spec.concurrency}"
-        + (" (stopped by the time limit)" if result.stopped_by_time_limit else ""),
-        f"errors: {result.errors} ({result.error_rate:.1%})",
+        + (f" (stopped by the time limit: {result.stop_detail()})" if result.stopped_by_time_limit else ""),
+        f"errors: {result.errors} ({result.error_rate:.1%}) of {result.sent} sent"
+        " (timeouts, transport errors, statuses >= 400, abandoned at the time limit)",
         f"latency: p50 {ms(result.p50_ms)}, p95 {ms(result.p95_ms)}, p99 {ms(result.p99_ms)}, max {ms(result.max_ms)}",
     ]
     t = spec.thresholds
@@ -433,7 +434,7 @@ def figure_lines(spec: LoadTestSpec, result: LoadTestResult) -> list[str]:
     shown = [f"{name} <= {limit:g}{unit}" for name, limit, unit in limits if limit is not None]
     if t.max_error_rate is not None:
         shown.append(f"error rate <= {t.max_error_rate:.1%}")
-    lines.append("thresholds: " + (", ".join(shown) or "none"))
+    lines.append("thresholds: " + (", ".join(shown) or "none") + ("; a partial run is allowed" if spec.allow_partial else ""))
     lines += [f"BROKEN: {b}" for b in result.breaches] or ["verdict: every threshold held"]
     lines += [f"error sample: {e}" for e in result.error_samples]
     return lines
@@ -462,7 +463,7 @@ async def load_test_stage(app: Any, loaded: LoadedConfig, stage: StageRecord, *,
         raise_for_breaches(result)
     except CheckFailed as exc:
         raise CheckFailed(
-            f"load test of {stage.environment} broke {len(result.breaches)} threshold(s)",
+            f"load test of {stage.environment} failed: {'; '.join(result.breaches)}",
             check=stage.name,
             evidence=exc.evidence or "; ".join(result.breaches),
             hint=f"'slipway logs {stage.run_id} --stage {stage.name}' shows the figures; "

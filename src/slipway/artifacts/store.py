@@ -14,6 +14,7 @@ from pathlib import Path
 
 from slipway.artifacts.archive import CHUNK, Manifest, iter_archive
 from slipway.errors import ArtifactError, ArtifactNotFound, DigestMismatch
+from slipway.private import make_private_dir
 
 PREFIX = "sha256:"
 
@@ -55,7 +56,8 @@ class LocalArtifactStore:
         digest = sha256_file(archive)
         hexpart = parse_digest(digest)
         target = self._archive(hexpart)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.root)
+        make_private_dir(target.parent)
         stored = Manifest(
             project=manifest.project,
             commit=manifest.commit,
@@ -70,7 +72,7 @@ class LocalArtifactStore:
             if self._manifest(hexpart).exists():
                 return self.manifest(digest)
         else:
-            os.chmod(archive, 0o444)
+            os.chmod(archive, 0o400)  # immutable, and private like the rest of the store
             shutil.move(str(archive), target)
         self._write_atomic(self._manifest(hexpart), stored.to_json().encode())
         return stored

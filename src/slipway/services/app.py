@@ -16,6 +16,7 @@ from slipway.errors import ConfigError
 from slipway.model.config import LocalTargetSpec, SSHTargetSpec, TargetSpec
 from slipway.model.containers import ContainerTargetSpec
 from slipway.ports import Target
+from slipway.private import secure_state_dir
 from slipway.services.settings import Settings
 from slipway.store.repository import Store
 from slipway.targets.local import LocalTarget
@@ -41,6 +42,7 @@ class App:
     def store(self) -> Store:
         """The state store, opened (and migrated) on first use."""
         if self._store is None:
+            secure_state_dir(self.settings.state_dir)  # 0700, and what is in it tightened
             self._store = Store(self.settings.database_url)
         return self._store
 

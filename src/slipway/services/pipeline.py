@@ -21,6 +21,7 @@ from slipway.model.config import Project
 from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import RunRecord, StageRecord
 from slipway.model.states import Decision, DeploymentKind, RunKind, StageKind, State
+from slipway.private import make_private_dir
 from slipway.services import canary, checks, switchback
 from slipway.services import deployments as dep
 from slipway.services import migrations as database
@@ -43,6 +44,7 @@ def workspace(app: App, run: RunRecord) -> Path:
     """The clean export of the run's commit that builds and tests run in (re-created when missing)."""
     path = app.settings.state_dir / "work" / f"run-{run.id}"
     if not path.is_dir():
+        make_private_dir(path.parent)  # the exported source is nobody else's business
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         export_commit(app.root, run.commit, tmp)
@@ -97,7 +99,7 @@ class PipelineRun:
         for command in self.project.artifact.build:
             await steps.run_command(builder, f"build: {command}", command, cwd=str(ws), timeout=3600)
         files = collect_files(ws, self.project.artifact.paths, self.project.artifact.exclude)
-        artifacts.root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(artifacts.root)
         fd, tmp_name = tempfile.mkstemp(dir=artifacts.root, prefix=".build-", suffix=".tar.gz")
         tmp = Path(tmp_name)
         with open(fd, "wb") as out:

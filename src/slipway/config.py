@@ -236,6 +236,7 @@ def check_references(loaded: LoadedConfig) -> None:
     project = loaded.project
     check_databases(loaded)
     check_containers(loaded)
+    check_breaker_keys(loaded)
     seen: dict[str, int] = {}
     deployed: set[str] = set()
     envs = sorted(project.environments)
@@ -285,6 +286,27 @@ def check_references(loaded: LoadedConfig) -> None:
                 ("pipeline", i, "environment"),
                 hint=f"put a deploy stage for {env!r} before it",
             )
+
+
+def check_breaker_keys(loaded: LoadedConfig) -> None:
+    """``breaker:`` belongs to dependencies only: on a verify or smoke check it would be silently ignored."""
+    lists: list[tuple[Loc, Sequence[BaseModel]]] = [(("deploy", "checks"), loaded.project.deploy.checks)]
+    lists += [(("environments", n, "smoke"), e.smoke) for n, e in loaded.project.environments.items()]
+    for where, specs in lists:
+        for i, spec in enumerate(specs):
+            if "breaker" in spec.model_fields_set:
+                loc = (*where, i, "breaker")
+                key = loaded.marks.get((*loc, "__key__"))
+                kind = "smoke" if where[-1] == "smoke" else "verify"
+                raise ConfigError(
+                    f"a {kind} check has no circuit breaker: 'breaker' applies to dependencies only",
+                    file=str(loaded.path),
+                    line=key.line if key else None,
+                    column=key.column if key else None,
+                    key_path=dotted(loc),
+                    hint="remove 'breaker:' here; to guard an external service, list it under the environment's "
+                    "'dependencies:' with a name and a 'breaker:' (docs/checks.md)",
+                )
 
 
 def check_databases(loaded: LoadedConfig) -> None:

@@ -16,6 +16,7 @@ The tree::
     │   ├── CommandFailed      non-zero exit: exit code and the tail of stderr
     │   └── CommandTimeout
     ├── DeploymentError        a deployment failed; holds the per-host result map
+    │   ├── HostsUnreachable   hosts could not be reached (or refused us) before anything changed: exit 5
     │   ├── CircuitBreakerTripped
     │   ├── DeploymentHalted   a check failed and the policy is halt: hosts left as they are
     │   ├── CanaryRejected     a person rejected a parked canary: its hosts went back
@@ -199,6 +200,13 @@ class HostOutcome:
     details: Mapping[str, str] = field(default_factory=dict)
 
 
+def of_hosts(count: int, total: int) -> str:
+    """``1 of 3 hosts``, ``2 of 2 hosts``, ``1 host`` (when there is one): counts of the environment in messages."""
+    if total == 1:
+        return f"{count} host"
+    return f"{count} of {total} hosts"
+
+
 class DeploymentError(SlipwayError):
     """A deployment failed; ``results`` holds what happened on every host."""
 
@@ -210,6 +218,16 @@ class DeploymentError(SlipwayError):
         if failed:
             message += "".join(f"\n  - {o.host}: {o.step + ': ' if o.step else ''}{o.error}" for o in failed)
         super().__init__(message, hint=hint)
+
+
+class HostsUnreachable(DeploymentError):
+    """Hosts could not be reached, refused authentication or had an unknown key, before anything changed.
+
+    A connection fault, not a broken release: it exits like a TargetError (5, see docs/ssh.md), and it
+    keeps the per-host map of a DeploymentError.
+    """
+
+    exit_code = 5
 
 
 class CircuitBreakerTripped(DeploymentError):

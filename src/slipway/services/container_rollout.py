@@ -29,7 +29,15 @@ from slipway.engine.planner import ReleaseInfo, plan_rollout
 from slipway.engine.rollout import FIRST_FAILURE
 from slipway.engine.steps import StepRunner
 from slipway.engine.strategy import Batch, failure_threshold
-from slipway.errors import CheckFailed, DeploymentError, DeploymentHalted, HostOutcome, RetireFailed, SlipwayError
+from slipway.errors import (
+    CheckFailed,
+    DeploymentError,
+    DeploymentHalted,
+    HostOutcome,
+    RetireFailed,
+    SlipwayError,
+    of_hosts,
+)
 from slipway.model.config import Environment
 from slipway.model.containers import ContainerTargetSpec
 from slipway.model.records import HostRelease
@@ -77,6 +85,7 @@ async def deploy_containers(app: App, loaded: LoadedConfig, request: DeployReque
             halt_on_failed_check=checks.halt,
         )
         await _locked(app, request, rollout)
+        checks.raise_kept()
     finally:
         await asyncio.gather(*(e.close() for e in engines.values()), return_exceptions=True)
     return release.id
@@ -315,12 +324,13 @@ class ContainerRollout:
         count, total = len(self.failed), len(self.targets)
         if count < threshold:
             self.app.observer.message(
-                f"{len(failures)} host(s) failed ({count} of {total}, breaker threshold {threshold}): "
+                f"{len(failures)} {'host' if len(failures) == 1 else 'hosts'} failed ({count} of {total}, "
+                f"breaker threshold {threshold}): "
                 f"{', '.join(failures)} go back to the image each ran; going on")
             await self._revert([n for n in failures if n in self.switched])
             return
         if self.env.circuit_breaker is None:
-            message = f"deployment of {self.environment} failed on {count} of {total} host(s)"
+            message = f"deployment of {self.environment} failed on {of_hosts(count, total)}"
         else:
             message = (f"deployment of {self.environment} failed: circuit breaker tripped: {count} of {total} "
                        f"hosts failed (threshold {threshold})")

@@ -20,6 +20,7 @@ from slipway.model.config import Project
 from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import RunRecord, StageRecord
 from slipway.model.states import Decision, DeploymentKind, RunKind, StageKind, State
+from slipway.private import make_private_dir
 from slipway.services import canary, checks, ordering, recovery, switchback
 from slipway.services import deployments as dep
 from slipway.services import migrations as database
@@ -87,7 +88,7 @@ class PipelineRun:
         for command in self.project.artifact.build:
             await steps.run_command(builder, f"build: {command}", command, cwd=str(ws), timeout=3600)
         files = collect_files(ws, self.project.artifact.paths, self.project.artifact.exclude)
-        artifacts.root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(artifacts.root)
         fd, tmp_name = tempfile.mkstemp(dir=artifacts.root, prefix=".build-", suffix=".tar.gz")
         tmp = Path(tmp_name)
         try:

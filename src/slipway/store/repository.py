@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from slipway.errors import LockHeld, StateError, StoreError
 from slipway.model import records as rec
 from slipway.model.states import Decision, DeploymentKind, RunKind, StageKind, State, transition
+from slipway.private import create_private_file, make_private_dir, tighten_sqlite
 from slipway.store import schema as t
 from slipway.store.journal import Journal
 
@@ -108,9 +109,12 @@ class Store:
         self.unavailable: StoreError | None = None
         try:
             if url.startswith("sqlite"):
-                path = url.split("///", 1)[-1]
+                path = url.split("///", 1)[-1].split("?", 1)[0]
                 if path and path != ":memory:":
-                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                    # Private from the start: every step's output and the pipeline text live in here.
+                    make_private_dir(Path(path).parent)
+                    create_private_file(Path(path))
+                    tighten_sqlite(Path(path))  # an older, looser file; SQLite gives -wal/-shm the db's mode
                 self.engine = create_engine(url, connect_args={"timeout": 30})
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             else:

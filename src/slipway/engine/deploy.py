@@ -487,14 +487,19 @@ async def run_deployment(run: DeploymentRun) -> None:
         await run._revert_switched()
         run.record_hosts(State.FAILED)
         run.store.finish_deployment(run.deployment_id, State.FAILED, reason="the state store stopped answering")
+        # A read may have met the outage first (a bare StoreError): say where the journal is all the same.
+        gone = run.store_gone()
+        error = gone if gone is not None and "journal" not in exc.message else exc
         stuck = {h: o.error for h, o in run.outcomes.items() if "revert failed" in o.error}
         if stuck:
             raise StoreError(
-                f"{exc.message.splitlines()[0]}; putting back failed on "
+                f"{error.message.splitlines()[0]}; putting back failed on "
                 + "; ".join(f"{h}: {e}" for h, e in stuck.items()),
-                hint="'slipway rollback ENV' once the hosts answer; " + exc.hint,
+                hint="'slipway rollback ENV' once the hosts answer; " + error.hint,
             ) from exc
-        raise
+        if error is exc:
+            raise
+        raise error from exc
     except (asyncio.CancelledError, KeyboardInterrupt):
         # _phase reverts when the stop lands in a batch; between batches (traffic, bake, pause) it is here
         await run._revert_switched()

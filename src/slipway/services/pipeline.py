@@ -15,7 +15,15 @@ from slipway.engine.runner import drive_run
 from slipway.engine.steps import StepRunner
 from slipway.engine.strategy import BlueGreen
 from slipway.engine.template import render
-from slipway.errors import ArtifactError, ArtifactNotFound, CanaryRejected, ConfigError, GateError, StateError
+from slipway.errors import (
+    ArtifactError,
+    ArtifactNotFound,
+    CanaryRejected,
+    ConfigError,
+    GateError,
+    StateError,
+    StoreError,
+)
 from slipway.model.config import Project
 from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import RunRecord, StageRecord
@@ -218,7 +226,7 @@ def _prune(app: App) -> None:
     """Remove the workspaces no unfinished run needs; a failure to do so never fails a run."""
     try:
         removed = prune_workspaces(app)
-    except OSError as exc:
+    except (OSError, StoreError) as exc:  # never hides the run's own outcome (a store outage: its journal)
         app.observer.message(f"could not prune {app.settings.state_dir / 'work'}: {exc}")
         return
     if removed:

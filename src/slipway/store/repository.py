@@ -19,7 +19,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from sqlalchemy import create_engine, delete, event, inspect, select, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from slipway.errors import LockHeld, StateError, StoreError
@@ -95,6 +95,13 @@ def journalled(method: Callable[Concatenate[Store, P], T]) -> Callable[Concatena
         return cast(T, placeholder if placeholder is not None else None)
 
     return cast("Callable[Concatenate[Store, P], T]", write)
+
+
+def _is_outage(exc: SQLAlchemyError) -> bool:
+    """Whether the store could not be reached at all (not a refused statement, not a busy SQLite file)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError) and "locked" not in str(exc)
 
 
 class Store:
@@ -174,7 +181,10 @@ class Store:
         except (StateError, LockHeld):
             raise
         except SQLAlchemyError as exc:
-            raise StoreError(f"state store error: {exc.__class__.__name__}: {exc}") from exc
+            error = StoreError(f"state store error: {exc.__class__.__name__}: {exc}")
+            if self.journal is not None and self.unavailable is None and _is_outage(exc):
+                self.unavailable = error  # a read that cannot reach the store: from now on writes are journalled
+            raise error from exc
         finally:
             session.close()
 

@@ -8,7 +8,9 @@ process started for the same port asks it for the listening socket. The exchange
 
 1. the new process connects and receives the listening socket's file descriptor (SCM_RIGHTS);
 2. it prepares to serve on it, takes over the control socket's path, and sends ``serving``;
-3. the old process stops accepting, answers ``stopped``, finishes the requests it holds and exits.
+3. the old process stops accepting, answers ``stopped``, finishes the requests it holds and exits,
+   which closes its end of the control connection: the new process knows that the old one is gone
+   without polling its pid (an exited process can stay a zombie until its reaper gets to it).
 
 Both processes hold the same socket throughout, so a connection in its queue is accepted by one of them.
 If the new process dies before step 2, the old one never stopped accepting and keeps serving.
@@ -75,12 +77,23 @@ class Predecessor:
 
     def stop_accepting(self) -> bool:
         """Tell it that this process serves now; True once it has stopped accepting."""
-        with self.control:
-            try:
-                self.control.sendall(b"serving\n")
-                return self.control.recv(64).startswith(b"stopped")
-            except OSError:
-                return False
+        try:
+            self.control.sendall(b"serving\n")
+            return self.control.recv(64).startswith(b"stopped")
+        except OSError:
+            return False
+
+    def wait_until_gone(self, timeout: float) -> bool:
+        """Wait until it has answered the requests it held and exited; False after ``timeout`` seconds."""
+        self.control.settimeout(timeout)
+        try:
+            while self.control.recv(64):
+                pass
+            return True
+        except OSError:
+            return False
+        finally:
+            self.control.close()
 
 
 class ControlSocket:
@@ -91,6 +104,7 @@ class ControlSocket:
         self.listener = listener
         self.stop_accepting = stop_accepting
         self.handed_over = threading.Event()
+        self._successor: socket.socket | None = None  # open until this process exits: the successor waits
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # Bind beside the path and rename over it: a successor never finds the path missing or stale.
         staging = f".{path.name}.{os.getpid()}"
@@ -109,21 +123,24 @@ class ControlSocket:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            with conn:
-                conn.settimeout(STEP_TIMEOUT)
-                self._hand_over(conn)
+            conn.settimeout(STEP_TIMEOUT)
+            if self._hand_over(conn):
+                self._successor = conn
+            else:
+                conn.close()
         self.sock.close()
 
-    def _hand_over(self, conn: socket.socket) -> None:
+    def _hand_over(self, conn: socket.socket) -> bool:
         if self.listener.fileno() < 0:
-            return  # stopping: the successor starts afresh
+            return False  # stopping: the successor starts afresh
         try:
             socket.send_fds(conn, [b"listener"], [self.listener.fileno()])
             if not conn.recv(64).startswith(b"serving"):
-                return  # the successor died before serving: keep accepting
+                return False  # the successor died before serving: keep accepting
         except OSError:
-            return
+            return False
         self.stop_accepting()
         self.handed_over.set()
         with contextlib.suppress(OSError):
             conn.sendall(b"stopped\n")
+        return True

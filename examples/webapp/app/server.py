@@ -20,13 +20,12 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from app import store
-from app.handover import ControlSocket, HandoverError, Predecessor
+from app.handover import STEP_TIMEOUT, ControlSocket, HandoverError, Predecessor
 
 
 def release_info() -> dict[str, str]:
@@ -131,6 +130,8 @@ class Server(ThreadingHTTPServer):
             self.socket = listener
             self.server_address = listener.getsockname()
         self.draining = False
+        self.handed_over = False  # a successor accepts on the listening socket now
+        self.control: ControlSocket | None = None
         self._idle: dict[socket.socket, bool] = {}  # each open connection: waiting for a request?
         self._changed = threading.Condition()
 
@@ -172,21 +173,20 @@ class Server(ThreadingHTTPServer):
             return len(self._idle)
 
 
-def detach() -> Callable[[], None]:
-    """Fork into a new session; the parent exits 0 once the child calls the returned function (it
-    serves), or 1 if the child exits first. So a start script knows when the new process serves."""
+def detach() -> int:
+    """Fork into a new session and return the pipe to the parent, which waits for the child to write
+    ``1`` (it serves) and close the pipe (the process it replaced is gone): it then exits 0, or 1 if the
+    child exited before serving. So a start script knows when the new release alone serves."""
     readable, writable = os.pipe()
     if os.fork():
         os.close(writable)
-        os._exit(0 if os.read(readable, 1) == b"1" else 1)
+        said = b""
+        while chunk := os.read(readable, 16):
+            said += chunk
+        os._exit(0 if said == b"1" else 1)
     os.close(readable)
     os.setsid()
-
-    def serving() -> None:
-        os.write(writable, b"1")
-        os.close(writable)
-
-    return serving
+    return writable
 
 
 def inherited(predecessor: Predecessor | None, host: str, port: int) -> socket.socket | None:
@@ -212,41 +212,57 @@ def arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def start(args: argparse.Namespace, stop: threading.Event) -> tuple[Server, Predecessor | None]:
+    """Serve on the predecessor's listening socket (or a new one), then tell the predecessor to stop
+    accepting; ``stop`` is set when a successor takes over from this process in turn."""
+    predecessor = Predecessor.reach(args.handover) if args.handover else None
+    server = Server((args.host, args.port), Handler, inherited(predecessor, args.host, args.port))
+
+    def stop_accepting() -> None:  # a successor serves now
+        server.handed_over = True
+        server.shutdown()
+        stop.set()
+
+    if args.handover:  # kept by the server: its connection to a successor must stay open until exit
+        server.control = ControlSocket(args.handover, server.socket, stop_accepting=stop_accepting)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    if predecessor is not None and not predecessor.stop_accepting():
+        print("the previous process did not confirm that it stopped accepting", file=sys.stderr, flush=True)
+    return server, predecessor
+
+
 def main() -> None:
     """Serve until SIGTERM (or SIGINT), or until a successor took the listening socket over."""
     args = arguments()
     os.makedirs(args.data, exist_ok=True)
     Handler.db_url = os.environ.get("DATABASE_URL") or "sqlite:///" + os.path.join(args.data, "app.db")
-    serving = detach() if args.detach else None
-    try:
-        predecessor = Predecessor.reach(args.handover) if args.handover else None
-    except HandoverError as exc:
-        sys.exit(f"not started: {exc}")
-    server = Server((args.host, args.port), Handler, inherited(predecessor, args.host, args.port))
+    parent = detach() if args.detach else None
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-
-    def stop_accepting() -> None:
-        server.shutdown()
-        stop.set()
-
-    control = ControlSocket(args.handover, server.socket, stop_accepting=stop_accepting) if args.handover else None
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-    if predecessor is not None and not predecessor.stop_accepting():
-        print("the previous process did not confirm that it stopped accepting", file=sys.stderr, flush=True)
+    try:
+        server, predecessor = start(args, stop)
+    except HandoverError as exc:
+        sys.exit(f"not started: {exc}")
     if args.pidfile:
         args.pidfile.write_text(f"{os.getpid()}\n")
     how = "took the port over" if predecessor else "serving"
     print(f"{how} on http://{args.host}:{args.port} ({release_info().get('release')}, pid {os.getpid()})", flush=True)
-    if serving:
-        serving()
+    if parent is not None:
+        os.write(parent, b"1")
+    if predecessor is not None and not predecessor.wait_until_gone(args.grace + STEP_TIMEOUT):
+        print("the previous process is still running", file=sys.stderr, flush=True)
+    if parent is not None:
+        os.close(parent)
     stop.wait()
     server.shutdown()
-    handed_over = control is not None and control.handed_over.is_set()
-    left = server.finish_requests(args.grace, accept_queued=not handed_over)
+    left = server.finish_requests(args.grace, accept_queued=not server.handed_over)
     note = f"; {left} request(s) still running after {args.grace:g} s" if left else ""
-    print(f"stopped, pid {os.getpid()} ({'handed over' if handed_over else 'signalled'}){note}", flush=True)
+    print(f"stopped, pid {os.getpid()} ({'handed over' if server.handed_over else 'signalled'}){note}", flush=True)
+    # Exit now, without the interpreter's teardown: a request still running after the grace period cannot
+    # hold the exit, and the control connection stays open until the process is gone, which is how the
+    # successor (and restart.sh) learns that no process of this release runs any more.
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,7 @@ address=${3:-127.0.0.1}
 mkdir -p "$shared/run" "$shared/log" "$shared/data"
 pidfile="$shared/run/app.pid"
 log="$shared/log/app.log"
-old=$(cat "$pidfile" 2>/dev/null || true)
-if [ -n "$old" ] && kill -0 "$old" 2>/dev/null && [ ! -S "$shared/run/app.sock" ]; then
+if [ -f "$pidfile" ] && [ ! -S "$shared/run/app.sock" ]; then
   # Started by an earlier version of this script, which cannot hand over: stop it first (a short gap).
   sh "$(dirname "$0")/stop.sh" "$shared"
 fi
@@ -29,11 +28,4 @@ if ! "${SLIPWAY_PYTHON:-python3}" -m app.server --host "$address" --port "$port"
   tail -n 20 "$log" >&2
   exit 1
 fi
-# The old process answers what it holds, for at most its grace period (30 s); SIGKILL if it is still there.
-i=0
-while [ -n "$old" ] && kill -0 "$old" 2>/dev/null; do
-  if [ "$i" -ge 350 ]; then kill -9 "$old" 2>/dev/null; break; fi
-  sleep 0.1
-  i=$((i + 1))
-done
 echo "started app (pid $(cat "$pidfile")) on $address:$port"

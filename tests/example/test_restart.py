@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from tests.e2e.conftest import free_port
 
 pytestmark = pytest.mark.timeout(180)

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -168,6 +169,15 @@ def servers_on(port: int) -> set[int]:
     return pids
 
 
+def refuses(port: int) -> bool:
+    """Whether nothing listens on ``port`` any more."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=PATIENCE).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 def is_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -199,6 +209,16 @@ def serving(app: App) -> App:
     assert first.returncode == 0, first.stdout + first.stderr + app.log()
     wait_for(lambda: request(app.port, "GET", "/health")[0] == 200, "the first start to answer")
     return app
+
+
+def test_restart_returns_once_the_new_process_answers(app: App) -> None:
+    """A verify hook or a person right after the restart finds the new process, not a closed port."""
+    for _ in range(2):  # the first start, then a restart over the running app
+        done = app.script("restart.sh", str(app.port), str(app.shared))
+        assert done.returncode == 0, done.stdout + done.stderr + app.log()
+        status, body = request(app.port, "GET", "/health")
+        assert status == 200 and f"pid {app.pid()}" in done.stdout, (body, app.log())
+        assert {p for p in servers_on(app.port) if is_alive(p)} == {app.pid()}  # the old one is gone
 
 
 def test_restart_answers_every_request_in_flight_queued_or_new(serving: App) -> None:
@@ -250,7 +270,7 @@ def test_stop_answers_the_requests_in_flight(serving: App) -> None:
         in_flight.send(3, "POST", "/items", {"name": "Grace Hopper"})
         stopping = threading.Thread(target=app.script, args=("stop.sh", str(app.shared)), daemon=True)
         stopping.start()
-        wait_for(lambda: not (app.shared / "run/app.pid").exists(), "stop.sh to signal the app")
+        wait_for(lambda: refuses(app.port), "the app to stop accepting")  # then the POSTs may go on
     finally:
         writer.execute("COMMIT")
         writer.close()

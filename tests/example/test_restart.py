@@ -5,10 +5,11 @@ closes: a request in flight in the old process is answered by it, a connection w
 queue is answered by either, and no connection is refused while the new process starts. ``bin/stop.sh``
 lets the requests in flight finish before the process exits.
 
-The test makes each case certain instead of hoping the timing produces it: POSTs wait in the old
-process's handlers on SQLite's write lock, which the test holds; the old process is stopped (SIGSTOP)
-while more requests are sent, so that their connections wait in its listen queue; and a probe opens
-new connections in a loop for the whole restart.
+The test makes each case certain instead of hoping the timing produces it: POSTs stay in flight in the
+old process (the test holds back the last byte of each body until the new process serves); the old
+process is stopped (SIGSTOP) while more requests are sent, so that their connections wait in its listen
+queue; and a probe opens new connections in a loop for the whole restart. Nothing depends on how fast
+the machine is: every wait is for an event, bounded only to fail instead of hanging.
 """
 
 from __future__ import annotations
@@ -89,39 +90,38 @@ def request(port: int, method: str, path: str, body: object | None = None) -> tu
 
 @dataclass
 class Pending:
-    """Requests sent on their own connections; each one's outcome once it is answered or fails."""
+    """Requests, each on its own connection, sent now and answered later. A request whose last byte is
+    held back stays in flight inside the app (its handler waits for the body, without any timeout) until
+    :meth:`answers` sends that byte: a slow client, made certain."""
 
     port: int
-    outcomes: list[tuple[int, str]] = field(default_factory=list)
-    threads: list[threading.Thread] = field(default_factory=list)
+    sent: list[tuple[socket.socket, bytes]] = field(default_factory=list)
 
-    def send(self, count: int, method: str, path: str, body: object | None = None) -> None:
-        """Send ``count`` requests and return once every one is written to its connection."""
-        sent = threading.Barrier(count + 1, timeout=PATIENCE)
+    def send(self, count: int, method: str, path: str, body: object | None = None, *, hold_back: int = 0) -> None:
+        payload = json.dumps(body).encode() if body is not None else b""
+        raw = (
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+        ).encode() + payload
+        cut = len(raw) - hold_back
         for _ in range(count):
-            thread = threading.Thread(target=self._one, args=(sent, method, path, body), daemon=True)
-            thread.start()
-            self.threads.append(thread)
-        sent.wait()
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=PATIENCE)
+            sock.sendall(raw[:cut])
+            self.sent.append((sock, raw[cut:]))
 
-    def _one(self, sent: threading.Barrier, method: str, path: str, body: object | None) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=PATIENCE)
-        try:
-            conn.request(method, path, json.dumps(body) if body is not None else None, {"Connection": "close"})
-            sent.wait()
-            resp = conn.getresponse()
-            self.outcomes.append((resp.status, resp.read().decode()))
-        except (OSError, http.client.HTTPException, threading.BrokenBarrierError) as exc:
-            self.outcomes.append((0, repr(exc)))
-        finally:
-            conn.close()
-
-    def wait(self) -> list[tuple[int, str]]:
-        deadline = time.monotonic() + PATIENCE
-        for thread in self.threads:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        assert not any(t.is_alive() for t in self.threads), "a request was neither answered nor failed"
-        return self.outcomes
+    def answers(self) -> list[tuple[int, str]]:
+        """Send what was held back, then read every answer: its status and body, or 0 and the error."""
+        outcomes = []
+        for sock, rest in self.sent:
+            with sock:
+                try:
+                    sock.sendall(rest)
+                    resp = http.client.HTTPResponse(sock)
+                    resp.begin()
+                    outcomes.append((resp.status, resp.read().decode()))
+                except (OSError, http.client.HTTPException) as exc:
+                    outcomes.append((0, repr(exc)))
+        return outcomes
 
 
 class Probe:
@@ -179,11 +179,13 @@ def refuses(port: int) -> bool:
 
 
 def is_alive(pid: int) -> bool:
+    """Whether ``pid`` still runs: not gone, not a zombie, and not past closing its files on the way out
+    (the kernel closes them before the process turns zombie; restart.sh learns of the exit from that)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
+        return state != "Z" and any(Path(f"/proc/{pid}/fd").iterdir())
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
         return False
-    return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
 
 
 @pytest.fixture
@@ -225,35 +227,28 @@ def test_restart_answers_every_request_in_flight_queued_or_new(serving: App) -> 
     app = serving
     old = app.pid()
     in_flight, queued = Pending(app.port), Pending(app.port)
-    writer = sqlite3.connect(app.shared / "data/app.db", isolation_level=None)
-    writer.execute("BEGIN IMMEDIATE")  # every POST now waits on the write lock inside the old process
+    in_flight.send(5, "POST", "/items", {"name": "Ada Lovelace"}, hold_back=1)  # held in the old process
+    os.kill(old, signal.SIGSTOP)  # connections from now on wait in the old process's listen queue
     try:
-        in_flight.send(5, "POST", "/items", {"name": "Ada Lovelace"})
-        os.kill(old, signal.SIGSTOP)  # connections from now on wait in the old process's listen queue
-        try:
-            queued.send(5, "GET", "/health")
-            with Probe(app.port) as probe:
-                restart = app.restart()
-                try:
-                    wait_for(lambda: bool(servers_on(app.port) - {old}), "restart.sh to start the new process")
-                finally:
-                    os.kill(old, signal.SIGCONT)  # a no-op when the restart has already killed it
-                wait_for(lambda: app.pid() != old, "the new process to serve")
-                writer.execute("COMMIT")  # let the POSTs finish, in whichever process still has them
-                output, _ = restart.communicate(timeout=PATIENCE)
-                # restart.sh returns once the old process has answered what it held and exited
-                assert not is_alive(old), "restart.sh returned while the previous release still runs"
-        finally:
-            if is_alive(old):
-                os.kill(old, signal.SIGCONT)
+        queued.send(5, "GET", "/health")
+        with Probe(app.port) as probe:
+            restart = app.restart()
+            try:
+                wait_for(lambda: bool(servers_on(app.port) - {old}), "restart.sh to start the new process")
+            finally:
+                os.kill(old, signal.SIGCONT)  # a no-op when the restart has already killed it
+            wait_for(lambda: app.pid() != old, "the new process to serve")
+            posted = in_flight.answers()  # the old process still has them, or it dropped them
+            output, _ = restart.communicate(timeout=PATIENCE)
+            # restart.sh returns once the old process has answered what it held and exited
+            assert not is_alive(old), "restart.sh returned while the previous release still runs"
     finally:
-        if writer.in_transaction:
-            writer.execute("COMMIT")
-        writer.close()
+        if is_alive(old):
+            os.kill(old, signal.SIGCONT)
     assert restart.returncode == 0, output + app.log()
 
-    assert [status for status, _ in in_flight.wait()] == [201] * 5, (in_flight.outcomes, app.log())
-    assert [status for status, _ in queued.wait()] == [200] * 5, (queued.outcomes, app.log())
+    assert [status for status, _ in posted] == [201] * 5, (posted, app.log())
+    assert [status for status, _ in queued.answers()] == [200] * 5, (queued.sent, app.log())
     refused = [o for o in probe.outcomes if o[0] != 200]
     assert probe.outcomes and not refused, f"{len(refused)} of {len(probe.outcomes)} failed: {refused[:3]}"
     assert is_alive(app.pid())
@@ -264,17 +259,12 @@ def test_stop_answers_the_requests_in_flight(serving: App) -> None:
     app = serving
     pid = app.pid()
     in_flight = Pending(app.port)
-    writer = sqlite3.connect(app.shared / "data/app.db", isolation_level=None)
-    writer.execute("BEGIN IMMEDIATE")
-    try:
-        in_flight.send(3, "POST", "/items", {"name": "Grace Hopper"})
-        stopping = threading.Thread(target=app.script, args=("stop.sh", str(app.shared)), daemon=True)
-        stopping.start()
-        wait_for(lambda: refuses(app.port), "the app to stop accepting")  # then the POSTs may go on
-    finally:
-        writer.execute("COMMIT")
-        writer.close()
-    assert [status for status, _ in in_flight.wait()] == [201] * 3, (in_flight.outcomes, app.log())
+    in_flight.send(3, "POST", "/items", {"name": "Grace Hopper"}, hold_back=1)
+    stopping = threading.Thread(target=app.script, args=("stop.sh", str(app.shared)), daemon=True)
+    stopping.start()
+    wait_for(lambda: refuses(app.port), "the app to stop accepting")  # now let the requests finish
+    posted = in_flight.answers()
+    assert [status for status, _ in posted] == [201] * 3, (posted, app.log())
     stopping.join(timeout=PATIENCE)
     wait_for(lambda: not is_alive(pid), "the app to exit")
     assert request(app.port, "GET", "/health")[0] == 0  # stopped means the port is closed

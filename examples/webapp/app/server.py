@@ -28,6 +28,10 @@ from app import store
 from app.handover import STEP_TIMEOUT, ControlSocket, HandoverError, Predecessor
 
 
+#: What stops the app gracefully (stop.sh sends SIGTERM).
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
 def release_info() -> dict[str, str]:
     """What release this process runs, read from the marker Slipway writes into every release."""
     marker = Path(__file__).resolve().parent.parent / ".slipway-release"
@@ -238,8 +242,12 @@ def main() -> None:
     Handler.db_url = os.environ.get("DATABASE_URL") or "sqlite:///" + os.path.join(args.data, "app.db")
     parent = detach() if args.detach else None
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, lambda *_: stop.set())
+    # Only the main thread may take SIGTERM: delivered to another thread, it would leave the main thread
+    # asleep in stop.wait() (Python runs handlers in the main thread, when that thread wakes up). Every
+    # thread started from here on inherits the block; the main thread lifts it once they are started.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         server, predecessor = start(args, stop)
     except HandoverError as exc:
@@ -254,6 +262,7 @@ def main() -> None:
         print("the previous process is still running", file=sys.stderr, flush=True)
     if parent is not None:
         os.close(parent)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     stop.wait()
     server.shutdown()
     left = server.finish_requests(args.grace, accept_queued=not server.handed_over)

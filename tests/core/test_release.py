@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from slipway.artifacts.archive import Manifest, build_archive, collect_files
+from slipway.artifacts.archive import LinkEntry, Manifest, build_archive, collect_files
 from slipway.artifacts.store import LocalArtifactStore
-from slipway.errors import CommandFailed, CommandTimeout
+from slipway.errors import CommandFailed, CommandTimeout, UnsafeArchive
 from slipway.targets import release as layout
 from slipway.targets.local import LocalTarget
 
@@ -166,6 +167,46 @@ def test_local_commands_stream_time_out_and_see_quoted_env(tmp_path: Path) -> No
 
     asyncio.run(scenario())
     assert ("stdout", "one") in lines and ("stderr", "two") in lines
+
+
+@pytest.mark.parametrize("target", ["/etc", "../../../outside", "../.."])
+def test_every_link_is_checked_whatever_the_manifest_says(tmp_path: Path, target: str) -> None:
+    """The release builder checks each link itself: a manifest is not trusted to have been checked."""
+    store, good = artifact(tmp_path, {"app/a.txt": b"a"}, "a")
+    bad = Manifest(
+        project="p", commit="c", built_at=0, files=good.files, links=(LinkEntry("app/l", target),), digest=good.digest
+    )
+    with pytest.raises(UnsafeArchive, match="app/l"):
+        layout.link_tar(bad, "r1", ())
+    host = LocalTarget("h", tmp_path / "host")
+    with pytest.raises(UnsafeArchive):
+        asyncio.run(layout.install_release(host, bad, "r1", source_for(store, good)))
+    assert not (tmp_path / "host").exists()  # refused before the host was touched
+    with pytest.raises(UnsafeArchive):
+        asyncio.run(layout.build_release(host, bad, "r1", (), timeout=30))
+    assert not (tmp_path / "host").exists()
+
+
+def test_the_marker_names_the_release_commit_and_the_artifact_commit(tmp_path: Path) -> None:
+    store, manifest = artifact(tmp_path, {"app/a.txt": b"a"}, "a")
+    host = LocalTarget("h", tmp_path / "host")
+    marker = layout.Marker(commit="2" * 40, artifact_commit="1" * 40)
+    asyncio.run(layout.install_release(host, manifest, "r1", source_for(store, manifest), marker=marker))
+    data = json.loads((tmp_path / "host/releases/r1" / layout.MARKER).read_text())
+    assert data == {"release": "r1", "digest": manifest.digest, "commit": "2" * 40, "artifact_commit": "1" * 40}
+
+
+def test_a_release_directory_of_another_artifact_is_not_taken_for_the_release(tmp_path: Path) -> None:
+    """The release id names its artifact by 12 hex digits only: the marker must name the whole digest."""
+    store, one = artifact(tmp_path, {"app/a.txt": b"one"}, "a")
+    _, two = artifact(tmp_path, {"app/a.txt": b"two"}, "b")
+    host = LocalTarget("h", tmp_path / "host")
+    asyncio.run(layout.install_release(host, one, "r1", source_for(store, one)))
+    assert asyncio.run(layout.release_exists(host, "r1", digest=one.digest))
+    assert not asyncio.run(layout.release_exists(host, "r1", digest=two.digest))
+    with pytest.raises(CommandFailed):  # never reported as "already installed"
+        asyncio.run(layout.install_release(host, two, "r1", source_for(store, two)))
+    assert (tmp_path / "host/releases/r1/app/a.txt").read_bytes() == b"one"
 
 
 def test_a_local_command_cancelled_while_it_starts_is_stopped_with_its_children(tmp_path: Path) -> None:

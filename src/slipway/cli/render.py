@@ -17,8 +17,10 @@ ICONS = {
     State.SUCCEEDED: "[green]✓[/]",
     State.FAILED: "[red]✗[/]",
     State.CANCELLED: "[yellow]⊘[/]",
+    State.INTERRUPTED: "[magenta]↯[/]",
     State.WAITING: "[cyan]⏸[/]",
     State.SKIPPED: "[dim]-[/]",
+    State.SUPERSEDED: "[dim]⤼[/]",
     State.RUNNING: "[blue]…[/]",
     State.PENDING: "[dim]·[/]",
 }

@@ -25,12 +25,18 @@ from slipway.engine.planner import PRE_SWITCH, Action, DeploymentPlan, PlanStep
 from slipway.engine.steps import StepRunner
 from slipway.engine.strategy import CircuitBreakerPolicy
 from slipway.errors import (
+    AuthenticationFailed,
     CheckFailed,
     DeploymentError,
     DeploymentHalted,
     GateError,
+    HostKeyError,
     HostOutcome,
+    HostsUnreachable,
+    HostUnreachable,
     SlipwayError,
+    StoreError,
+    of_hosts,
 )
 from slipway.model.records import HostRelease
 from slipway.model.states import State
@@ -43,6 +49,8 @@ if TYPE_CHECKING:
 
 #: Builds the steps that restart ``host`` on the release it ran before (activate hooks of that release).
 RevertSteps = Callable[[str, HostRelease], Sequence[PlanStep]]
+#: Errors that mean "this host could not be reached or would not let us in", not "the release is bad".
+CONNECT_FAULTS = (HostUnreachable, AuthenticationFailed, HostKeyError)
 ObjectSource = Callable[[set[str]], Awaitable[dict[str, bytes]]]
 
 
@@ -166,8 +174,16 @@ class DeploymentRun:
                 raise value
         if failures:
             self.outcomes.update(failures)
+            unreachable = all(isinstance(v, CONNECT_FAULTS) for v in values if isinstance(v, SlipwayError))
+            if unreachable and what == "connect":  # nothing changed: the hosts are the problem, not the release
+                raise HostsUnreachable(
+                    f"deployment of {self.plan.environment} could not reach {of_hosts(len(failures), len(hosts))}; "
+                    "nothing was changed on any host",
+                    results=failures,
+                    hint="see docs/ssh.md; once the hosts answer, run the deployment again",
+                )
             raise DeploymentError(
-                f"deployment of {self.plan.environment} failed on {len(failures)} of {len(hosts)} host(s) "
+                f"deployment of {self.plan.environment} failed on {of_hosts(len(failures), len(hosts))} "
                 f"before anything changed ({what})",
                 results=failures,
             )
@@ -212,13 +228,40 @@ class DeploymentRun:
             raise
         if failures:
             self.outcomes.update(failures)
+            gone = self.store_gone()
+            if gone is not None:  # not this release's fault: the whole deployment stops and goes back
+                raise gone
             where = "before the switch" if phases[0] in PRE_SWITCH else "after the switch"
-            raise DeploymentError(
-                f"deployment of {self.plan.environment} failed {where} on {len(failures)} of {len(hosts)} host(s)",
+            raise DeploymentError(  # counted against the environment, not the batch this phase ran for
+                f"deployment of {self.plan.environment} failed {where} on "
+                f"{of_hosts(len(failures), len(self.plan.hosts))}",
                 results=failures,
             )
 
+    def store_gone(self) -> StoreError | None:
+        """The error to stop on once the store stopped answering: nothing goes forward it cannot record."""
+        cause = self.store.unavailable
+        if cause is None:
+            return None
+        where = self.store.journal.path if self.store.journal is not None else None
+        return StoreError(
+            f"the state store stopped answering during the deployment of {self.plan.environment} "
+            f"({cause.message.splitlines()[0]}): every host this deployment switched went back to the release it "
+            f"ran; what the store could not be told is in the journal {where}",
+            hint="the next command writes the journal into the store once it answers; then 'slipway status' "
+            "shows what runs where, and 'slipway run' (or 'slipway resume RUN') deploys again",
+        )
+
     async def _step(self, target: Target, step: PlanStep) -> None:
+        gone = self.store_gone()
+        if gone is not None:  # no step goes forward that the store cannot record
+            raise gone
+        await self._forward_step(target, step)
+        gone = self.store_gone()
+        if gone is not None:
+            raise gone
+
+    async def _forward_step(self, target: Target, step: PlanStep) -> None:
         release = self.plan.release
         rdir = layout.release_dir(target, release.id)
         if step.action is Action.INSTALL:
@@ -229,8 +272,9 @@ class DeploymentRun:
             objects = self._objects
 
             async def install() -> str:
+                marker = layout.Marker(release.commit, release.built_by)
                 stats = await layout.install_release(
-                    target, manifest, release.id, objects, shared=self.shared, timeout=step.timeout
+                    target, manifest, release.id, objects, shared=self.shared, timeout=step.timeout, marker=marker
                 )
                 if stats.already_installed:
                     return f"release {release.id} already installed: nothing sent"
@@ -357,6 +401,12 @@ class DeploymentRun:
                         step.command,
                         cwd=layout.release_dir(target, prev_id),
                         timeout=step.timeout,
+                        # the hooks see the release they restart, as when it was deployed
+                        env={
+                            "SLIPWAY_RELEASE_DIR": layout.release_dir(target, prev_id),
+                            "SLIPWAY_RELEASE_ID": prev_id,
+                            "SLIPWAY_HOST": host,
+                        },
                     )
                 old = self.outcomes.get(host)
                 self.outcomes[host] = HostOutcome(
@@ -429,9 +479,25 @@ async def run_deployment(run: DeploymentRun) -> None:
                 else ""
             ),
             results=run.outcomes,
-            hint=f"'slipway logs {run.run_id}' shows every step's output" if run.run_id else "",
+            hint="; ".join(  # keep what the error already advised (e.g. unreachable hosts: see docs/ssh.md)
+                h for h in (exc.hint, f"'slipway logs {run.run_id}' shows every step's output" if run.run_id else "") if h
+            ),
         ) from exc
+    except StoreError as exc:  # the store stopped answering: go back without it (writes go to the journal)
+        await run._revert_switched()
+        run.record_hosts(State.FAILED)
+        run.store.finish_deployment(run.deployment_id, State.FAILED, reason="the state store stopped answering")
+        stuck = {h: o.error for h, o in run.outcomes.items() if "revert failed" in o.error}
+        if stuck:
+            raise StoreError(
+                f"{exc.message.splitlines()[0]}; putting back failed on "
+                + "; ".join(f"{h}: {e}" for h, e in stuck.items()),
+                hint="'slipway rollback ENV' once the hosts answer; " + exc.hint,
+            ) from exc
+        raise
     except (asyncio.CancelledError, KeyboardInterrupt):
+        # _phase reverts when the stop lands in a batch; between batches (traffic, bake, pause) it is here
+        await run._revert_switched()
         run.record_hosts(State.CANCELLED)
         run.store.finish_deployment(run.deployment_id, State.CANCELLED, reason="interrupted by the user")
         raise
@@ -441,3 +507,4 @@ async def run_deployment(run: DeploymentRun) -> None:
         raise
     run.record_hosts(State.SUCCEEDED)
     run.store.finish_deployment(run.deployment_id, State.SUCCEEDED)
+

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,11 +34,13 @@ from slipway.ports import OutputSink, Target
 from slipway.routers.base import Backend
 from slipway.routers.nginx import NginxRouter
 from slipway.services import migrations as database
+from slipway.services import recovery
 from slipway.services.app import App, make_target
 from slipway.services.checks import DeploymentChecks, deployment_checks
 from slipway.services.deployments import (
     LOCK_TTL,
     DeployRequest,
+    artifact_commit_of,
     environment_url,
     hosts_of,
     new_release_id,
@@ -253,8 +254,8 @@ def slot_revert_steps(
 async def _environment_lock(app: App, request: DeployRequest) -> AsyncIterator[None]:
     """One deployment (or switch) of an environment at a time, its holder named."""
     lock = f"environment {request.environment}"
-    holder = f"{app.settings.actor} (run {request.run_id}, pid {os.getpid()} on {os.uname().nodename})"
-    app.store.acquire_lock(lock, holder, ttl=LOCK_TTL)
+    holder = recovery.holder_text(app.settings.actor, run_id=request.run_id)
+    app.store.acquire_lock(lock, holder, ttl=LOCK_TTL, is_dead=recovery.holder_is_dead)
     try:
         yield
     finally:
@@ -278,10 +279,13 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
     env = project.environments[name]
     secrets = resolve_secrets(env, environment=name, root=loaded.root, environ=app.environ)
     app.masker.add(secrets.values())
-    app.artifacts.fetch(request.digest)  # verifies the digest before any host is touched
-    manifest = app.artifacts.manifest(request.digest)
+    manifest = app.artifacts.manifest(request.digest)  # verifies the archive, and the manifest against it
+    artifact_commit = artifact_commit_of(app, request.digest, manifest.commit)
     release = ReleaseInfo(
-        request.release_id or new_release_id(request.digest, time.time()), request.digest, request.commit or manifest.commit
+        request.release_id or new_release_id(request.digest, time.time()),
+        request.digest,
+        request.commit or artifact_commit,
+        artifact_commit,
     )
     gate = slot_gate(loaded, name, release, observer=app.observer)
     await gate.load()
@@ -310,6 +314,7 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
             run.before_migrate = migrations.expand if migrations else None
             run.served = {r.host: r.release_id for r in app.store.host_releases(name)}
             await run_deployment(run)
+            checks.raise_kept()
         finally:
             await asyncio.gather(*(t.close() for t in targets.values()), return_exceptions=True)
     if migrations:  # the warm slot still runs the release before: contract migrations would break it

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -29,10 +28,10 @@ from slipway.engine.template import render
 from slipway.errors import GateError
 from slipway.model.config import Project
 from slipway.model.containers import ImageArtifactSpec
-from slipway.model.records import HostRelease
+from slipway.model.records import DeploymentRecord, HostRelease
 from slipway.model.states import DeploymentKind, State
 from slipway.ports import Target
-from slipway.services import canary
+from slipway.services import canary, recovery
 from slipway.services import migrations as database
 from slipway.services.app import App, make_target, target_root
 from slipway.services.checks import deployment_checks
@@ -153,12 +152,12 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
     app.masker.add(secrets.values())
     rollback = request.kind is DeploymentKind.ROLLBACK
     manifest = None
-    if not rollback:
-        app.artifacts.fetch(request.digest)  # verifies the digest before any host is touched
+    if not rollback:  # verifies the archive's digest, and the manifest against it, before any host is touched
         manifest = app.artifacts.manifest(request.digest)
-    commit = request.commit or (manifest.commit if manifest else "unknown")
+    artifact_commit = artifact_commit_of(app, request.digest, manifest.commit if manifest else "unknown")
+    commit = request.commit or artifact_commit
     release_id = (resume.release_id if resume else None) or request.release_id or new_release_id(request.digest, time.time())
-    release = ReleaseInfo(release_id, request.digest, commit)
+    release = ReleaseInfo(release_id, request.digest, commit, artifact_commit)
     plan = make_plan(loaded, request.environment, release, rollback=rollback)
     checks = deployment_checks(
         app,
@@ -189,8 +188,8 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
         await traffic.prepare()  # nginx runs and lists every host, before the lock and any host is touched
     store = app.store
     lock = f"environment {request.environment}"
-    holder = f"{app.settings.actor} (run {request.run_id}, pid {os.getpid()} on {os.uname().nodename})"
-    store.acquire_lock(lock, holder, ttl=LOCK_TTL)
+    holder = recovery.holder_text(app.settings.actor, run_id=request.run_id)
+    store.acquire_lock(lock, holder, ttl=LOCK_TTL, is_dead=recovery.holder_is_dead)
     targets: dict[str, Target] = {}
     try:
         # Before any host is touched: the release's migrations lint, fit the database's history, and the
@@ -228,6 +227,7 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
                 "SLIPWAY_ENVIRONMENT": request.environment,
                 "SLIPWAY_RELEASE_ID": release_id,
                 "SLIPWAY_COMMIT": commit,
+                "SLIPWAY_ARTIFACT_COMMIT": artifact_commit,
                 "SLIPWAY_DIGEST": request.digest,
             },
         )
@@ -260,6 +260,7 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
         )
         app.observer.message(f"strategy: {plan.strategy}, {len(plan.batches)} batch(es)")
         await run_deployment(run)
+        checks.raise_kept()  # a dependency's breaker was open after the switch: the release stays, the run fails
         if migrations and not rollback:
             await migrations.contract()  # held ones wait; due ones run now that verify passed everywhere
         return release_id
@@ -295,7 +296,8 @@ class RollbackTarget:
 
 
 def choose_rollback(app: App, environment: str, to_release: str | None) -> RollbackTarget:
-    """The release to go back to: ``to_release``, or the last one that ran before the current one."""
+    """The release to go back to: ``to_release``; else, when hosts run releases of a deployment that did not
+    succeed (a mixed environment), the release of the last deployment that did; else the one before it."""
     history = [d for d in app.store.deployments(environment, limit=200) if d.state is State.SUCCEEDED]
     running = {h.release_id for h in app.store.host_releases(environment)}
     if not history and not running:
@@ -303,22 +305,34 @@ def choose_rollback(app: App, environment: str, to_release: str | None) -> Rollb
     if to_release:
         for d in history:
             if d.release_id == to_release:
-                return RollbackTarget(d.release_id, d.artifact_digest, _commit_of(app, d.artifact_digest))
+                return RollbackTarget(d.release_id, d.artifact_digest, release_commit_of(app, d))
         known = ", ".join(dict.fromkeys(d.release_id for d in history)) or "none"
         raise GateError(
             f"release {to_release} was never deployed successfully to {environment}",
             hint=f"releases deployed there: {known}",
         )
     current = history[0].release_id if history else None
+    if current is not None and running - {current}:
+        # A deployment that did not finish (interrupted, cancelled, halted, failed part-way) left hosts on
+        # other releases: every host goes back to what the environment ran before it.
+        return RollbackTarget(current, history[0].artifact_digest, release_commit_of(app, history[0]))
     for d in history:
         if d.release_id != current and d.release_id not in running:
-            return RollbackTarget(d.release_id, d.artifact_digest, _commit_of(app, d.artifact_digest))
+            return RollbackTarget(d.release_id, d.artifact_digest, release_commit_of(app, d))
     raise GateError(
         f"{environment} has no earlier release to roll back to",
         hint="'slipway deployments " + environment + "' lists what was deployed",
     )
 
 
-def _commit_of(app: App, digest: str) -> str:
+def release_commit_of(app: App, deployment: DeploymentRecord) -> str:
+    """The commit a deployment's release was deployed for (its run's), which its marker names."""
+    if deployment.run_id is not None:
+        return app.store.get_run(deployment.run_id).commit
+    return artifact_commit_of(app, deployment.artifact_digest)
+
+
+def artifact_commit_of(app: App, digest: str, default: str = "unknown") -> str:
+    """The commit that built ``digest`` (``artifact.commit``), as the state store recorded it."""
     record = app.store.get_artifact(digest)
-    return record.commit if record else "unknown"
+    return record.commit if record else default

@@ -87,6 +87,21 @@ class PostgresServer:
         self._finalizer = None
         self.root = None
 
+    def crash(self) -> None:
+        """Stop the server at once, as a crash would (``pg_ctl -m immediate``); its data stays for restart()."""
+        assert self._bindir is not None
+        self._run([str(self._bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "-t", "60", "stop"])
+
+    def restart(self) -> None:
+        """Start a stopped (or crashed) server again, on the same port."""
+        assert self._bindir is not None
+        options = self._options()
+        log = self._require_root() / "postgres.log"
+        self._run(
+            [str(self._bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(log), "-o", options, "-w", "-t",
+             str(int(self.startup_timeout)), "start"]
+        )
+
     def __enter__(self) -> PostgresServer:
         return self.start()
 
@@ -161,10 +176,7 @@ class PostgresServer:
         log = self._require_root() / "postgres.log"
         for attempt in range(3):
             self.port = _free_port()
-            options = (
-                f"-c listen_addresses={self.host} -p {self.port} -k {self.socket_dir} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
-            )
+            options = self._options()
             result = self._run(
                 [
                     str(self._bindir / "pg_ctl"),
@@ -189,6 +201,12 @@ class PostgresServer:
                     f"PostgreSQL did not start (pg_ctl exit {result.returncode}):\n"
                     f"{result.stderr.strip()}\n{tail}"
                 )
+
+    def _options(self) -> str:
+        return (
+            f"-c listen_addresses={self.host} -p {self.port} -k {self.socket_dir} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+        )
 
     def _run(self, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a server command as the cluster owner, in the cluster's directory."""

@@ -207,3 +207,29 @@ def test_a_release_directory_of_another_artifact_is_not_taken_for_the_release(tm
     with pytest.raises(CommandFailed):  # never reported as "already installed"
         asyncio.run(layout.install_release(host, two, "r1", source_for(store, two)))
     assert (tmp_path / "host/releases/r1/app/a.txt").read_bytes() == b"one"
+
+
+def test_a_local_command_cancelled_while_it_starts_is_stopped_with_its_children(tmp_path: Path) -> None:
+    """Ctrl-C (a cancelled task) that lands while the command is being started: the whole process group
+    is stopped and the cancellation arrives at once. CPython 3.11 on its own kills only ``sh`` and then
+    waits for the pipes that sh's child still holds, so the run hung until the command ended."""
+    target = LocalTarget("h", tmp_path)
+    marker = f"600.{os.getpid()}"  # a sleep of its own, to find it among the processes afterwards
+
+    async def scenario() -> None:
+        task = asyncio.create_task(target.run(f"sleep {marker}; echo done"))
+        await asyncio.sleep(0)  # the task ran up to its first wait: the process exists, its pipes not yet
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+
+    asyncio.run(scenario())
+    survivors = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _argv_contains(p, marker)]
+    assert not survivors, "the command's children outlived the cancellation"
+
+
+def _argv_contains(proc: Path, text: str) -> bool:
+    try:
+        return text.encode() in (proc / "cmdline").read_bytes()
+    except OSError:
+        return False

@@ -111,7 +111,7 @@ class Load:
                     status, body = call(self.port, "GET", "/health", timeout=10)
                     ok = status == 200
                 self.results.append((at, ok, "" if ok else f"{status} {body}"))
-            except (OSError, http.client.HTTPException, ValueError) as exc:  # e.g. refused while the app restarts
+            except (OSError, http.client.HTTPException, ValueError) as exc:  # refused, reset: each one a failure
                 self.results.append((at, False, repr(exc)))
             time.sleep(0.005)
 

@@ -2,7 +2,8 @@
 
 Release 1 creates ``items (id, name)``; release 2 expands (first_name, last_name) and backfills; release 3
 backfills the rest and contracts (drops ``name``). Continuous load runs on every environment while it is
-deployed; no request may fail while its migrations run (expand/migrate before the switch, contract after).
+deployed; no request may fail while its migrations run (expand/migrate before the switch, contract after),
+nor while the app is restarted on the new release (the example's restart hands its socket over).
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ def migration_windows(app: WebApp, run_id: int, environment: str) -> dict[str, t
     switches = [s.started_at for s in steps if s.name == "activate: switch-current" and s.started_at]
     installs = [s.finished_at for s in steps if s.name == "install: install-release" and s.finished_at]
     verifies = [s.finished_at for s in steps if s.name.startswith("verify:") and s.finished_at]
-    # The whole stretch before the switch (install done -> first switch) and after the last verify.
+    # The whole stretch before the switch (install done -> first switch), the switch and restart (first
+    # switch -> last verify), and after the last verify.
     windows["before-switch"] = (max(installs), min(switches))
+    windows["switch"] = (min(switches), max(verifies))
     if "contract" in windows:
         windows["after-verify"] = (max(verifies), windows["contract"][1])
     return windows
@@ -94,7 +97,7 @@ def test_three_releases_through_every_environment(webapp: WebApp) -> None:
     for env in ENVIRONMENTS:
         windows = migration_windows(app, run_two, env)
         assert {"expand", "migrate"} <= set(windows)
-        assert assert_no_failures(app, env, loads[env], windows, ("expand", "migrate", "before-switch")) > 0
+        assert assert_no_failures(app, env, loads[env], windows, ("expand", "migrate", "before-switch", "switch")) > 0
         assert app.columns(env) == {"id", "name", "first_name", "last_name"}
         status = app.applied(env)
         assert status["fill_split_name"]["state"] == "applied" and status["split_name"]["phase"] == "expand"
@@ -135,7 +138,7 @@ def test_three_releases_through_every_environment(webapp: WebApp) -> None:
         windows = migration_windows(app, run_three, env)
         assert "contract" in windows, windows
         assert (
-            assert_no_failures(app, env, loads[env], windows, ("migrate", "before-switch", "contract", "after-verify"))
+            assert_no_failures(app, env, loads[env], windows, ("migrate", "before-switch", "switch", "contract", "after-verify"))
             > 0
         )
         assert app.columns(env) == {"id", "first_name", "last_name"}

@@ -12,6 +12,7 @@ import os
 import signal
 import tempfile
 import time
+from asyncio.subprocess import Process
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -43,17 +44,7 @@ class LocalTarget:
         """Run ``command`` with ``sh -c``; stream its lines; stop its whole process group on timeout."""
         started = time.monotonic()
         try:
-            proc = await asyncio.create_subprocess_exec(
-                "sh",
-                "-c",
-                command,
-                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=cwd,
-                env={**self._base_env, **(env or {})},
-                start_new_session=True,
-            )
+            proc = await _start(command, cwd=cwd, env={**self._base_env, **(env or {})}, piped_stdin=stdin is not None)
         except OSError as exc:
             raise TargetError(f"cannot start command: {exc}", host=self.name, command=command) from exc
         out: list[str] = []
@@ -111,6 +102,33 @@ class LocalTarget:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+
+async def _start(command: str, *, cwd: str | None, env: dict[str, str], piped_stdin: bool) -> Process:
+    """Start ``sh -c command`` in its own process group. A cancellation (Ctrl-C, SIGTERM) that lands while
+    it starts waits for the start to finish, stops the whole group and goes on: CPython 3.11 would kill
+    ``sh`` alone and then wait for the pipes its children still hold, until the command ended."""
+    spawning = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            "sh",
+            "-c",
+            command,
+            stdin=asyncio.subprocess.PIPE if piped_stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+    )
+    try:
+        return await asyncio.shield(spawning)
+    except asyncio.CancelledError:
+        with contextlib.suppress(OSError):
+            proc = await spawning
+            _kill_group(proc.pid)
+            await proc.wait()
+        raise
 
 
 async def _pump(stream: asyncio.StreamReader | None, name: str, sink: list[str], on_output: OutputSink | None) -> None:

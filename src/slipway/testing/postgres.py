@@ -95,6 +95,19 @@ class PostgresServer:
     ) -> None:
         self.stop()
 
+    # -- faults --------------------------------------------------------------------------------
+
+    def kill(self) -> None:
+        """Stop the server the way a crash does (``pg_ctl stop -m immediate``); :meth:`restart` brings it back."""
+        assert self._bindir is not None
+        self._run([str(self._bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"])
+
+    def restart(self) -> None:
+        """Start a killed server again on the same port, with its databases as they were."""
+        result = self._pg_ctl_start()
+        if result.returncode != 0:
+            raise RuntimeError(self._start_failure(result))
+
     # -- addresses -----------------------------------------------------------------------------
 
     @property
@@ -157,38 +170,31 @@ class PostgresServer:
 
     def _start_on_free_port(self) -> None:
         """Start the server; a port taken between choosing and binding it gets another try."""
-        assert self._bindir is not None
-        log = self._require_root() / "postgres.log"
         for attempt in range(3):
             self.port = _free_port()
-            options = (
-                f"-c listen_addresses={self.host} -p {self.port} -k {self.socket_dir} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
-            )
-            result = self._run(
-                [
-                    str(self._bindir / "pg_ctl"),
-                    "-D",
-                    str(self.data_dir),
-                    "-l",
-                    str(log),
-                    "-o",
-                    options,
-                    "-w",
-                    "-t",
-                    str(int(self.startup_timeout)),
-                    "start",
-                ],
-                check=False,
-            )
+            result = self._pg_ctl_start()
             if result.returncode == 0:
                 return
             if attempt == 2:
-                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                raise RuntimeError(
-                    f"PostgreSQL did not start (pg_ctl exit {result.returncode}):\n"
-                    f"{result.stderr.strip()}\n{tail}"
-                )
+                raise RuntimeError(self._start_failure(result))
+
+    def _pg_ctl_start(self) -> subprocess.CompletedProcess[str]:
+        """``pg_ctl start`` on ``self.port``, waiting until the server accepts connections."""
+        assert self._bindir is not None
+        options = (
+            f"-c listen_addresses={self.host} -p {self.port} -k {self.socket_dir} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+        )
+        argv = [str(self._bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self._log), "-o", options, "-w"]
+        return self._run([*argv, "-t", str(int(self.startup_timeout)), "start"], check=False)
+
+    @property
+    def _log(self) -> Path:
+        return self._require_root() / "postgres.log"
+
+    def _start_failure(self, result: subprocess.CompletedProcess[str]) -> str:
+        tail = self._log.read_text(errors="replace")[-2000:] if self._log.exists() else ""
+        return f"PostgreSQL did not start (pg_ctl exit {result.returncode}):\n{result.stderr.strip()}\n{tail}"
 
     def _run(self, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a server command as the cluster owner, in the cluster's directory."""

@@ -6,7 +6,8 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from slipway.errors import ConfigError, SlipwayError
+from slipway.artifacts.archive import check_link_target
+from slipway.errors import ConfigError, SlipwayError, UnsafeArchive
 
 
 def _git(root: Path, *args: str) -> str:
@@ -39,7 +40,12 @@ def resolve_commit(root: Path, rev: str = "HEAD") -> str:
 
 
 def export_commit(root: Path, commit: str, dest: Path) -> None:
-    """Write the tree of ``commit`` (the part under ``root``) into ``dest``: what was committed, nothing else."""
+    """Write the tree of ``commit`` (the part under ``root``) into ``dest``: what was committed, nothing else.
+
+    Symbolic links that stay inside the tree are exported as links; an absolute one, or one that climbs
+    out of the tree, is a ConfigError naming it (checked before anything is written).
+    """
+    check_commit_links(root, commit)
     prefix = _git(root, "rev-parse", "--show-prefix")
     dest.mkdir(parents=True, exist_ok=True)
     spec = f"{commit}:{prefix}" if prefix else commit
@@ -51,8 +57,62 @@ def export_commit(root: Path, commit: str, dest: Path) -> None:
     try:
         with tarfile.open(tar_path) as tar:
             tar.extractall(dest, filter="data")  # the data filter refuses absolute paths, '..' and devices
+    except tarfile.FilterError as exc:  # what check_commit_links missed: still the user's tree, not a crash
+        raise ConfigError(
+            f"commit {commit[:12]} cannot be exported safely: {exc}", hint=LINK_HINT
+        ) from None
     finally:
         tar_path.unlink()
+
+
+LINK_HINT = (
+    "a committed symlink must be relative and stay inside the project directory: point it at a path inside "
+    "the repository, or remove it from the commit (git rm --cached PATH) and commit again"
+)
+
+
+def check_commit_links(root: Path, commit: str) -> None:
+    """Refuse a commit whose tree (the part under ``root``) holds an absolute or escaping symbolic link."""
+    prefix = _git(root, "rev-parse", "--show-prefix")
+    spec = f"{commit}:{prefix}" if prefix else commit
+    listing = subprocess.run(["git", "-C", str(root), "ls-tree", "-r", "-z", spec], capture_output=True, check=False)
+    if listing.returncode != 0:
+        raise SlipwayError(f"cannot list commit {commit[:12]}: {listing.stderr.decode(errors='replace').strip()}")
+    links: list[tuple[str, str]] = []
+    for entry in listing.stdout.split(b"\0"):
+        meta, _, name = entry.partition(b"\t")
+        fields = meta.split()
+        if len(fields) == 3 and fields[0] == b"120000":
+            links.append((name.decode(errors="replace"), fields[2].decode()))
+    if not links:
+        return
+    batch = "".join(f"{sha}\n" for _, sha in links).encode()
+    blobs = subprocess.run(
+        ["git", "-C", str(root), "cat-file", "--batch"], input=batch, capture_output=True, check=False
+    ).stdout
+    for path, target in zip((p for p, _ in links), _batch_contents(blobs), strict=False):
+        try:
+            check_link_target(path, target)
+        except UnsafeArchive as exc:
+            where = f"{prefix}{path}" if prefix else path
+            raise ConfigError(
+                f"commit {commit[:12]} has a symlink that would leave its tree: {exc.message}",
+                file=where,
+                hint=LINK_HINT,
+            ) from None
+
+
+def _batch_contents(out: bytes) -> list[str]:
+    """The contents of each object in ``git cat-file --batch`` output, in order."""
+    contents = []
+    pos = 0
+    while pos < len(out):
+        header_end = out.index(b"\n", pos)
+        fields = out[pos:header_end].split()
+        size = int(fields[2]) if len(fields) == 3 else 0
+        contents.append(out[header_end + 1 : header_end + 1 + size].decode(errors="replace"))
+        pos = header_end + 1 + size + 1
+    return contents
 
 
 def committed_file(root: Path, commit: str, name: str) -> bytes | None:

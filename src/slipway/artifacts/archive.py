@@ -15,6 +15,7 @@ import json
 import os
 import stat
 import tarfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -222,20 +223,45 @@ def build_archive(
 def iter_archive(path: Path) -> Iterator[tuple[str, tarfile.TarInfo, bytes | None]]:
     """Yield (safe path, member, data) for each member; refuse anything that could escape or is special."""
     try:
-        with tarfile.open(path, mode="r:gz") as tar:
+        with path.open("rb") as fh:
+            yield from iter_archive_stream(fh, name=str(path))
+    except OSError as exc:
+        raise ArtifactError(f"cannot read artifact archive {path}: {exc}") from exc
+
+
+def iter_archive_stream(fh: BinaryIO, *, name: str) -> Iterator[tuple[str, tarfile.TarInfo, bytes | None]]:
+    """:func:`iter_archive` over an open file, read once from start to end (no seeking)."""
+    seen: set[str] = set()
+    try:
+        with tarfile.open(fileobj=fh, mode="r|gz") as tar:
             for member in tar:
                 rel = check_member_path(member.name)
+                if member.isdir():
+                    continue
+                if rel in seen:  # a later member would silently replace an earlier one when unpacked
+                    raise UnsafeArchive(f"archive member {rel!r} appears twice")
+                seen.add(rel)
                 if member.issym():
                     check_link_target(rel, member.linkname)
                     yield rel, member, None
                 elif member.isfile():
-                    fh = tar.extractfile(member)
-                    yield rel, member, fh.read() if fh else b""
-                elif member.isdir():
-                    continue
+                    data = tar.extractfile(member)
+                    yield rel, member, data.read() if data else b""
                 else:
                     raise UnsafeArchive(
                         f"archive member {member.name!r} is a {member.type!r} entry; only files and links are allowed"
                     )
-    except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
-        raise ArtifactError(f"cannot read artifact archive {path}: {exc}") from exc
+    except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ArtifactError(f"cannot read artifact archive {name}: {exc}") from exc
+
+
+def contents_of(fh: BinaryIO, *, name: str) -> tuple[tuple[FileEntry, ...], tuple[LinkEntry, ...]]:
+    """The files (with their hashes) and links an archive really holds: what a manifest must say."""
+    files: list[FileEntry] = []
+    links: list[LinkEntry] = []
+    for rel, member, data in iter_archive_stream(fh, name=name):
+        if data is None:
+            links.append(LinkEntry(rel, member.linkname))
+        else:
+            files.append(FileEntry(rel, hashlib.sha256(data).hexdigest(), len(data), bool(member.mode & 0o111)))
+    return tuple(sorted(files, key=lambda f: f.path)), tuple(sorted(links, key=lambda k: k.path))

@@ -229,8 +229,9 @@ class DeploymentRun:
             objects = self._objects
 
             async def install() -> str:
+                marker = layout.Marker(release.commit, release.built_by)
                 stats = await layout.install_release(
-                    target, manifest, release.id, objects, shared=self.shared, timeout=step.timeout
+                    target, manifest, release.id, objects, shared=self.shared, timeout=step.timeout, marker=marker
                 )
                 if stats.already_installed:
                     return f"release {release.id} already installed: nothing sent"

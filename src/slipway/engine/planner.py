@@ -62,11 +62,22 @@ class HostInfo:
 
 @dataclass(frozen=True)
 class ReleaseInfo:
-    """The release being deployed."""
+    """The release being deployed.
+
+    ``commit`` is the commit of the run being deployed (``release.commit``: what the pipeline ran for);
+    ``artifact_commit`` the commit that first built the digest (``artifact.commit``). Two commits that build
+    the same bytes share one artifact, so the two differ; empty means "the same as ``commit``".
+    """
 
     id: str
     digest: str
     commit: str
+    artifact_commit: str = ""
+
+    @property
+    def built_by(self) -> str:
+        """The commit that built the artifact."""
+        return self.artifact_commit or self.commit
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,7 @@ def template_context(
             "commit": release.commit,
             "version": release.commit[:12],
         },
+        "artifact": {"digest": release.digest, "commit": release.built_by},
         "environment": {"name": environment, "url": url or ""},
         "vars": merged,
         "host": {

@@ -40,6 +40,7 @@ from slipway.services.checks import DeploymentChecks, deployment_checks
 from slipway.services.deployments import (
     LOCK_TTL,
     DeployRequest,
+    artifact_commit_of,
     environment_url,
     hosts_of,
     new_release_id,
@@ -278,10 +279,13 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
     env = project.environments[name]
     secrets = resolve_secrets(env, environment=name, root=loaded.root, environ=app.environ)
     app.masker.add(secrets.values())
-    app.artifacts.fetch(request.digest)  # verifies the digest before any host is touched
-    manifest = app.artifacts.manifest(request.digest)
+    manifest = app.artifacts.manifest(request.digest)  # verifies the archive, and the manifest against it
+    artifact_commit = artifact_commit_of(app, request.digest, manifest.commit)
     release = ReleaseInfo(
-        request.release_id or new_release_id(request.digest, time.time()), request.digest, request.commit or manifest.commit
+        request.release_id or new_release_id(request.digest, time.time()),
+        request.digest,
+        request.commit or artifact_commit,
+        artifact_commit,
     )
     gate = slot_gate(loaded, name, release, observer=app.observer)
     await gate.load()

@@ -60,6 +60,7 @@ def environment_context(loaded: LoadedConfig, environment: str, release: Release
             "commit": release.commit,
             "version": release.commit[:12],
         }
+        context["artifact"] = {"digest": release.digest, "commit": release.built_by}
     return context
 
 

@@ -29,7 +29,7 @@ from slipway.engine.template import render
 from slipway.errors import GateError
 from slipway.model.config import Project
 from slipway.model.containers import ImageArtifactSpec
-from slipway.model.records import HostRelease
+from slipway.model.records import DeploymentRecord, HostRelease
 from slipway.model.states import DeploymentKind, State
 from slipway.ports import Target
 from slipway.services import canary
@@ -153,12 +153,12 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
     app.masker.add(secrets.values())
     rollback = request.kind is DeploymentKind.ROLLBACK
     manifest = None
-    if not rollback:
-        app.artifacts.fetch(request.digest)  # verifies the digest before any host is touched
+    if not rollback:  # verifies the archive's digest, and the manifest against it, before any host is touched
         manifest = app.artifacts.manifest(request.digest)
-    commit = request.commit or (manifest.commit if manifest else "unknown")
+    artifact_commit = artifact_commit_of(app, request.digest, manifest.commit if manifest else "unknown")
+    commit = request.commit or artifact_commit
     release_id = (resume.release_id if resume else None) or request.release_id or new_release_id(request.digest, time.time())
-    release = ReleaseInfo(release_id, request.digest, commit)
+    release = ReleaseInfo(release_id, request.digest, commit, artifact_commit)
     plan = make_plan(loaded, request.environment, release, rollback=rollback)
     checks = deployment_checks(
         app,
@@ -228,6 +228,7 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
                 "SLIPWAY_ENVIRONMENT": request.environment,
                 "SLIPWAY_RELEASE_ID": release_id,
                 "SLIPWAY_COMMIT": commit,
+                "SLIPWAY_ARTIFACT_COMMIT": artifact_commit,
                 "SLIPWAY_DIGEST": request.digest,
             },
         )
@@ -303,7 +304,7 @@ def choose_rollback(app: App, environment: str, to_release: str | None) -> Rollb
     if to_release:
         for d in history:
             if d.release_id == to_release:
-                return RollbackTarget(d.release_id, d.artifact_digest, _commit_of(app, d.artifact_digest))
+                return RollbackTarget(d.release_id, d.artifact_digest, release_commit_of(app, d))
         known = ", ".join(dict.fromkeys(d.release_id for d in history)) or "none"
         raise GateError(
             f"release {to_release} was never deployed successfully to {environment}",
@@ -312,13 +313,21 @@ def choose_rollback(app: App, environment: str, to_release: str | None) -> Rollb
     current = history[0].release_id if history else None
     for d in history:
         if d.release_id != current and d.release_id not in running:
-            return RollbackTarget(d.release_id, d.artifact_digest, _commit_of(app, d.artifact_digest))
+            return RollbackTarget(d.release_id, d.artifact_digest, release_commit_of(app, d))
     raise GateError(
         f"{environment} has no earlier release to roll back to",
         hint="'slipway deployments " + environment + "' lists what was deployed",
     )
 
 
-def _commit_of(app: App, digest: str) -> str:
+def release_commit_of(app: App, deployment: DeploymentRecord) -> str:
+    """The commit a deployment's release was deployed for (its run's), which its marker names."""
+    if deployment.run_id is not None:
+        return app.store.get_run(deployment.run_id).commit
+    return artifact_commit_of(app, deployment.artifact_digest)
+
+
+def artifact_commit_of(app: App, digest: str, default: str = "unknown") -> str:
+    """The commit that built ``digest`` (``artifact.commit``), as the state store recorded it."""
     record = app.store.get_artifact(digest)
-    return record.commit if record else "unknown"
+    return record.commit if record else default

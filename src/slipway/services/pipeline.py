@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from slipway.engine.runner import drive_run
 from slipway.engine.steps import StepRunner
 from slipway.engine.strategy import BlueGreen
 from slipway.engine.template import render
-from slipway.errors import CanaryRejected, ConfigError, GateError, StateError
+from slipway.errors import ArtifactError, ArtifactNotFound, CanaryRejected, ConfigError, GateError, StateError
 from slipway.model.config import Project
 from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import RunRecord, StageRecord
@@ -26,8 +25,9 @@ from slipway.services import deployments as dep
 from slipway.services import migrations as database
 from slipway.services.app import App
 from slipway.services.secrets import resolve_secrets
+from slipway.services.workspace import prune_workspaces, workspace
 from slipway.targets.local import LocalTarget
-from slipway.vcs import committed_file, export_commit, resolve_commit
+from slipway.vcs import check_commit_links, committed_file, resolve_commit
 
 
 @dataclass(frozen=True)
@@ -37,17 +37,6 @@ class RunOutcome:
     run_id: int
     state: State
     artifact_digest: str | None
-
-
-def workspace(app: App, run: RunRecord) -> Path:
-    """The clean export of the run's commit that builds and tests run in (re-created when missing)."""
-    path = app.settings.state_dir / "work" / f"run-{run.id}"
-    if not path.is_dir():
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        export_commit(app.root, run.commit, tmp)
-        tmp.rename(path)
-    return path
 
 
 class PipelineRun:
@@ -86,12 +75,11 @@ class PipelineRun:
             return await containers.build_image_artifact(self.app, self.loaded, self.run, stage, workspace=ws)
         store, artifacts = self.app.store, self.app.artifacts
         existing = store.artifact_for_commit(self.project.name, self.run.commit)
-        if existing and artifacts.exists(existing.digest):
-            artifacts.fetch(existing.digest)
+        if existing and self._verifies(existing.digest):
             store.set_run_artifact(self.run.id, existing.digest)
             self.app.observer.message(f"commit {self.run.commit[:12]} was built before: reusing {existing.digest}")
             return State.SUCCEEDED
-        ws = workspace(self.app, self.run)
+        ws = workspace(self.app, self.run, fresh=True)  # a build starts from the commit alone
         builder = LocalTarget("build", ws, base_env=self.app.environ)
         steps = self._steps(stage, {"SLIPWAY_COMMIT": self.run.commit})
         for command in self.project.artifact.build:
@@ -117,6 +105,17 @@ class PipelineRun:
         store.set_run_artifact(self.run.id, stored.digest)
         self.app.observer.message(f"artifact {stored.digest} ({len(stored.files)} files, {stored.size} bytes)")
         return State.SUCCEEDED
+
+    def _verifies(self, digest: str) -> bool:
+        """Whether the stored artifact can be reused: present, and its archive and manifest verify."""
+        try:
+            self.app.artifacts.manifest(digest)
+        except ArtifactNotFound:
+            return False  # the artifact store was emptied or replaced: build again
+        except ArtifactError as exc:
+            self.app.observer.message(f"the stored artifact {digest} does not verify ({exc.message}): building again")
+            return False
+        return True
 
     async def commands(self, stage: StageRecord) -> State:
         """Run a test, acceptance or post-deploy stage's commands in the run's workspace."""
@@ -186,8 +185,20 @@ class PipelineRun:
 async def start_run(app: App, *, rev: str = "HEAD") -> RunOutcome:
     """Create a run for ``rev`` with the pipeline *of that commit*, and drive it."""
     commit = resolve_commit(app.root, rev)
+    _prune(app)  # what crashed runs or another state store left behind
     run_id = _create_pipeline_run(app, commit)
     return await continue_run(app, run_id)
+
+
+def _prune(app: App) -> None:
+    """Remove the workspaces no unfinished run needs; a failure to do so never fails a run."""
+    try:
+        removed = prune_workspaces(app)
+    except OSError as exc:
+        app.observer.message(f"could not prune {app.settings.state_dir / 'work'}: {exc}")
+        return
+    if removed:
+        app.observer.message(f"pruned {len(removed)} workspace(s) no unfinished run needs")
 
 
 def _create_pipeline_run(app: App, commit: str) -> int:
@@ -204,6 +215,7 @@ def _create_pipeline_run(app: App, commit: str) -> int:
         raise ConfigError(f"{name} in commit {commit[:12]} is not UTF-8 text: {exc.reason}") from None
     loaded = parse_config(text, path=app.config.path)
     project = loaded.project
+    check_commit_links(app.root, commit)  # an unsafe symlink is refused before a run exists
     return app.store.create_run(
         project=project.name,
         kind=RunKind.PIPELINE,
@@ -216,8 +228,11 @@ def _create_pipeline_run(app: App, commit: str) -> int:
 
 
 async def continue_run(app: App, run_id: int) -> RunOutcome:
-    """Drive a run from its first stage that is not final."""
-    state = await PipelineRun(app, run_id).drive()
+    """Drive a run from its first stage that is not final; then prune the workspaces nothing needs."""
+    try:
+        state = await PipelineRun(app, run_id).drive()
+    finally:
+        _prune(app)
     run = app.store.get_run(run_id)
     return RunOutcome(run_id, state, run.artifact_digest)
 
@@ -311,7 +326,7 @@ async def promote(app: App, digest: str, *, environment: str) -> RunOutcome:
             hint="'slipway history' lists the artifacts that were built",
         )
     if not isinstance(project.artifact, ImageArtifactSpec):  # an image is pulled by digest when deployed
-        app.artifacts.fetch(digest)
+        app.artifacts.manifest(digest)  # the archive's digest, and the manifest against the archive
     missing = missing_for_promotion(app, project, digest, environment)
     if missing:
         raise GateError(

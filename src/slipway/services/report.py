@@ -23,7 +23,9 @@ def status(app: App) -> dict[str, Any]:
                 "name": name,
                 "release": (next(iter(releases)) if len(releases) == 1 else ("mixed" if releases else None)),
                 "artifact_digest": newest.artifact_digest if newest and len(releases) == 1 else None,
+                # release.commit: the run deployed; artifact.commit: the commit that built its digest
                 "commit": newest.commit if newest and len(releases) == 1 else None,
+                "artifact_commit": _artifact_commit(app, newest.artifact_digest) if newest and len(releases) == 1 else None,
                 "deployed_at": newest.since if newest else None,
                 "run_id": newest.run_id if newest else None,
                 "deployment_id": newest.deployment_id if newest else None,
@@ -45,6 +47,11 @@ def status(app: App) -> dict[str, Any]:
                 host["slots"] = slots.get(host["name"], {})
     waiting = [r.id for r in app.store.list_runs(limit=50) if r.state.value == "waiting"]
     return {"project": app.config.project.name, "environments": envs, "waiting_runs": waiting}
+
+
+def _artifact_commit(app: App, digest: str) -> str | None:
+    record = app.store.get_artifact(digest)
+    return record.commit if record else None
 
 
 def run_dict(run: RunRecord) -> dict[str, Any]:

@@ -187,6 +187,13 @@ class Store:
                 out.append(_run_record(run, stages))
             return out
 
+    def unfinished_runs(self) -> list[rec.RunRecord]:
+        """Every run whose state is not final (running, waiting, ...), oldest first."""
+        final = [state.value for state in State if state.is_final]
+        with self._tx() as s:
+            ids = s.scalars(select(t.Run.id).where(t.Run.state.not_in(final)).order_by(t.Run.id)).all()
+        return [self.get_run(i) for i in ids]
+
     def set_run_state(self, run_id: int, state: State, *, error: str | None = None, actor: str = "slipway") -> None:
         """Move a run along its state machine."""
         with self._tx() as s:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from shlex import quote
 
-from slipway.artifacts.archive import FileEntry, Manifest, check_member_path
+from slipway.artifacts.archive import FileEntry, Manifest, check_link_target, check_member_path
 from slipway.errors import CommandFailed, CommandResult, DeploymentError
 from slipway.ports import Target
 
@@ -206,8 +206,30 @@ async def _free_space(target: Target, *, timeout: float) -> int | None:
     return int(fields[3]) * 1024 if result.ok and len(fields) >= 4 and fields[3].isdigit() else None
 
 
-def link_tar(manifest: Manifest, release_id: str, shared: Sequence[str]) -> bytes:
-    """A tar of hard links (no file data), symlinks and the marker that builds the release tree."""
+@dataclass(frozen=True)
+class Marker:
+    """What ``releases/<id>/.slipway-release`` says: the release, its artifact, and the two commits.
+
+    ``commit`` is the commit of the run being deployed (``release.commit``); ``artifact_commit`` is the
+    commit that first built the artifact's digest. They differ when a later commit builds the same bytes
+    (it changed only slipway.yml, say): the release is that later commit's, its files are the artifact's.
+    """
+
+    commit: str
+    artifact_commit: str
+
+    def to_json(self, release_id: str, digest: str) -> bytes:
+        """The marker file's bytes."""
+        data = {"release": release_id, "digest": digest, "commit": self.commit, "artifact_commit": self.artifact_commit}
+        return json.dumps(data, sort_keys=True).encode()
+
+
+def link_tar(manifest: Manifest, release_id: str, shared: Sequence[str], *, marker: Marker | None = None) -> bytes:
+    """A tar of hard links (no file data), symlinks and the marker that builds the release tree.
+
+    Every link is checked here, whatever produced the manifest: an absolute link or one climbing out of
+    the release is refused before anything reaches the host.
+    """
     base = f"releases/{release_id}.partial"
     shared_set = [check_member_path(s) for s in shared]
 
@@ -234,6 +256,7 @@ def link_tar(manifest: Manifest, release_id: str, shared: Sequence[str]) -> byte
         for link in manifest.links:
             if under_shared(link.path):
                 continue
+            check_link_target(check_member_path(link.path), link.target)
             info = tarfile.TarInfo(f"{base}/{check_member_path(link.path)}")
             info.type, info.linkname, info.mode = tarfile.SYMTYPE, link.target, 0o777
             tar.addfile(info)
@@ -246,17 +269,21 @@ def link_tar(manifest: Manifest, release_id: str, shared: Sequence[str]) -> byte
             info = tarfile.TarInfo(f"{base}/{s}")
             info.type, info.linkname, info.mode = tarfile.SYMTYPE, shared_link_target(s), 0o777
             tar.addfile(info)
-        marker = json.dumps(
-            {"release": release_id, "digest": manifest.digest, "commit": manifest.commit}, sort_keys=True
-        ).encode()
+        mark = (marker or Marker(manifest.commit, manifest.commit)).to_json(release_id, manifest.digest)
         info = tarfile.TarInfo(f"{base}/{MARKER}")
-        info.size, info.mode = len(marker), 0o444
-        tar.addfile(info, io.BytesIO(marker))
+        info.size, info.mode = len(mark), 0o444
+        tar.addfile(info, io.BytesIO(mark))
     return buf.getvalue()
 
 
 async def build_release(
-    target: Target, manifest: Manifest, release_id: str, shared: Sequence[str], *, timeout: float
+    target: Target,
+    manifest: Manifest,
+    release_id: str,
+    shared: Sequence[str],
+    *,
+    timeout: float,
+    marker: Marker | None = None,
 ) -> None:
     """Build ``releases/<id>`` from the object store; it appears only once complete."""
     final = release_dir(target, release_id)
@@ -268,7 +295,8 @@ async def build_release(
         f'echo "release incomplete: $n of {expected} files" >&2; rm -rf {quote(partial)}; exit 3; fi && '
         f"mv -T {quote(partial)} {quote(final)}"
     )
-    result = await target.run(script, stdin=link_tar(manifest, release_id, shared), timeout=timeout)
+    links = link_tar(manifest, release_id, shared, marker=marker)  # refuses an unsafe link before the host
+    result = await target.run(script, stdin=links, timeout=timeout)
     if not result.ok:
         await target.run(f"rm -rf {quote(partial)}", timeout=timeout)
         raise CommandFailed.from_result(result, what="building the release directory failed")
@@ -282,16 +310,18 @@ async def install_release(
     *,
     shared: Sequence[str] = (),
     timeout: float = 600,
+    marker: Marker | None = None,
 ) -> InstallStats:
     """Make ``releases/<id>`` exist and complete on the target, sending only missing contents."""
     validate_release_id(release_id)
+    link_tar(manifest, release_id, shared, marker=marker)  # an unsafe link is refused before the host is touched
     await prepare_layout(target, shared, timeout=timeout)
     if await release_exists(target, release_id, timeout=timeout):
         return InstallStats(0, 0, already_installed=True)
     missing = await missing_objects(target, manifest, timeout=timeout, shared=shared)
     cache = objects if isinstance(objects, ObjectCache) else ObjectCache(manifest, objects)
     count, sent = await upload_objects(target, missing, cache, release_id=release_id, timeout=timeout)
-    await build_release(target, manifest, release_id, shared, timeout=timeout)
+    await build_release(target, manifest, release_id, shared, timeout=timeout, marker=marker)
     return InstallStats(count, sent, already_installed=False)
 
 

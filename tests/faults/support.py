@@ -294,10 +294,13 @@ def assert_hosts_complete(case: Case, allowed: set[str | None]) -> None:
             assert (case.host_dir(i) / "app/current" / MARKER).is_file(), f"h{i + 1}: {release} has no marker"
 
 
-def assert_store_matches_hosts(case: Case, runs: dict[int, str] | None = None) -> dict[str, Any]:
+def assert_store_matches_hosts(
+    case: Case, runs: dict[int, str] | None = None, *, history: bool = True
+) -> dict[str, Any]:
     """``slipway status --json`` names, host by host, the release each host's ``current`` names, and the
-    commit in the hosts' release markers; ``slipway history --json`` has no run left running and each of
-    ``runs`` (run id -> state) in its state. Returns the environment's status."""
+    commit in the hosts' release markers; no run is left running and each of ``runs`` (run id -> state)
+    is in its state, as ``slipway history --json`` says (``history=False``: as the store says, which saves
+    a command where history was checked just before). Returns the environment's status."""
     status = {e["name"]: e for e in case.json("status")["environments"]}[ENV]
     on_hosts = case.currents()
     recorded = [h["release"] for h in status["hosts"]]
@@ -308,14 +311,17 @@ def assert_store_matches_hosts(case: Case, runs: dict[int, str] | None = None) -
         assert status["commit"] == case.marker(0)["commit"], "status names another commit than the hosts run"
     elif len(distinct) > 1:
         assert status["release"] == "mixed"
-    history = {r["id"]: r for r in case.json("history")}
-    left_running = [(i, r["state"]) for i, r in history.items() if r["state"] in ("running", "pending")]
+    if history:
+        recorded_runs = {int(r["id"]): (str(r["state"]), str(r["commit"])) for r in case.json("history")}
+    else:
+        recorded_runs = {int(r[0]): (str(r[1]), str(r[2])) for r in case.query("SELECT id, state, commit FROM runs")}
+    left_running = [(i, state) for i, (state, _) in recorded_runs.items() if state in ("running", "pending")]
     assert not left_running, f"runs recorded as running with no process: {left_running}"
     for run_id, state in (runs or {}).items():
-        assert history[run_id]["state"] == state, f"run {run_id} is {history[run_id]['state']}, expected {state}"
-    newest = max(history.values(), key=lambda r: r["id"])
-    if newest["state"] == "succeeded" and len(distinct) == 1:
-        assert newest["commit"] == case.marker(0)["commit"], "history's newest run names another commit"
+        assert recorded_runs[run_id][0] == state, f"run {run_id} is {recorded_runs[run_id][0]}, expected {state}"
+    newest_state, newest_commit = recorded_runs[max(recorded_runs)]
+    if newest_state == "succeeded" and len(distinct) == 1:
+        assert newest_commit == case.marker(0)["commit"], "the newest run names another commit than the hosts run"
     return dict(status)
 
 

@@ -44,7 +44,7 @@ PHASES = {"build": "build", "transfer": None, "before-switch": "configure", "aft
 #: Signal -> the exit code of a slipway that handles it (a SIGKILLed process has no say: -9).
 SIGNALS = {"SIGTERM": (signal.SIGTERM, 143), "SIGHUP": (signal.SIGHUP, 129), "SIGKILL": (signal.SIGKILL, -9)}
 #: Big enough that the upload to a host takes a moment, so that it is caught in flight.
-PAYLOAD = 24_000_000
+PAYLOAD = 16_000_000
 FAULTED_RUN = 2
 
 
@@ -124,7 +124,7 @@ def test_a_signal_at_each_phase_leaves_a_truthful_recoverable_fleet(new_case, si
     case.commit("c")
     case.ok("run")
     assert_deploys_commit(case, "c")
-    assert_store_matches_hosts(case, {FAULTED_RUN: final_state(sig, phase)})
+    assert_store_matches_hosts(case, {FAULTED_RUN: final_state(sig, phase)}, history=False)
     assert_no_dead_lock(case)
     assert case.locks() == []
 

@@ -87,7 +87,7 @@ def test_the_store_killed_mid_deployment_never_leaves_hosts_or_records_wrong(
     case.commit("c")
     case.ok("run")
     assert_deploys_commit(case, "c")
-    assert_store_matches_hosts(case)
+    assert_store_matches_hosts(case, {3: "succeeded"}, history=False)
     assert case.locks() == []
 
 

@@ -97,7 +97,7 @@ def crash_mid_switch(proj: Recovering) -> tuple[str, int]:
     proc = proj.start("run")
     proj.wait_reached("prod-2", 2, proc)
     proc.kill()
-    proc.wait(timeout=30)
+    proj.finish(proc)
     proj.let_go("prod-2", 2)
     currents = proj.currents()
     assert currents["prod-1"] == currents["prod-2"] != old and currents["prod-3"] == old
@@ -181,7 +181,7 @@ def test_unlock_of_a_dead_holder_needs_no_force(proj: Recovering) -> None:
     proc = proj.start("run")
     proj.wait_reached("prod-1", 1, proc)
     proc.kill()
-    proc.wait(timeout=30)
+    proj.finish(proc)
     proj.let_go("prod-1", 1)
     out = proj.ok("unlock", "prod")  # the store was reconciled when unlock opened it: nothing left to unlock
     assert "was not locked" in out.stdout

@@ -3,7 +3,8 @@
 Exit codes (docs/cli.md): 0 success (a run parked at an approval gate also exits 0 and says so),
 1 a run or command failed, 2 invalid configuration or usage, 4 artifact problem, 5 host unreachable or
 refused, 6 deployment failed, 7 migration refused, 8 check failed, 9 gate or state forbids it,
-11 lock held by another process, 12 state store unavailable, 130 interrupted.
+11 lock held by another process, 12 state store unavailable, 128+N stopped by signal N (130 SIGINT,
+143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from rich.markup import escape
 
 from slipway import __version__
 from slipway.cli import render as out
+from slipway.cli.signals import Stopping
 from slipway.config import CONFIG_NAME
-from slipway.errors import Cancelled, ConfigError, SlipwayError
+from slipway.errors import ConfigError, SlipwayError
 from slipway.model.states import State
 from slipway.services import pipeline, report
 from slipway.services.app import App, open_app
@@ -74,10 +76,12 @@ def _open(ctx: typer.Context, *, json_mode: bool = False) -> App:
 
 
 def _run_async(app: App, coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a command's coroutine; SIGINT, SIGTERM and SIGHUP stop it the same way (cli/signals.py)."""
+    stop = Stopping(out.make_console(stderr=True))
     try:
-        return asyncio.run(coro())
-    except KeyboardInterrupt:
-        raise Cancelled("interrupted: the running step was stopped and the run recorded as cancelled") from None
+        return asyncio.run(stop.guard(coro()))
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise stop.cancelled() from None
     finally:
         app.close()
 
@@ -332,15 +336,31 @@ def logs(
 def unlock(
     ctx: typer.Context,
     environment: Annotated[str, typer.Argument(metavar="ENV")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Remove it even though its holder is alive (recorded in the audit log).")
+    ] = False,
 ) -> None:
-    """Remove a stale deployment lock (of a process that died); recorded in the audit log."""
+    """Remove an environment's deployment lock. A live holder's lock only with --force; both are audited."""
+    from slipway.services import recovery
+
     app = _open(ctx)
     try:
-        removed = app.store.release_lock(f"environment {environment}")
-        app.store.audit(app.settings.actor, "lock.remove", f"environment {environment}", {"removed": removed})
+        removed = recovery.unlock(app, environment, force=force)
         print(f"lock on {environment} removed" if removed else f"{environment} was not locked")
     finally:
         app.close()
+
+
+@cli.command()
+def resume(
+    ctx: typer.Context,
+    run_id: Annotated[int, typer.Argument(metavar="RUN", help="An interrupted or cancelled run.")],
+    json_out: JsonOut = False,
+) -> None:
+    """Continue an interrupted or cancelled run from its first stage that did not finish."""
+    app = _open(ctx, json_mode=json_out)
+    outcome = _run_async(app, lambda: pipeline.resume(app, run_id))
+    _finish(app, outcome, json_out)
 
 
 from slipway.cli.migrations import migrations_app  # noqa: E402 - its commands reuse _open from above

@@ -24,6 +24,7 @@ ICON = {
     State.SUCCEEDED: "[green]✓[/]",
     State.FAILED: "[red]✗[/]",
     State.CANCELLED: "[yellow]⊘[/]",
+    State.INTERRUPTED: "[magenta]↯[/]",
 }
 
 

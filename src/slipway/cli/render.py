@@ -17,6 +17,7 @@ ICONS = {
     State.SUCCEEDED: "[green]✓[/]",
     State.FAILED: "[red]✗[/]",
     State.CANCELLED: "[yellow]⊘[/]",
+    State.INTERRUPTED: "[magenta]↯[/]",
     State.WAITING: "[cyan]⏸[/]",
     State.SKIPPED: "[dim]-[/]",
     State.RUNNING: "[blue]…[/]",

@@ -31,6 +31,7 @@ from slipway.errors import (
     GateError,
     HostOutcome,
     SlipwayError,
+    StoreError,
 )
 from slipway.model.records import HostRelease
 from slipway.model.states import State
@@ -212,13 +213,39 @@ class DeploymentRun:
             raise
         if failures:
             self.outcomes.update(failures)
+            gone = self.store_gone()
+            if gone is not None:  # not this release's fault: the whole deployment stops and goes back
+                raise gone
             where = "before the switch" if phases[0] in PRE_SWITCH else "after the switch"
             raise DeploymentError(
                 f"deployment of {self.plan.environment} failed {where} on {len(failures)} of {len(hosts)} host(s)",
                 results=failures,
             )
 
+    def store_gone(self) -> StoreError | None:
+        """The error to stop on once the store stopped answering: nothing goes forward it cannot record."""
+        cause = self.store.unavailable
+        if cause is None:
+            return None
+        where = self.store.journal.path if self.store.journal is not None else None
+        return StoreError(
+            f"the state store stopped answering during the deployment of {self.plan.environment} "
+            f"({cause.message.splitlines()[0]}): every host this deployment switched went back to the release it "
+            f"ran; what the store could not be told is in the journal {where}",
+            hint="the next command writes the journal into the store once it answers; then 'slipway status' "
+            "shows what runs where, and 'slipway run' (or 'slipway resume RUN') deploys again",
+        )
+
     async def _step(self, target: Target, step: PlanStep) -> None:
+        gone = self.store_gone()
+        if gone is not None:  # no step goes forward that the store cannot record
+            raise gone
+        await self._forward_step(target, step)
+        gone = self.store_gone()
+        if gone is not None:
+            raise gone
+
+    async def _forward_step(self, target: Target, step: PlanStep) -> None:
         release = self.plan.release
         rdir = layout.release_dir(target, release.id)
         if step.action is Action.INSTALL:
@@ -358,6 +385,12 @@ class DeploymentRun:
                         step.command,
                         cwd=layout.release_dir(target, prev_id),
                         timeout=step.timeout,
+                        # the hooks see the release they restart, as when it was deployed
+                        env={
+                            "SLIPWAY_RELEASE_DIR": layout.release_dir(target, prev_id),
+                            "SLIPWAY_RELEASE_ID": prev_id,
+                            "SLIPWAY_HOST": host,
+                        },
                     )
                 old = self.outcomes.get(host)
                 self.outcomes[host] = HostOutcome(
@@ -432,7 +465,14 @@ async def run_deployment(run: DeploymentRun) -> None:
             results=run.outcomes,
             hint=f"'slipway logs {run.run_id}' shows every step's output" if run.run_id else "",
         ) from exc
+    except StoreError:  # the store stopped answering: go back without it (writes go to the journal)
+        await run._revert_switched()
+        run.record_hosts(State.FAILED)
+        run.store.finish_deployment(run.deployment_id, State.FAILED, reason="the state store stopped answering")
+        raise
     except (asyncio.CancelledError, KeyboardInterrupt):
+        # _phase reverts when the stop lands in a batch; between batches (traffic, bake, pause) it is here
+        await run._revert_switched()
         run.record_hosts(State.CANCELLED)
         run.store.finish_deployment(run.deployment_id, State.CANCELLED, reason="interrupted by the user")
         raise

@@ -2,7 +2,7 @@
 
 It knows nothing of git, shells or hosts; each stage kind is handled by a callable the services layer
 provides. A handler returns the state its stage ended in (``SUCCEEDED``, or ``WAITING`` for a gate that
-parks the run); an exception fails the stage and the run; cancellation (Ctrl-C) cancels both. A run
+parks the run); an exception fails the stage and the run; cancellation (a signal) cancels both. A run
 that was parked continues from its first stage that is not final, in a new process, from the store.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from slipway.engine.events import Observer
 from slipway.errors import SlipwayError, StateError
-from slipway.model.records import StageRecord
+from slipway.model.records import RunRecord, StageRecord
 from slipway.model.states import StageKind, State
 
 if TYPE_CHECKING:
@@ -32,7 +32,14 @@ async def drive_run(
     *,
     actor: str,
 ) -> State:
-    """Run every remaining stage of ``run_id``; return the run's final (or waiting) state."""
+    """Run every remaining stage of ``run_id``; return the run's final (or waiting) state.
+
+    Whatever stops a stage is recorded before it propagates: a SlipwayError or any unexpected exception
+    fails the stage and the run; a cancellation (a signal) cancels them. When the store stopped answering
+    during a stage, the run is recorded ``interrupted`` (journalled) and ``slipway resume`` goes on later.
+    What is recorded after a failure is worked out from the run as read at the start, not read again:
+    the store may be the thing that failed.
+    """
     run = store.get_run(run_id)
     if run.state is State.PENDING:
         store.set_run_state(run_id, State.RUNNING, actor=actor)
@@ -50,21 +57,24 @@ async def drive_run(
         started = time.monotonic()
         try:
             outcome = await handlers[stage.kind](stage)
-        except asyncio.CancelledError:
-            _cancel_rest(store, run_id, stage.id)
-            observer.stage_finished(stage.name, State.CANCELLED, time.monotonic() - started, "cancelled")
+        except asyncio.CancelledError as exc:
+            reason = str(exc.args[0]) if exc.args and exc.args[0] else "interrupted by the user"
+            _cancel_rest(store, run, stage, reason=reason, actor=actor)
+            observer.stage_finished(stage.name, State.CANCELLED, time.monotonic() - started, reason)
             raise
-        except SlipwayError as exc:
-            message = str(exc)
+        except Exception as exc:  # a SlipwayError, or a bug: either way the run is not left running
+            message = str(exc) if isinstance(exc, SlipwayError) else f"internal error: {type(exc).__name__}: {exc}"
             store.set_stage_state(stage.id, State.FAILED, error=message)
-            _skip_rest(store, run_id, after=stage.index)
-            store.set_run_state(
-                run_id, State.FAILED, error=f"stage {stage.name} failed: {message.splitlines()[0]}", actor=actor
-            )
+            _skip_rest(store, run, after=stage.index)
+            first = message.splitlines()[0] if message else type(exc).__name__
+            store.set_run_state(run_id, State.FAILED, error=f"stage {stage.name} failed: {first}", actor=actor)
             observer.stage_finished(stage.name, State.FAILED, time.monotonic() - started, message)
             raise
         store.set_stage_state(stage.id, outcome)
         observer.stage_finished(stage.name, outcome, time.monotonic() - started, None)
+        if store.unavailable is not None and not (outcome is State.SUCCEEDED and stage is run.stages[-1]):
+            store.set_run_state(run_id, State.INTERRUPTED, error="the state store stopped answering", actor=actor)
+            raise store.unavailable
         if outcome is State.WAITING:
             store.set_run_state(run_id, State.WAITING, actor=actor)
             return State.WAITING
@@ -72,15 +82,16 @@ async def drive_run(
     return State.SUCCEEDED
 
 
-def _skip_rest(store: Store, run_id: int, *, after: int) -> None:
-    for stage in store.get_run(run_id).stages:
+def _skip_rest(store: Store, run: RunRecord, *, after: int) -> None:
+    for stage in run.stages:
         if stage.index > after and stage.state is State.PENDING:
             store.set_stage_state(stage.id, State.SKIPPED)
 
 
-def _cancel_rest(store: Store, run_id: int, stage_id: int) -> None:
-    """Record a Ctrl-C: the running stage and the run are cancelled, the stages after it too."""
-    for stage in store.get_run(run_id).stages:
-        if stage.id == stage_id or stage.state in (State.PENDING, State.RUNNING, State.WAITING):
-            store.set_stage_state(stage.id, State.CANCELLED, error="interrupted by the user")
-    store.set_run_state(run_id, State.CANCELLED, error="interrupted by the user")
+def _cancel_rest(store: Store, run: RunRecord, current: StageRecord, *, reason: str, actor: str) -> None:
+    """Record a stop (a signal): the running stage and the run are cancelled, the stages after it too."""
+    store.set_stage_state(current.id, State.CANCELLED, error=reason)
+    for stage in run.stages:
+        if stage.index > current.index and stage.state in (State.PENDING, State.WAITING):
+            store.set_stage_state(stage.id, State.CANCELLED, error=reason)
+    store.set_run_state(run.id, State.CANCELLED, error=reason, actor=actor)

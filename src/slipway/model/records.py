@@ -163,3 +163,13 @@ class AuditRecord:
     action: str
     subject: str
     detail: str
+
+
+@dataclass(frozen=True)
+class LockRecord:
+    """A held lock: what it guards, who holds it (with pid, machine and start time), until when."""
+
+    name: str
+    holder: str
+    acquired_at: float
+    expires_at: float

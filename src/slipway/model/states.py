@@ -21,22 +21,33 @@ class State(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
+    #: The process driving it died (SIGKILL, a crash, a lost machine); found and recorded by the next command.
+    INTERRUPTED = "interrupted"
 
     @property
     def is_final(self) -> bool:
         """True for states a run never leaves."""
         return self in FINAL
 
+    @property
+    def has_ended(self) -> bool:
+        """True once nothing drives it any more: final, or stopped and resumable (cancelled, interrupted)."""
+        return self in FINAL or self in RESUMABLE
 
-FINAL = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED, State.SKIPPED})
+
+FINAL = frozenset({State.SUCCEEDED, State.FAILED, State.SKIPPED})
+#: Stopped part-way: ``slipway resume`` takes a run (and its stages) out of these, and nothing else does.
+RESUMABLE = frozenset({State.CANCELLED, State.INTERRUPTED})
 
 _EDGES: dict[State, frozenset[State]] = {
     State.PENDING: frozenset({State.RUNNING, State.SKIPPED, State.CANCELLED}),
-    State.RUNNING: frozenset({State.SUCCEEDED, State.FAILED, State.WAITING, State.CANCELLED}),
+    State.RUNNING: frozenset({State.SUCCEEDED, State.FAILED, State.WAITING, State.CANCELLED, State.INTERRUPTED}),
     State.WAITING: frozenset({State.RUNNING, State.SUCCEEDED, State.FAILED, State.CANCELLED}),
     State.SUCCEEDED: frozenset(),
     State.FAILED: frozenset(),
-    State.CANCELLED: frozenset(),
+    # Resume: a run goes back to running, its stopped stages to pending (then run again, from the first).
+    State.CANCELLED: frozenset({State.RUNNING, State.PENDING}),
+    State.INTERRUPTED: frozenset({State.RUNNING, State.PENDING}),
     State.SKIPPED: frozenset(),
 }
 

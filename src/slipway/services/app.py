@@ -12,11 +12,13 @@ from slipway.artifacts.store import LocalArtifactStore
 from slipway.config import LoadedConfig, find_config, load_config, parse_config
 from slipway.engine.events import NullObserver, Observer
 from slipway.engine.masking import Masker
-from slipway.errors import ConfigError
+from slipway.errors import ConfigError, StoreError
 from slipway.model.config import LocalTargetSpec, SSHTargetSpec, TargetSpec
 from slipway.model.containers import ContainerTargetSpec
 from slipway.ports import Target
 from slipway.services.settings import Settings
+from slipway.store.journal import Journal
+from slipway.store.journal import pending as journal_pending
 from slipway.store.repository import Store
 from slipway.targets.local import LocalTarget
 
@@ -39,9 +41,21 @@ class App:
 
     @property
     def store(self) -> Store:
-        """The state store, opened (and migrated) on first use."""
+        """The state store, opened (and migrated) on first use, then reconciled (services/recovery.py)."""
         if self._store is None:
-            self._store = Store(self.settings.database_url)
+            from slipway.services import recovery  # it wires the store to this App's settings
+
+            directory = self.settings.state_dir / "journal"
+            try:
+                store = Store(self.settings.database_url, journal=Journal(directory))
+            except StoreError as exc:
+                raise _pending_journal(exc, directory) from exc
+            try:
+                recovery.reconcile(self, store)
+            except StoreError as exc:
+                store.close()
+                raise _pending_journal(exc, directory) from exc
+            self._store = store
         return self._store
 
     @property
@@ -58,6 +72,18 @@ class App:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def _pending_journal(exc: StoreError, directory: Path) -> StoreError:
+    """The store error, saying what waits in the local journal for the store to answer again."""
+    waiting = journal_pending(directory)
+    if not waiting:
+        return exc
+    return StoreError(
+        f"{exc.message}\n{len(waiting)} journal(s) of changes the store could not be told wait in {directory}",
+        hint="they are written to the store by the next command once it answers (then removed); "
+        + (exc.hint or "check SLIPWAY_DATABASE_URL"),
+    )
 
 
 def open_app(

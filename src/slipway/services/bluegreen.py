@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from slipway.ports import OutputSink, Target
 from slipway.routers.base import Backend
 from slipway.routers.nginx import NginxRouter
 from slipway.services import migrations as database
+from slipway.services import recovery
 from slipway.services.app import App, make_target
 from slipway.services.checks import DeploymentChecks, deployment_checks
 from slipway.services.deployments import (
@@ -254,8 +254,8 @@ def slot_revert_steps(
 async def _environment_lock(app: App, request: DeployRequest) -> AsyncIterator[None]:
     """One deployment (or switch) of an environment at a time, its holder named."""
     lock = f"environment {request.environment}"
-    holder = f"{app.settings.actor} (run {request.run_id}, pid {os.getpid()} on {os.uname().nodename})"
-    app.store.acquire_lock(lock, holder, ttl=LOCK_TTL)
+    holder = recovery.holder_text(app.settings.actor, run_id=request.run_id)
+    app.store.acquire_lock(lock, holder, ttl=LOCK_TTL, is_dead=recovery.holder_is_dead)
     try:
         yield
     finally:

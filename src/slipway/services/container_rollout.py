@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from slipway.model.records import HostRelease
 from slipway.model.states import DeploymentKind, State
 from slipway.routers.nginx import NginxRouter
 from slipway.routers.shared import SharedGroups
+from slipway.services import recovery
 from slipway.services.app import App
 from slipway.services.checks import deployment_checks
 from slipway.services.containers import image_artifact, image_ref, recorded, registry_of, service_specs
@@ -126,8 +126,8 @@ async def _locked(app: App, request: DeployRequest, rollout: ContainerRollout) -
     """Run the rollout under the environment's lock, recorded as a deployment."""
     store = app.store
     lock = f"environment {request.environment}"
-    holder = f"{app.settings.actor} (run {request.run_id}, pid {os.getpid()} on {os.uname().nodename})"
-    store.acquire_lock(lock, holder, ttl=LOCK_TTL)
+    holder = recovery.holder_text(app.settings.actor, run_id=request.run_id)
+    store.acquire_lock(lock, holder, ttl=LOCK_TTL, is_dead=recovery.holder_is_dead)
     try:
         env = rollout.env
         rollout.deployment_id = store.start_deployment(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -32,7 +31,7 @@ from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import DeploymentRecord, HostRelease
 from slipway.model.states import DeploymentKind, State
 from slipway.ports import Target
-from slipway.services import canary
+from slipway.services import canary, recovery
 from slipway.services import migrations as database
 from slipway.services.app import App, make_target, target_root
 from slipway.services.checks import deployment_checks
@@ -189,8 +188,8 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
         await traffic.prepare()  # nginx runs and lists every host, before the lock and any host is touched
     store = app.store
     lock = f"environment {request.environment}"
-    holder = f"{app.settings.actor} (run {request.run_id}, pid {os.getpid()} on {os.uname().nodename})"
-    store.acquire_lock(lock, holder, ttl=LOCK_TTL)
+    holder = recovery.holder_text(app.settings.actor, run_id=request.run_id)
+    store.acquire_lock(lock, holder, ttl=LOCK_TTL, is_dead=recovery.holder_is_dead)
     targets: dict[str, Target] = {}
     try:
         # Before any host is touched: the release's migrations lint, fit the database's history, and the
@@ -296,7 +295,8 @@ class RollbackTarget:
 
 
 def choose_rollback(app: App, environment: str, to_release: str | None) -> RollbackTarget:
-    """The release to go back to: ``to_release``, or the last one that ran before the current one."""
+    """The release to go back to: ``to_release``; else, when hosts run releases of a deployment that did not
+    succeed (a mixed environment), the release of the last deployment that did; else the one before it."""
     history = [d for d in app.store.deployments(environment, limit=200) if d.state is State.SUCCEEDED]
     running = {h.release_id for h in app.store.host_releases(environment)}
     if not history and not running:
@@ -311,6 +311,10 @@ def choose_rollback(app: App, environment: str, to_release: str | None) -> Rollb
             hint=f"releases deployed there: {known}",
         )
     current = history[0].release_id if history else None
+    if current is not None and running - {current}:
+        # A deployment that did not finish (interrupted, cancelled, halted, failed part-way) left hosts on
+        # other releases: every host goes back to what the environment ran before it.
+        return RollbackTarget(current, history[0].artifact_digest, _commit_of(app, history[0].artifact_digest))
     for d in history:
         if d.release_id != current and d.release_id not in running:
             return RollbackTarget(d.release_id, d.artifact_digest, release_commit_of(app, d))

@@ -20,7 +20,7 @@ from slipway.model.config import Project
 from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import RunRecord, StageRecord
 from slipway.model.states import Decision, DeploymentKind, RunKind, StageKind, State
-from slipway.services import canary, checks, switchback
+from slipway.services import canary, checks, recovery, switchback
 from slipway.services import deployments as dep
 from slipway.services import migrations as database
 from slipway.services.app import App
@@ -228,11 +228,13 @@ def _create_pipeline_run(app: App, commit: str) -> int:
 
 
 async def continue_run(app: App, run_id: int) -> RunOutcome:
-    """Drive a run from its first stage that is not final; then prune the workspaces nothing needs."""
-    try:
-        state = await PipelineRun(app, run_id).drive()
-    finally:
-        _prune(app)
+    """Drive a run from its first stage that is not final (holding ``run N``: a crash is found later); then
+    prune the workspaces nothing needs."""
+    with recovery.driving(app, run_id):
+        try:
+            state = await PipelineRun(app, run_id).drive()
+        finally:
+            _prune(app)
     run = app.store.get_run(run_id)
     return RunOutcome(run_id, state, run.artifact_digest)
 
@@ -399,5 +401,17 @@ async def _drive_single(
         )
         return State.SUCCEEDED
 
-    state = await drive_run(app.store, run_id, {StageKind.DEPLOY: handler}, app.observer, actor=app.settings.actor)
+    with recovery.driving(app, run_id):
+        state = await drive_run(app.store, run_id, {StageKind.DEPLOY: handler}, app.observer, actor=app.settings.actor)
     return RunOutcome(run_id, state, run.artifact_digest)
+
+
+async def resume(app: App, run_id: int) -> RunOutcome:
+    """Continue an interrupted or cancelled run from its first stage that did not finish (run again)."""
+    with recovery.driving(app, run_id):
+        recovery.prepare_resume(app, run_id)
+        run = app.store.get_run(run_id)
+        if run.kind is RunKind.PIPELINE:
+            return await continue_run(app, run_id)
+        kind, release_id, reason = recovery.single_deployment_of(app, run_id)
+        return await _drive_single(app, run_id, kind, release_id=release_id, reason=reason)

@@ -7,13 +7,15 @@ transaction; SQLAlchemy errors become :class:`~slipway.errors.StoreError` here a
 
 from __future__ import annotations
 
+import functools
+import inspect as pyinspect
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from sqlalchemy import create_engine, delete, event, inspect, select, text
 from sqlalchemy.engine import Engine
@@ -24,8 +26,10 @@ from slipway.errors import LockHeld, StateError, StoreError
 from slipway.model import records as rec
 from slipway.model.states import Decision, DeploymentKind, RunKind, StageKind, State, transition
 from slipway.store import schema as t
+from slipway.store.journal import Journal
 
 T = TypeVar("T")
+P = ParamSpec("P")
 ALEMBIC_DIR = Path(__file__).parent / "alembic"
 VERSION_TABLE = "slipway_store_version"
 #: The newest revision in alembic/versions. Checked against Alembic by a test, so that opening an
@@ -65,12 +69,43 @@ def _describe_url(url: str) -> str:
         return "<unparseable database URL>"
 
 
+def journalled(method: Callable[Concatenate[Store, P], T]) -> Callable[Concatenate[Store, P], T]:
+    """A write that, once the store stops answering, goes to the local journal instead (store/journal.py).
+
+    The first refused write makes the store *unavailable* for the rest of the command: every later write
+    of this kind is journalled too, in order, without trying the store. Reads still raise StoreError.
+    """
+    signature = pyinspect.signature(method)
+
+    @functools.wraps(method)
+    def write(self: Store, *args: P.args, **kwargs: P.kwargs) -> T:
+        if self.unavailable is None or self.journal is None:
+            try:
+                return method(self, *args, **kwargs)
+            except StoreError as exc:
+                if self.journal is None or isinstance(exc, LockHeld):
+                    raise
+                self.unavailable = exc
+        assert self.journal is not None
+        bound = signature.bind(self, *args, **kwargs).arguments
+        arguments = {k: v for k, v in bound.items() if k != "self"}
+        placeholder = self.journal.placeholder_id() if method.__name__ == "start_step" else None
+        self.journal.append(method.__name__, arguments, at=self._now(), placeholder=placeholder)
+        return cast(T, placeholder if placeholder is not None else None)
+
+    return cast("Callable[Concatenate[Store, P], T]", write)
+
+
 class Store:
     """Runs, stages, steps, artifacts, deployments, approvals, the audit log and locks."""
 
-    def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, url: str, *, clock: Callable[[], float] = time.time, journal: Journal | None = None) -> None:
         self.url = url
         self._now = clock
+        #: Where refused writes go (None: a refused write raises StoreError, as every read does).
+        self.journal = journal
+        #: The first write the store refused during this command; from then on writes are journalled.
+        self.unavailable: StoreError | None = None
         try:
             if url.startswith("sqlite"):
                 path = url.split("///", 1)[-1]
@@ -113,6 +148,16 @@ class Store:
     def close(self) -> None:
         """Release all connections."""
         self.engine.dispose()
+
+    @contextmanager
+    def clock_at(self, at: float) -> Iterator[None]:
+        """Stamp the writes made inside with ``at`` (replaying a journal: when it happened, not now)."""
+        now = self._now
+        self._now = lambda: at
+        try:
+            yield
+        finally:
+            self._now = now
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
@@ -194,6 +239,7 @@ class Store:
             ids = s.scalars(select(t.Run.id).where(t.Run.state.not_in(final)).order_by(t.Run.id)).all()
         return [self.get_run(i) for i in ids]
 
+    @journalled
     def set_run_state(self, run_id: int, state: State, *, error: str | None = None, actor: str = "slipway") -> None:
         """Move a run along its state machine."""
         with self._tx() as s:
@@ -201,7 +247,7 @@ class Store:
             if run is None:
                 raise StateError(f"there is no run {run_id}")
             run.state = transition(State(run.state), state, what=f"run {run_id}").value
-            if state.is_final:
+            if state.has_ended:
                 run.finished_at = self._now()
             if error is not None:
                 run.error = error
@@ -217,6 +263,7 @@ class Store:
                 raise StateError(f"run {run_id} already deploys {run.artifact_digest}; an artifact is never swapped")
             run.artifact_digest = digest
 
+    @journalled
     def set_stage_state(self, stage_id: int, state: State, *, error: str | None = None) -> None:
         """Move a stage along its state machine, stamping start and finish times."""
         with self._tx() as s:
@@ -227,12 +274,13 @@ class Store:
             now = self._now()
             if state is State.RUNNING and stage.started_at is None:
                 stage.started_at = now
-            if state.is_final:
+            if state.has_ended:
                 stage.finished_at = now
             if error is not None:
                 stage.error = error
 
     # ---- steps ------------------------------------------------------------------------------------
+    @journalled
     def start_step(self, stage_id: int, *, name: str, host: str, command: str) -> int:
         """Record a step that starts now."""
         with self._tx() as s:
@@ -249,6 +297,7 @@ class Store:
             s.flush()
             return step.id
 
+    @journalled
     def finish_step(self, step_id: int, state: State, *, exit_code: int | None, log: str) -> None:
         """Record how a step ended and what it printed (already masked by the caller)."""
         with self._tx() as s:
@@ -352,6 +401,7 @@ class Store:
             )
             return d.id
 
+    @journalled
     def finish_deployment(self, deployment_id: int, state: State, *, reason: str | None = None) -> None:
         """Record how a deployment ended."""
         with self._tx() as s:
@@ -390,6 +440,7 @@ class Store:
                 {"deployment": d.id, "reason": reason},
             )
 
+    @journalled
     def record_host(
         self,
         deployment_id: int,
@@ -414,6 +465,7 @@ class Store:
             row.from_release, row.to_release, row.state = from_release, to_release, state.value
             row.error, row.duration = error, duration
 
+    @journalled
     def set_host_release(
         self,
         *,
@@ -452,6 +504,7 @@ class Store:
             ]
 
     # ---- blue/green slots -------------------------------------------------------------------------
+    @journalled
     def set_slot_release(
         self,
         *,
@@ -473,6 +526,7 @@ class Store:
             row.release_id, row.artifact_digest, row.commit = release_id, artifact_digest, commit
             row.since, row.deployment_id, row.run_id = self._now(), deployment_id, run_id
 
+    @journalled
     def set_serving_slot(self, environment: str, slot: str, *, actor: str = "slipway") -> None:
         """After a switch: ``slot`` serves every host of the environment; each host runs that slot's release.
 
@@ -568,6 +622,7 @@ class Store:
                 for a in s.scalars(q).all()
             ]
 
+    @journalled
     def audit(self, actor: str, action: str, subject: str, detail: dict[str, Any] | None = None) -> None:
         """Append to the audit log."""
         with self._tx() as s:
@@ -591,19 +646,27 @@ class Store:
             return [rec.AuditRecord(a.id, a.at, a.actor, a.action, a.subject, a.detail) for a in rows]
 
     # ---- locks ------------------------------------------------------------------------------------
-    def acquire_lock(self, name: str, holder: str, *, ttl: float) -> None:
-        """Take the named lock or raise LockHeld naming its holder. An expired lock is taken over."""
+    def acquire_lock(
+        self, name: str, holder: str, *, ttl: float, is_dead: Callable[[str], bool] | None = None
+    ) -> None:
+        """Take the named lock or raise LockHeld naming its holder.
+
+        An expired lock is taken over, and so is one whose holder ``is_dead`` says is provably gone (that
+        takeover is recorded in the audit log as ``lock.takeover``).
+        """
         now = self._now()
         try:
             with self._tx() as s:
                 row = s.get(t.Lock, name, with_for_update=True)
                 if row is not None and row.expires_at > now and row.holder != holder:
-                    raise LockHeld(
-                        f"{name} is locked by {row.holder} since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(row.acquired_at))}",
-                        hint="wait for it to finish; if that process is gone, the lock expires at "
-                        + time.strftime("%H:%M:%S", time.localtime(row.expires_at))
-                        + " or remove it with 'slipway unlock'",
-                    )
+                    if is_dead is None or not is_dead(row.holder):
+                        raise LockHeld(
+                            f"{name} is locked by {row.holder} since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(row.acquired_at))}",
+                            hint="wait for it to finish; if that process is gone, the lock expires at "
+                            + time.strftime("%H:%M:%S", time.localtime(row.expires_at))
+                            + " or remove it with 'slipway unlock'",
+                        )
+                    self._audit(s, holder, "lock.takeover", name, {"dead_holder": row.holder})
                 if row is None:
                     s.add(t.Lock(name=name, holder=holder, acquired_at=now, expires_at=now + ttl))
                 else:
@@ -613,6 +676,48 @@ class Store:
                 raise LockHeld(f"{name} was just locked by another process") from exc
             raise
 
+    def locks(self) -> list[rec.LockRecord]:
+        """Every lock held, by name."""
+        with self._tx() as s:
+            rows = s.scalars(select(t.Lock).order_by(t.Lock.name)).all()
+            return [rec.LockRecord(r.name, r.holder, r.acquired_at, r.expires_at) for r in rows]
+
+    def take_over_lock(self, name: str, dead_holder: str, *, actor: str) -> bool:
+        """Remove a lock whose holder is gone (only if ``dead_holder`` still holds it); audited ``lock.takeover``."""
+        with self._tx() as s:
+            gone = s.execute(delete(t.Lock).where(t.Lock.name == name, t.Lock.holder == dead_holder))
+            if not gone.rowcount:  # type: ignore[attr-defined]
+                return False
+            self._audit(s, actor, "lock.takeover", name, {"dead_holder": dead_holder})
+            return True
+
+    def interrupt_run(self, run_id: int, *, reason: str, actor: str = "slipway") -> bool:
+        """Record that the process driving a running run died: the run, its running stages, steps and
+        deployments become ``interrupted`` (one transaction). False when the run was not running."""
+        now = self._now()
+        with self._tx() as s:
+            run = s.get(t.Run, run_id)
+            if run is None or State(run.state) is not State.RUNNING:
+                return False
+            run.state, run.error, run.finished_at = State.INTERRUPTED.value, reason, now
+            stages = s.scalars(select(t.Stage).where(t.Stage.run_id == run_id)).all()
+            for stage in stages:
+                if State(stage.state) is State.RUNNING:
+                    stage.state, stage.error, stage.finished_at = State.INTERRUPTED.value, reason, now
+            running = State.RUNNING.value
+            for step in s.scalars(
+                select(t.Step).where(t.Step.stage_id.in_([st.id for st in stages]), t.Step.state == running)
+            ).all():
+                step.state, step.finished_at = State.INTERRUPTED.value, now
+            for d in s.scalars(
+                select(t.Deployment).where(t.Deployment.run_id == run_id, t.Deployment.state == running)
+            ).all():
+                d.state, d.finished_at, d.reason = State.INTERRUPTED.value, now, reason
+                self._audit(s, actor, "deployment.interrupted", f"environment {d.environment}", {"deployment": d.id})
+            self._audit(s, actor, "run.interrupted", f"run {run_id}", {"error": reason})
+            return True
+
+    @journalled
     def release_lock(self, name: str, holder: str | None = None) -> bool:
         """Release the lock (only if ``holder`` holds it, when given); True if a lock was removed."""
         with self._tx() as s:

@@ -1,0 +1,107 @@
+"""Recovery: what the next command does after a crash, a signal or a store outage (docs/guarantees.md).
+
+- Every process that drives a run holds the lock ``run N`` (and ``environment E`` while it deploys);
+  a holder names its pid, machine and start time (:mod:`slipway.processes`).
+- Opening the store *reconciles* it: journalled writes are replayed (store/journal.py), then every lock
+  whose holder is provably dead on this machine is taken over (audited ``lock.takeover``) and the run it
+  drove is recorded ``interrupted``, with its running stages, steps and deployments.
+- ``resume`` drives an interrupted or cancelled run on from its first stage that did not finish.
+- ``unlock`` refuses a live holder unless forced; both are audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from slipway.errors import LockHeld, StateError
+from slipway.model.states import RESUMABLE, DeploymentKind, RunKind, State
+from slipway.processes import is_dead, parse_holder, this_process
+from slipway.services.app import App
+from slipway.store import journal
+from slipway.store.repository import Store
+
+#: A run lock lives as long as its process; the expiry only frees a lock of another machine that vanished.
+RUN_LOCK_TTL = 7 * 24 * 3600
+RUN_LOCK = "run "
+
+
+def holder_text(actor: str, *, run_id: int | None) -> str:
+    """How this process names itself as a lock holder: who, which run, and the process (pid, machine, start)."""
+    return f"{actor} (run {run_id}, {this_process().describe()})"
+
+
+def holder_is_dead(holder: str) -> bool:
+    """Whether a holder text names a process that is provably gone from this machine."""
+    process = parse_holder(holder)
+    return process is not None and is_dead(process)
+
+
+def reconcile(app: App, store: Store) -> None:
+    """Replay pending journals, then record what dead processes left running and free their locks."""
+    journal.replay(store, app.settings.state_dir / "journal")
+    me = holder_text(app.settings.actor, run_id=None)
+    for lock in store.locks():
+        if not holder_is_dead(lock.holder):
+            continue
+        if lock.name.startswith(RUN_LOCK) and lock.name[len(RUN_LOCK) :].isdigit():
+            run_id = int(lock.name[len(RUN_LOCK) :])
+            store.interrupt_run(run_id, reason=f"interrupted: the process driving it died ({lock.holder})", actor=me)
+        store.take_over_lock(lock.name, lock.holder, actor=me)
+
+
+@contextmanager
+def driving(app: App, run_id: int) -> Iterator[None]:
+    """Hold ``run N`` while this process drives the run, so that a crash is found by the next command."""
+    name, holder = f"{RUN_LOCK}{run_id}", holder_text(app.settings.actor, run_id=run_id)
+    app.store.acquire_lock(name, holder, ttl=RUN_LOCK_TTL, is_dead=holder_is_dead)
+    try:
+        yield
+    finally:
+        app.store.release_lock(name, holder)
+
+
+def prepare_resume(app: App, run_id: int) -> None:
+    """Check that a run can be resumed, and put its stopped stages back to pending and the run to running."""
+    store = app.store
+    run = store.get_run(run_id)
+    if run.state not in RESUMABLE:
+        raise StateError(
+            f"run {run_id} is {run.state.value}; only an interrupted or cancelled run can be resumed",
+            hint="'slipway history' shows each run's state; a waiting run goes on with 'slipway approve'",
+        )
+    for stage in run.stages:
+        if stage.state in RESUMABLE:
+            store.set_stage_state(stage.id, State.PENDING)
+    store.set_run_state(run_id, State.RUNNING, actor=app.settings.actor)
+    store.audit(app.settings.actor, "run.resume", f"run {run_id}", {"was": run.state.value})
+
+
+def single_deployment_of(app: App, run_id: int) -> tuple[DeploymentKind, str | None, str | None]:
+    """A promote or rollback run's deployment: its kind, the release a rollback goes to, and the reason."""
+    run = app.store.get_run(run_id)
+    if run.kind is RunKind.PROMOTE:
+        return DeploymentKind.DEPLOY, None, None
+    environment = run.stages[0].environment
+    found = next((d for d in app.store.deployments(environment, limit=200) if d.run_id == run_id), None)
+    if found is None:
+        raise StateError(f"run {run_id} has no deployment to resume", hint=f"roll back again: 'slipway rollback {environment}'")
+    return found.kind, found.release_id, found.reason
+
+
+def unlock(app: App, environment: str, *, force: bool) -> bool:
+    """Remove an environment's lock; a live holder only with ``force``. Audited. True if one was removed."""
+    store, name = app.store, f"environment {environment}"
+    held = next((lock for lock in store.locks() if lock.name == name), None)
+    if held is None:
+        return False
+    alive = not holder_is_dead(held.holder)
+    if alive and not force:
+        raise LockHeld(
+            f"{name} is held by {held.holder}, which is alive (or runs on another machine)",
+            hint="let it finish; if you are sure nothing deploys there any more, 'slipway unlock "
+            f"{environment} --force' (recorded in the audit log)",
+        )
+    removed = store.release_lock(name, held.holder)
+    store.audit(app.settings.actor, "lock.remove", name, {"removed": removed, "holder": held.holder, "forced": alive})
+    return bool(removed)

@@ -1,0 +1,116 @@
+"""What the state store could not be told, written down locally until it answers again.
+
+When the store stops answering during a deployment, hosts must still go back to the release they ran,
+and the store must later say truthfully that they did. Every write the store refuses from then on (the
+store is *unavailable* for the rest of the command: later writes follow in the same order, so replaying
+never puts an older fact over a newer one) is appended to ``.slipway/journal/<time>-<pid>.jsonl``: one JSON
+object a line, flushed and fsync'd before the caller goes on, private to the user (0600 in a 0700
+directory). The next command that opens the store replays every journal, oldest first, and deletes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from slipway.errors import StateError, StoreError
+from slipway.model.states import State
+
+if TYPE_CHECKING:
+    from slipway.store.repository import Store
+
+
+class Journal:
+    """Appends refused store writes to one file of ``directory`` (created on the first write)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path: Path | None = None
+        self.entries = 0
+        self._placeholder = 0
+
+    def append(self, op: str, arguments: dict[str, Any], *, at: float, placeholder: int | None = None) -> None:
+        """Write one entry and fsync it before returning."""
+        if self.path is None:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.path = self.directory / f"{time.time_ns()}-{os.getpid()}.jsonl"
+        entry: dict[str, Any] = {"op": op, "at": at, "args": arguments}
+        if placeholder is not None:
+            entry["placeholder"] = placeholder
+        line = json.dumps(entry, sort_keys=True, default=str) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.entries += 1
+
+    def placeholder_id(self) -> int:
+        """An id for a record the store could not create (negative: never a real one); replay maps it."""
+        self._placeholder -= 1
+        return self._placeholder
+
+
+def pending(directory: Path) -> list[Path]:
+    """The journals waiting to be replayed, oldest first."""
+    return sorted(directory.glob("*.jsonl")) if directory.is_dir() else []
+
+
+def replay(store: Store, directory: Path) -> int:
+    """Write every pending journal into ``store`` (oldest first), deleting each once done; return the count.
+
+    A journal the store refuses part-way keeps its remaining entries for the next try (StoreError).
+    """
+    done = 0
+    for path in pending(directory):
+        entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        ids: dict[int, int] = {}
+        for i, entry in enumerate(entries):
+            try:
+                _apply(store, entry, ids)
+            except StoreError:
+                _rewrite(path, entries[i:])
+                raise
+            done += 1
+        path.unlink()
+    return done
+
+
+def _apply(store: Store, entry: dict[str, Any], ids: dict[int, int]) -> None:
+    op, at, args = entry["op"], float(entry["at"]), dict(entry["args"])
+    if "state" in args:
+        args["state"] = State(args["state"])
+    for key in ("step_id",):
+        if key in args and args[key] in ids:
+            args[key] = ids[args[key]]
+    if op == "set_host_release" and _newer_host_record(store, args, at):
+        return  # the store already knows something newer about this host
+    method: Callable[..., Any] = getattr(store, op)
+    with store.clock_at(at):
+        try:
+            result = method(**args)
+        except StateError:
+            return  # already recorded (a replay cut short by a crash): the store's state stands
+    if op == "start_step" and "placeholder" in entry:
+        ids[int(entry["placeholder"])] = int(result)
+
+
+def _newer_host_record(store: Store, args: dict[str, Any], at: float) -> bool:
+    rows = store.host_releases(args["environment"])
+    row = next((r for r in rows if r.host == args["host"]), None)
+    return row is not None and row.since > at
+
+
+def _rewrite(path: Path, entries: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.writelines(json.dumps(e, sort_keys=True, default=str) + "\n" for e in entries)
+        out.flush()
+        os.fsync(out.fileno())
+    tmp.replace(path)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,3 +122,67 @@ def test_unknown_digest_is_not_found(tmp_path: Path) -> None:
         store.fetch("sha256:" + "ab" * 32)
     with pytest.raises(ArtifactError, match="not an artifact digest"):
         store.fetch("sha256:xyz")
+
+
+def stored_artifact(tmp_path: Path) -> tuple[LocalArtifactStore, Manifest]:
+    make_tree(tmp_path / "t")
+    store = LocalArtifactStore(tmp_path / "store")
+    return store, store.add(tmp_path / "a.tgz", build(tmp_path / "t", tmp_path / "a.tgz"))
+
+
+def edit_manifest(store: LocalArtifactStore, digest: str, edit: Callable[[dict[str, Any]], None]) -> None:
+    [path] = (store.root / "sha256").glob("*.manifest.json")
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m["links"].append(["app/etc", "/etc"]),
+        lambda m: m["links"].append(["app/up", "../../x"]),
+        lambda m: m["links"].__setitem__(0, ["app/alias.py", "sub/run.sh"]),
+        lambda m: m["files"][0].__setitem__(1, m["files"][1][1]),  # a.py gets run.sh's content
+        lambda m: m["files"][0].__setitem__(3, True),  # a.py becomes executable
+        lambda m: m["files"].pop(),  # a file is dropped
+        lambda m: m["files"].append(["app/extra", "0" * 64, 1, False]),
+    ],
+    ids=["absolute-link", "escaping-link", "retargeted-link", "swapped-content", "mode", "dropped", "added"],
+)
+def test_a_manifest_that_disagrees_with_its_archive_is_refused(
+    tmp_path: Path, edit: Callable[[dict[str, Any]], None]
+) -> None:
+    store, stored = stored_artifact(tmp_path)
+    assert store.manifest(stored.digest).files == stored.files  # verifies, and is remembered
+    edit_manifest(store, stored.digest, edit)
+    with pytest.raises(DigestMismatch, match="disagrees with its archive"):
+        store.manifest(stored.digest)
+
+
+def test_an_unreadable_manifest_is_refused(tmp_path: Path) -> None:
+    store, stored = stored_artifact(tmp_path)
+    [path] = (store.root / "sha256").glob("*.manifest.json")
+    path.write_text("{not json")
+    with pytest.raises(DigestMismatch, match="cannot be read"):
+        store.manifest(stored.digest)
+
+
+def test_the_manifest_digest_field_is_the_verified_digest(tmp_path: Path) -> None:
+    store, stored = stored_artifact(tmp_path)
+    edit_manifest(store, stored.digest, lambda m: m.__setitem__("digest", "sha256:" + "0" * 64))
+    assert store.manifest(stored.digest).digest == stored.digest
+
+
+def test_a_rebuild_repairs_a_damaged_archive_and_manifest(tmp_path: Path) -> None:
+    store, stored = stored_artifact(tmp_path)
+    edit_manifest(store, stored.digest, lambda m: m["links"].append(["app/etc", "/etc"]))
+    again = store.add(tmp_path / "b.tgz", build(tmp_path / "t", tmp_path / "b.tgz"))
+    assert again.links == stored.links and store.manifest(stored.digest).links == stored.links
+    archive = store.fetch(stored.digest)
+    archive.chmod(0o644)
+    archive.write_bytes(b"garbage")
+    with pytest.raises(DigestMismatch, match="tampered"):
+        store.manifest(stored.digest)
+    store.add(tmp_path / "c.tgz", build(tmp_path / "t", tmp_path / "c.tgz"))
+    assert store.manifest(stored.digest).files == stored.files

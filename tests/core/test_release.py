@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from slipway.artifacts.archive import Manifest, build_archive, collect_files
+from slipway.artifacts.archive import LinkEntry, Manifest, build_archive, collect_files
 from slipway.artifacts.store import LocalArtifactStore
-from slipway.errors import CommandFailed, CommandTimeout
+from slipway.errors import CommandFailed, CommandTimeout, UnsafeArchive
 from slipway.targets import release as layout
 from slipway.targets.local import LocalTarget
 
@@ -166,3 +167,30 @@ def test_local_commands_stream_time_out_and_see_quoted_env(tmp_path: Path) -> No
 
     asyncio.run(scenario())
     assert ("stdout", "one") in lines and ("stderr", "two") in lines
+
+
+@pytest.mark.parametrize("target", ["/etc", "../../../outside", "../.."])
+def test_every_link_is_checked_whatever_the_manifest_says(tmp_path: Path, target: str) -> None:
+    """The release builder checks each link itself: a manifest is not trusted to have been checked."""
+    store, good = artifact(tmp_path, {"app/a.txt": b"a"}, "a")
+    bad = Manifest(
+        project="p", commit="c", built_at=0, files=good.files, links=(LinkEntry("app/l", target),), digest=good.digest
+    )
+    with pytest.raises(UnsafeArchive, match="app/l"):
+        layout.link_tar(bad, "r1", ())
+    host = LocalTarget("h", tmp_path / "host")
+    with pytest.raises(UnsafeArchive):
+        asyncio.run(layout.install_release(host, bad, "r1", source_for(store, good)))
+    assert not (tmp_path / "host").exists()  # refused before the host was touched
+    with pytest.raises(UnsafeArchive):
+        asyncio.run(layout.build_release(host, bad, "r1", (), timeout=30))
+    assert not (tmp_path / "host").exists()
+
+
+def test_the_marker_names_the_release_commit_and_the_artifact_commit(tmp_path: Path) -> None:
+    store, manifest = artifact(tmp_path, {"app/a.txt": b"a"}, "a")
+    host = LocalTarget("h", tmp_path / "host")
+    marker = layout.Marker(commit="2" * 40, artifact_commit="1" * 40)
+    asyncio.run(layout.install_release(host, manifest, "r1", source_for(store, manifest), marker=marker))
+    data = json.loads((tmp_path / "host/releases/r1" / layout.MARKER).read_text())
+    assert data == {"release": "r1", "digest": manifest.digest, "commit": "2" * 40, "artifact_commit": "1" * 40}

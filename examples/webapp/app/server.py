@@ -17,7 +17,11 @@ from app import store
 
 
 def release_info() -> dict[str, str]:
-    """What release this process runs, read from the marker Slipway writes into every release."""
+    """What release this process runs, read from the marker Slipway writes into every release.
+
+    ``commit`` is the commit the release was deployed for (the hooks' ``{{ release.commit }}``, what the
+    verify hook and the acceptance tests expect); ``artifact_commit`` the commit that built its files.
+    """
     marker = Path(__file__).resolve().parent.parent / ".slipway-release"
     try:
         return json.loads(marker.read_text())

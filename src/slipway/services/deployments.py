@@ -314,7 +314,7 @@ def choose_rollback(app: App, environment: str, to_release: str | None) -> Rollb
     if current is not None and running - {current}:
         # A deployment that did not finish (interrupted, cancelled, halted, failed part-way) left hosts on
         # other releases: every host goes back to what the environment ran before it.
-        return RollbackTarget(current, history[0].artifact_digest, _commit_of(app, history[0].artifact_digest))
+        return RollbackTarget(current, history[0].artifact_digest, release_commit_of(app, history[0]))
     for d in history:
         if d.release_id != current and d.release_id not in running:
             return RollbackTarget(d.release_id, d.artifact_digest, release_commit_of(app, d))

@@ -72,6 +72,7 @@ class Case:
         if database_url:
             env["SLIPWAY_DATABASE_URL"] = database_url
         case = cls(root=root, bed=bed, name=name, env=env, database_url=database_url)
+        env["FAULT_TRAPS"] = str(case.local_traps)  # the build's traps; in its environment, out of step names
         for traps in [case.local_traps, *(h.host_dir / name / "traps" for h in bed.hosts)]:
             traps.mkdir(parents=True)
             (traps / "trap.sh").write_text(TRAP_SCRIPT)
@@ -100,7 +101,7 @@ class Case:
         ]
         config = {
             "name": "faults",
-            "artifact": {"build": [f"sh {self.local_traps}/trap.sh {self.local_traps}/build"], "paths": ["app"]},
+            "artifact": {"build": ["sh $FAULT_TRAPS/trap.sh $FAULT_TRAPS/build"], "paths": ["app"]},
             "deploy": {"hooks": hooks},
             "environments": {ENV: {"strategy": {"kind": "rolling", "batch_size": 1}, "targets": targets}},
             "pipeline": [{"name": "build", "kind": "build"}, {"name": "deploy", "kind": "deploy", "environment": ENV}],
@@ -314,7 +315,7 @@ def assert_store_matches_hosts(
     if history:
         recorded_runs = {int(r["id"]): (str(r["state"]), str(r["commit"])) for r in case.json("history")}
     else:
-        recorded_runs = {int(r[0]): (str(r[1]), str(r[2])) for r in case.query("SELECT id, state, commit FROM runs")}
+        recorded_runs = {int(r[0]): (str(r[1]), str(r[2])) for r in case.query('SELECT id, state, "commit" FROM runs')}
     left_running = [(i, state) for i, (state, _) in recorded_runs.items() if state in ("running", "pending")]
     assert not left_running, f"runs recorded as running with no process: {left_running}"
     for run_id, state in (runs or {}).items():
@@ -325,7 +326,8 @@ def assert_store_matches_hosts(
     return dict(status)
 
 
-LOCK_HOLDER = re.compile(r"pid (\d+) on (\S+?)\)?$")
+#: How a lock names its holder: "tester (run 2, pid 123 on node, started 456)".
+LOCK_HOLDER = re.compile(r"pid (\d+) on ([^,)\s]+)")
 
 
 def assert_no_dead_lock(case: Case) -> None:

@@ -127,12 +127,12 @@ def test_unlock_refuses_the_lock_of_a_live_deployment(new_case: Callable[..., Ca
     try:
         wait_for(lambda: trap.with_name("configure.reached").exists() or proc.poll() is not None, "the configure trap")
         assert proc.poll() is None, f"slipway ended before the configure phase: {proc.communicate()}"
-        held = case.locks()
-        assert len(held) == 1 and f"pid {proc.pid} " in held[0][1], held
+        held = dict(case.locks())
+        assert f"pid {proc.pid} " in held[f"environment {ENV}"], held
         refused = case.slipway("unlock", ENV)
         assert refused.returncode != 0, f"unlock removed the lock of a live process:\n{refused.stdout}"
         assert "--force" in refused.stdout + refused.stderr, refused.stderr
-        assert case.locks() == held
+        assert dict(case.locks()) == held
         case.release_trap(trap)
         code, _, err, _ = finish(proc)
     finally:

@@ -319,6 +319,7 @@ def assert_store_matches_hosts(
     left_running = [(i, state) for i, (state, _) in recorded_runs.items() if state in ("running", "pending")]
     assert not left_running, f"runs recorded as running with no process: {left_running}"
     for run_id, state in (runs or {}).items():
+        assert run_id in recorded_runs, f"run {run_id} is not recorded: {recorded_runs}"
         assert recorded_runs[run_id][0] == state, f"run {run_id} is {recorded_runs[run_id][0]}, expected {state}"
     newest_state, newest_commit = recorded_runs[max(recorded_runs)]
     if newest_state == "succeeded" and len(distinct) == 1:

@@ -87,7 +87,9 @@ def test_the_store_killed_mid_deployment_never_leaves_hosts_or_records_wrong(
     case.commit("c")
     case.ok("run")
     assert_deploys_commit(case, "c")
-    assert_store_matches_hosts(case, {3: "succeeded"}, history=False)
+    assert_store_matches_hosts(case, history=False)
+    newest = case.query("SELECT state FROM runs ORDER BY id DESC LIMIT 1")  # PostgreSQL's ids skip after a crash
+    assert newest[0][0] == "succeeded"
     assert case.locks() == []
 
 

@@ -28,7 +28,7 @@ The tree::
     ├── GateError              an approval/promotion rule forbids the action
     ├── StateError             an illegal state transition, or a run not in the needed state
     ├── LockHeld               another process holds the environment lock (names the holder)
-    ├── Cancelled              the user interrupted the run
+    ├── Cancelled              a signal (SIGINT, SIGTERM, SIGHUP) stopped the run: exit 128 + signal
     └── StoreError             the state store cannot be read or written
 
 Adapters translate third-party exceptions into these at the seam (``raise TargetError(...) from exc``);
@@ -286,7 +286,7 @@ class LockHeld(SlipwayError):
 
 
 class Cancelled(SlipwayError):
-    """The user interrupted the run."""
+    """A signal stopped the run; ``exit_code`` is 128 + the signal (130 for SIGINT, the default)."""
 
     exit_code = 130
 

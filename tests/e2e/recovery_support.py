@@ -96,7 +96,12 @@ class Recovering:
         self.stderr_file = self.gates / f"stderr-{time.monotonic_ns()}.txt"
         with self.stderr_file.open("w") as err:
             return subprocess.Popen(
-                [SLIPWAY, *args], cwd=self.root, env=self.env, stdout=subprocess.PIPE, stderr=err, text=True,
+                [SLIPWAY, *args],
+                cwd=self.root,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
                 start_new_session=True,
             )
 
@@ -135,20 +140,23 @@ class Recovering:
     def let_go(self, host: str, call: int) -> None:
         (self.gates / f"hold-{host}-{call}").unlink(missing_ok=True)
 
-    def wait_reached(self, host: str, call: int, proc: subprocess.Popen[str] | None = None, timeout: float = 90) -> None:
+    def wait_reached(
+        self, host: str, call: int, proc: subprocess.Popen[str] | None = None, timeout: float = 90
+    ) -> None:
         deadline = time.monotonic() + timeout
         marker = self.gates / f"reached-{host}-{call}"
         while not marker.exists():
             if proc is not None and proc.poll() is not None:
                 out, _ = proc.communicate()
-                raise AssertionError(f"slipway exited {proc.returncode} before {marker.name}\n{out}\n{self.stderr_file.read_text()}")
+                raise AssertionError(
+                    f"slipway exited {proc.returncode} before {marker.name}\n{out}\n{self.stderr_file.read_text()}"
+                )
             assert time.monotonic() < deadline, f"{marker.name} did not appear in {timeout}s"
             time.sleep(0.05)
 
     def calls(self, host: str) -> int:
         path = self.gates / f"count-{host}"
         return int(path.read_text()) if path.exists() else 0
-
 
     def finish(self, proc: subprocess.Popen[str], timeout: float = 90) -> tuple[int, str]:
         """Wait for a background slipway; its exit code and its output (stdout and stderr)."""
@@ -157,7 +165,9 @@ class Recovering:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, _ = proc.communicate()
-            raise AssertionError(f"slipway did not finish in {timeout}s\n{out}\n{self.stderr_file.read_text()}") from None
+            raise AssertionError(
+                f"slipway did not finish in {timeout}s\n{out}\n{self.stderr_file.read_text()}"
+            ) from None
         return proc.returncode, out + self.stderr_file.read_text()
 
     def store(self) -> Store:

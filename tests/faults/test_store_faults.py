@@ -61,7 +61,7 @@ def test_the_store_killed_mid_deployment_never_leaves_hosts_or_records_wrong(
     try:
         wait_for(lambda: trap.with_name("activate.reached").exists() or proc.poll() is not None, "the activate trap")
         assert proc.poll() is None, f"slipway ended before h1's activate hook: {proc.communicate()}"
-        store_server.kill()
+        store_server.crash()
         case.release_trap(trap)
         code, out, err, _ = finish(proc)
     finally:

@@ -465,10 +465,17 @@ async def run_deployment(run: DeploymentRun) -> None:
             results=run.outcomes,
             hint=f"'slipway logs {run.run_id}' shows every step's output" if run.run_id else "",
         ) from exc
-    except StoreError:  # the store stopped answering: go back without it (writes go to the journal)
+    except StoreError as exc:  # the store stopped answering: go back without it (writes go to the journal)
         await run._revert_switched()
         run.record_hosts(State.FAILED)
         run.store.finish_deployment(run.deployment_id, State.FAILED, reason="the state store stopped answering")
+        stuck = {h: o.error for h, o in run.outcomes.items() if "revert failed" in o.error}
+        if stuck:
+            raise StoreError(
+                f"{exc.message.splitlines()[0]}; putting back failed on "
+                + "; ".join(f"{h}: {e}" for h, e in stuck.items()),
+                hint="'slipway rollback ENV' once the hosts answer; " + exc.hint,
+            ) from exc
         raise
     except (asyncio.CancelledError, KeyboardInterrupt):
         # _phase reverts when the stop lands in a batch; between batches (traffic, bake, pause) it is here

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from slipway.engine.events import Observer
-from slipway.errors import SlipwayError, StateError
+from slipway.errors import SlipwayError, StateError, StoreError
 from slipway.model.records import RunRecord, StageRecord
 from slipway.model.states import StageKind, State
 
@@ -72,14 +72,28 @@ async def drive_run(
             raise
         store.set_stage_state(stage.id, outcome)
         observer.stage_finished(stage.name, outcome, time.monotonic() - started, None)
-        if store.unavailable is not None and not (outcome is State.SUCCEEDED and stage is run.stages[-1]):
-            store.set_run_state(run_id, State.INTERRUPTED, error="the state store stopped answering", actor=actor)
-            raise store.unavailable
+        if store.unavailable is not None:  # recorded in the journal; the run goes no further without a store
+            raise _stop_without_store(store, run, stage, outcome, actor=actor)
         if outcome is State.WAITING:
             store.set_run_state(run_id, State.WAITING, actor=actor)
             return State.WAITING
     store.set_run_state(run_id, State.SUCCEEDED, actor=actor)
     return State.SUCCEEDED
+
+
+def _stop_without_store(store: Store, run: RunRecord, stage: StageRecord, outcome: State, *, actor: str) -> StoreError:
+    """The stage ended while the store did not answer: the run ends there (journalled), resumable later."""
+    last = outcome is State.SUCCEEDED and stage is run.stages[-1]
+    state, error = (State.SUCCEEDED, None) if last else (State.INTERRUPTED, "the state store stopped answering")
+    store.set_run_state(run.id, state, error=error, actor=actor)
+    where = store.journal.path if store.journal is not None else None
+    cause = store.unavailable.message.splitlines()[0] if store.unavailable else "the state store stopped answering"
+    return StoreError(
+        f"the state store stopped answering during stage {stage.name} of run {run.id} ({cause}); the stage "
+        f"{outcome.value}, the run is recorded {'succeeded' if last else 'interrupted'} in the journal {where}",
+        hint="the next command writes the journal into the store once it answers"
+        + ("" if last else f"; then 'slipway resume {run.id}' goes on"),
+    )
 
 
 def _skip_rest(store: Store, run: RunRecord, *, after: int) -> None:

@@ -26,9 +26,9 @@ RUN_LOCK_TTL = 7 * 24 * 3600
 RUN_LOCK = "run "
 
 
-def holder_text(actor: str, *, run_id: int | None) -> str:
-    """How this process names itself as a lock holder: who, which run, and the process (pid, machine, start)."""
-    return f"{actor} (run {run_id}, {this_process().describe()})"
+def holder_text(actor: str, *, run_id: int | None, doing: str | None = None) -> str:
+    """How this process names itself as a lock holder: who, for what, and the process (pid, machine, start)."""
+    return f"{actor} ({doing or f'run {run_id}'}, {this_process().describe()})"
 
 
 def holder_is_dead(holder: str) -> bool:
@@ -85,7 +85,9 @@ def single_deployment_of(app: App, run_id: int) -> tuple[DeploymentKind, str | N
     environment = run.stages[0].environment
     found = next((d for d in app.store.deployments(environment, limit=200) if d.run_id == run_id), None)
     if found is None:
-        raise StateError(f"run {run_id} has no deployment to resume", hint=f"roll back again: 'slipway rollback {environment}'")
+        raise StateError(
+            f"run {run_id} has no deployment to resume", hint=f"roll back again: 'slipway rollback {environment}'"
+        )
     return found.kind, found.release_id, found.reason
 
 

@@ -6,10 +6,14 @@ store is *unavailable* for the rest of the command: later writes follow in the s
 never puts an older fact over a newer one) is appended to ``.slipway/journal/<time>-<pid>.jsonl``: one JSON
 object a line, flushed and fsync'd before the caller goes on, private to the user (0600 in a 0700
 directory). The next command that opens the store replays every journal, oldest first, and deletes it.
+The writer holds an exclusive ``flock`` on its journal until it closes: a journal still being written (or
+being replayed by another command) is left alone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
@@ -32,23 +36,28 @@ class Journal:
         self.path: Path | None = None
         self.entries = 0
         self._placeholder = 0
+        self._fd: int | None = None
 
     def append(self, op: str, arguments: dict[str, Any], *, at: float, placeholder: int | None = None) -> None:
         """Write one entry and fsync it before returning."""
-        if self.path is None:
+        if self._fd is None:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.path = self.directory / f"{time.time_ns()}-{os.getpid()}.jsonl"
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)  # until close(): nobody replays it while we write
         entry: dict[str, Any] = {"op": op, "at": at, "args": arguments}
         if placeholder is not None:
             entry["placeholder"] = placeholder
         line = json.dumps(entry, sort_keys=True, default=str) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        os.write(self._fd, line.encode())
+        os.fsync(self._fd)
         self.entries += 1
+
+    def close(self) -> None:
+        """Stop writing: the journal may be replayed from now on."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def placeholder_id(self) -> int:
         """An id for a record the store could not create (negative: never a real one); replay maps it."""
@@ -68,17 +77,34 @@ def replay(store: Store, directory: Path) -> int:
     """
     done = 0
     for path in pending(directory):
-        entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        ids: dict[int, int] = {}
-        for i, entry in enumerate(entries):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # replayed by another command meanwhile
+        try:
             try:
-                _apply(store, entry, ids)
-            except StoreError:
-                _rewrite(path, entries[i:])
-                raise
-            done += 1
-        path.unlink()
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # still being written, or replayed by another command
+            if path.exists():
+                done += _replay_one(store, path)
+        finally:
+            os.close(fd)
     return done
+
+
+def _replay_one(store: Store, path: Path) -> int:
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    ids: dict[int, int] = {}
+    for i, entry in enumerate(entries):
+        try:
+            _apply(store, entry, ids)
+        except StoreError:
+            _rewrite(path, entries[i:])
+            raise
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    return len(entries)
 
 
 def _apply(store: Store, entry: dict[str, Any], ids: dict[int, int]) -> None:
@@ -90,10 +116,11 @@ def _apply(store: Store, entry: dict[str, Any], ids: dict[int, int]) -> None:
             args[key] = ids[args[key]]
     if op == "set_host_release" and _newer_host_record(store, args, at):
         return  # the store already knows something newer about this host
-    method: Callable[..., Any] = getattr(store, op)
+    # The write itself, not its journalling wrapper: a replay the store refuses must raise, not journal again.
+    method: Callable[..., Any] = getattr(type(store), op).__wrapped__
     with store.clock_at(at):
         try:
-            result = method(**args)
+            result = method(store, **args)
         except StateError:
             return  # already recorded (a replay cut short by a crash): the store's state stands
     if op == "start_step" and "placeholder" in entry:

@@ -146,8 +146,10 @@ class Store:
             return str(row[0]) if row else None
 
     def close(self) -> None:
-        """Release all connections."""
+        """Release all connections (and the journal, which may then be replayed)."""
         self.engine.dispose()
+        if self.journal is not None:
+            self.journal.close()
 
     @contextmanager
     def clock_at(self, at: float) -> Iterator[None]:

@@ -87,6 +87,21 @@ class PostgresServer:
         self._finalizer = None
         self.root = None
 
+    def crash(self) -> None:
+        """Stop the server at once, as a crash would (``pg_ctl -m immediate``); its data stays for restart()."""
+        assert self._bindir is not None
+        self._run([str(self._bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "-t", "60", "stop"])
+
+    def restart(self) -> None:
+        """Start a stopped (or crashed) server again, on the same port."""
+        assert self._bindir is not None
+        options = self._options()
+        log = self._require_root() / "postgres.log"
+        self._run(
+            [str(self._bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(log), "-o", options, "-w", "-t",
+             str(int(self.startup_timeout)), "start"]
+        )
+
     def __enter__(self) -> PostgresServer:
         return self.start()
 
@@ -94,19 +109,6 @@ class PostgresServer:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-    # -- faults --------------------------------------------------------------------------------
-
-    def kill(self) -> None:
-        """Stop the server the way a crash does (``pg_ctl stop -m immediate``); :meth:`restart` brings it back."""
-        assert self._bindir is not None
-        self._run([str(self._bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"])
-
-    def restart(self) -> None:
-        """Start a killed server again on the same port, with its databases as they were."""
-        result = self._pg_ctl_start()
-        if result.returncode != 0:
-            raise RuntimeError(self._start_failure(result))
 
     # -- addresses -----------------------------------------------------------------------------
 
@@ -170,31 +172,41 @@ class PostgresServer:
 
     def _start_on_free_port(self) -> None:
         """Start the server; a port taken between choosing and binding it gets another try."""
+        assert self._bindir is not None
+        log = self._require_root() / "postgres.log"
         for attempt in range(3):
             self.port = _free_port()
-            result = self._pg_ctl_start()
+            options = self._options()
+            result = self._run(
+                [
+                    str(self._bindir / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(log),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    str(int(self.startup_timeout)),
+                    "start",
+                ],
+                check=False,
+            )
             if result.returncode == 0:
                 return
             if attempt == 2:
-                raise RuntimeError(self._start_failure(result))
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                raise RuntimeError(
+                    f"PostgreSQL did not start (pg_ctl exit {result.returncode}):\n"
+                    f"{result.stderr.strip()}\n{tail}"
+                )
 
-    def _pg_ctl_start(self) -> subprocess.CompletedProcess[str]:
-        """``pg_ctl start`` on ``self.port``, waiting until the server accepts connections."""
-        assert self._bindir is not None
-        options = (
+    def _options(self) -> str:
+        return (
             f"-c listen_addresses={self.host} -p {self.port} -k {self.socket_dir} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
         )
-        argv = [str(self._bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self._log), "-o", options, "-w"]
-        return self._run([*argv, "-t", str(int(self.startup_timeout)), "start"], check=False)
-
-    @property
-    def _log(self) -> Path:
-        return self._require_root() / "postgres.log"
-
-    def _start_failure(self, result: subprocess.CompletedProcess[str]) -> str:
-        tail = self._log.read_text(errors="replace")[-2000:] if self._log.exists() else ""
-        return f"PostgreSQL did not start (pg_ctl exit {result.returncode}):\n{result.stderr.strip()}\n{tail}"
 
     def _run(self, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a server command as the cluster owner, in the cluster's directory."""

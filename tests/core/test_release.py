@@ -194,3 +194,16 @@ def test_the_marker_names_the_release_commit_and_the_artifact_commit(tmp_path: P
     asyncio.run(layout.install_release(host, manifest, "r1", source_for(store, manifest), marker=marker))
     data = json.loads((tmp_path / "host/releases/r1" / layout.MARKER).read_text())
     assert data == {"release": "r1", "digest": manifest.digest, "commit": "2" * 40, "artifact_commit": "1" * 40}
+
+
+def test_a_release_directory_of_another_artifact_is_not_taken_for_the_release(tmp_path: Path) -> None:
+    """The release id names its artifact by 12 hex digits only: the marker must name the whole digest."""
+    store, one = artifact(tmp_path, {"app/a.txt": b"one"}, "a")
+    _, two = artifact(tmp_path, {"app/a.txt": b"two"}, "b")
+    host = LocalTarget("h", tmp_path / "host")
+    asyncio.run(layout.install_release(host, one, "r1", source_for(store, one)))
+    assert asyncio.run(layout.release_exists(host, "r1", digest=one.digest))
+    assert not asyncio.run(layout.release_exists(host, "r1", digest=two.digest))
+    with pytest.raises(CommandFailed):  # never reported as "already installed"
+        asyncio.run(layout.install_release(host, two, "r1", source_for(store, two)))
+    assert (tmp_path / "host/releases/r1/app/a.txt").read_bytes() == b"one"

@@ -88,11 +88,14 @@ class PipelineRun:
         artifacts.root.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=artifacts.root, prefix=".build-", suffix=".tar.gz")
         tmp = Path(tmp_name)
-        with open(fd, "wb") as out:
-            manifest = build_archive(
-                ws, files, out, project=self.project.name, commit=self.run.commit, built_at=time.time()
-            )
-        stored = artifacts.add(tmp, manifest)
+        try:
+            with open(fd, "wb") as out:
+                manifest = build_archive(
+                    ws, files, out, project=self.project.name, commit=self.run.commit, built_at=time.time()
+                )
+            stored = artifacts.add(tmp, manifest)
+        finally:
+            tmp.unlink(missing_ok=True)  # a failed build leaves no half-written archive behind
         store.record_artifact(
             digest=stored.digest,
             project=self.project.name,

@@ -95,10 +95,17 @@ async def share_object_store(target: Target, store: str, *, timeout: float = 60)
     _check(await target.run(script, timeout=timeout), "cannot link the shared object store")
 
 
-async def release_exists(target: Target, release_id: str, *, timeout: float = 60) -> bool:
-    """Whether a complete release with this id is on the target."""
+async def release_exists(target: Target, release_id: str, *, timeout: float = 60, digest: str = "") -> bool:
+    """Whether a complete release with this id (and, given ``digest``, of that artifact) is on the target.
+
+    The id names its artifact by only 12 hex digits: with ``digest`` the marker must name the whole digest,
+    so a directory that holds something else is never taken for the release.
+    """
     path = f"{release_dir(target, validate_release_id(release_id))}/{MARKER}"
-    result = await target.run(f"test -f {quote(path)}", timeout=timeout)
+    cmd = f"test -f {quote(path)}"
+    if digest:
+        cmd += f" && grep -qF {quote(json.dumps({'digest': digest})[1:-1])} {quote(path)}"
+    result = await target.run(cmd, timeout=timeout)
     return result.ok
 
 
@@ -316,7 +323,7 @@ async def install_release(
     validate_release_id(release_id)
     link_tar(manifest, release_id, shared, marker=marker)  # an unsafe link is refused before the host is touched
     await prepare_layout(target, shared, timeout=timeout)
-    if await release_exists(target, release_id, timeout=timeout):
+    if await release_exists(target, release_id, timeout=timeout, digest=manifest.digest):
         return InstallStats(0, 0, already_installed=True)
     missing = await missing_objects(target, manifest, timeout=timeout, shared=shared)
     cache = objects if isinstance(objects, ObjectCache) else ObjectCache(manifest, objects)

@@ -1,7 +1,8 @@
 """Read slipway.yml into a frozen :class:`~slipway.model.config.Project`, with errors that point home.
 
 Every error names file:line:column, the key path, what is wrong and what is allowed; an unknown key
-gets a "did you mean". YAML is composed into nodes first so that every value keeps its position.
+gets a "did you mean". YAML is composed into nodes first so that every value keeps its position
+(config_source.py, which also bounds what a file may cost to read).
 """
 
 from __future__ import annotations
@@ -10,32 +11,22 @@ import difflib
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from slipway.config_source import Loc as Loc
+from slipway.config_source import Mark as Mark
+from slipway.config_source import compose, decode, dotted, to_python
 from slipway.errors import ConfigError
 from slipway.model.config import HOOK_ORDER, Project
 from slipway.model.containers import CONTAINER_NAME_RE, ContainerTargetSpec, ImageArtifactSpec
 from slipway.model.states import StageKind
 
 CONFIG_NAME = "slipway.yml"
-Loc = tuple[str | int, ...]
-#: Used only to turn scalar nodes into Python values (it holds no state between calls that matters).
-_SCALARS = yaml.SafeLoader("")
-
-
-@dataclass(frozen=True)
-class Mark:
-    """A 1-based position in the file."""
-
-    line: int
-    column: int
-
 
 @dataclass(frozen=True)
 class LoadedConfig:
@@ -72,44 +63,22 @@ def find_config(start: Path) -> Path:
 def load_config(path: Path) -> LoadedConfig:
     """Read, parse and validate ``path``; raise ConfigError with its position on any problem."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path} does not exist", hint="run 'slipway init' or pass --config PATH") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    return parse_config(text, path=path)
+    return parse_config(decode(data, file=str(path)), path=path)
 
 
 def parse_config(text: str, *, path: Path) -> LoadedConfig:
     """Parse ``text`` as the contents of ``path``."""
     file = str(path)
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise ConfigError(
-            f"malformed YAML: {exc.problem or exc.context}",
-            file=file,
-            line=mark.line + 1 if mark else None,
-            column=mark.column + 1 if mark else None,
-            hint="check the indentation and quoting around this position",
-        ) from None
-    except yaml.YAMLError as exc:  # e.g. a control character the YAML reader refuses
-        raise ConfigError(f"malformed YAML: {exc}", file=file, hint="remove control characters from the file") from None
+    node = compose(text, file=file)
     if node is None:
         raise ConfigError("the file is empty", file=file, hint="run 'slipway init' for a starting point")
     marks: dict[Loc, Mark] = {}
-    try:
-        data = _to_python(node, (), marks, file)
-    except yaml.MarkedYAMLError as exc:  # e.g. a tag no constructor knows
-        mark = exc.problem_mark or exc.context_mark
-        raise ConfigError(
-            f"malformed YAML: {exc.problem or exc.context}",
-            file=file,
-            line=mark.line + 1 if mark else None,
-            column=mark.column + 1 if mark else None,
-            hint="quote the value if it is meant as text",
-        ) from None
+    data = to_python(node, marks, file=file)
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping of keys", file=file, line=1, column=1)
     try:
@@ -119,41 +88,6 @@ def parse_config(text: str, *, path: Path) -> LoadedConfig:
     loaded = LoadedConfig(project=project, path=path, marks=marks, text=text)
     check_references(loaded)
     return loaded
-
-
-def _to_python(node: yaml.Node, loc: Loc, marks: dict[Loc, Mark], file: str) -> Any:
-    marks[loc] = Mark(node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = _SCALARS.construct_object(key_node, deep=True)
-            if not isinstance(key, str):
-                key = str(key)
-            if key in result:
-                raise ConfigError(
-                    f"key {key!r} appears twice",
-                    file=file,
-                    line=key_node.start_mark.line + 1,
-                    column=key_node.start_mark.column + 1,
-                    key_path=_dotted((*loc, key)),
-                    hint="keep one of them",
-                )
-            result[key] = _to_python(value_node, (*loc, key), marks, file)
-            marks[(*loc, key, "__key__")] = Mark(key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, (*loc, i), marks, file) for i, item in enumerate(node.value)]
-    return _SCALARS.construct_object(node, deep=True)
-
-
-def _dotted(loc: Iterable[str | int]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + part
-    return out
 
 
 def _error_at(file: str, marks: Mapping[Loc, Mark], loc: Loc, message: str, *, hint: str = "") -> ConfigError:
@@ -166,7 +100,7 @@ def _error_at(file: str, marks: Mapping[Loc, Mark], loc: Loc, message: str, *, h
         file=file,
         line=mark.line if mark else None,
         column=mark.column if mark else None,
-        key_path=_dotted(loc) or None,
+        key_path=dotted(loc) or None,
         hint=hint,
     )
 
@@ -193,7 +127,7 @@ def _from_validation(exc: ValidationError, file: str, marks: Mapping[Loc, Mark])
                     file=file,
                     line=key_mark.line,
                     column=key_mark.column,
-                    key_path=_dotted(loc),
+                    key_path=dotted(loc),
                     hint=hint,
                 )
         else:
@@ -302,6 +236,7 @@ def check_references(loaded: LoadedConfig) -> None:
     project = loaded.project
     check_databases(loaded)
     check_containers(loaded)
+    check_breaker_keys(loaded)
     seen: dict[str, int] = {}
     deployed: set[str] = set()
     envs = sorted(project.environments)
@@ -351,6 +286,27 @@ def check_references(loaded: LoadedConfig) -> None:
                 ("pipeline", i, "environment"),
                 hint=f"put a deploy stage for {env!r} before it",
             )
+
+
+def check_breaker_keys(loaded: LoadedConfig) -> None:
+    """``breaker:`` belongs to dependencies only: on a verify or smoke check it would be silently ignored."""
+    lists: list[tuple[Loc, Sequence[BaseModel]]] = [(("deploy", "checks"), loaded.project.deploy.checks)]
+    lists += [(("environments", n, "smoke"), e.smoke) for n, e in loaded.project.environments.items()]
+    for where, specs in lists:
+        for i, spec in enumerate(specs):
+            if "breaker" in spec.model_fields_set:
+                loc = (*where, i, "breaker")
+                key = loaded.marks.get((*loc, "__key__"))
+                kind = "smoke" if where[-1] == "smoke" else "verify"
+                raise ConfigError(
+                    f"a {kind} check has no circuit breaker: 'breaker' applies to dependencies only",
+                    file=str(loaded.path),
+                    line=key.line if key else None,
+                    column=key.column if key else None,
+                    key_path=dotted(loc),
+                    hint="remove 'breaker:' here; to guard an external service, list it under the environment's "
+                    "'dependencies:' with a name and a 'breaker:' (docs/checks.md)",
+                )
 
 
 def check_databases(loaded: LoadedConfig) -> None:

@@ -16,9 +16,11 @@ The tree::
     │   ├── CommandFailed      non-zero exit: exit code and the tail of stderr
     │   └── CommandTimeout
     ├── DeploymentError        a deployment failed; holds the per-host result map
+    │   ├── HostsUnreachable   hosts could not be reached (or refused us) before anything changed: exit 5
     │   ├── CircuitBreakerTripped
     │   ├── DeploymentHalted   a check failed and the policy is halt: hosts left as they are
-    │   └── CanaryRejected     a person rejected a parked canary: its hosts went back
+    │   ├── CanaryRejected     a person rejected a parked canary: its hosts went back
+    │   └── RetireFailed       a container target switched, but its old containers were not all stopped
     ├── MigrationError         a database migration cannot or must not run
     │   ├── LintError          an unsafe statement in an expand file (rule id, file, fix)
     │   ├── ChecksumMismatch   an applied migration was edited
@@ -198,6 +200,13 @@ class HostOutcome:
     details: Mapping[str, str] = field(default_factory=dict)
 
 
+def of_hosts(count: int, total: int) -> str:
+    """``1 of 3 hosts``, ``2 of 2 hosts``, ``1 host`` (when there is one): counts of the environment in messages."""
+    if total == 1:
+        return f"{count} host"
+    return f"{count} of {total} hosts"
+
+
 class DeploymentError(SlipwayError):
     """A deployment failed; ``results`` holds what happened on every host."""
 
@@ -211,6 +220,16 @@ class DeploymentError(SlipwayError):
         super().__init__(message, hint=hint)
 
 
+class HostsUnreachable(DeploymentError):
+    """Hosts could not be reached, refused authentication or had an unknown key, before anything changed.
+
+    A connection fault, not a broken release: it exits like a TargetError (5, see docs/ssh.md), and it
+    keeps the per-host map of a DeploymentError.
+    """
+
+    exit_code = 5
+
+
 class CircuitBreakerTripped(DeploymentError):
     """Too many hosts failed: the deployment stopped and (by policy) rolled back."""
 
@@ -221,6 +240,16 @@ class DeploymentHalted(DeploymentError):
 
 class CanaryRejected(DeploymentError):
     """A person rejected a canary that waited for a decision; its hosts went back to what they ran."""
+
+
+class RetireFailed(DeploymentError):
+    """A container target serves its new containers, but stopping the old ones failed (e.g. the engine
+    was lost): ``left`` names the old containers that may still run, out of the router."""
+
+    def __init__(self, message: str, *, host: str, left: tuple[str, ...], hint: str = "") -> None:
+        self.host = host
+        self.left = left
+        super().__init__(f"[{host}] {message}", hint=hint)
 
 
 class MigrationError(SlipwayError):

@@ -129,3 +129,28 @@ def committed_file(root: Path, commit: str, name: str) -> bytes | None:
 def commit_subject(root: Path, commit: str) -> str:
     """The first line of the commit message."""
     return _git(root, "log", "-1", "--format=%s", commit)
+
+
+def repo_path(root: Path, name: str) -> str:
+    """``name`` (a file in ``root``) as a path from the top of its repository, as git shows it."""
+    try:
+        prefix = _git(root, "rev-parse", "--show-prefix")
+    except SlipwayError:
+        return name
+    return prefix + name
+
+
+def is_ancestor(root: Path, older: str, newer: str) -> bool | None:
+    """Whether commit ``older`` is an ancestor of ``newer``; None when the repository lacks either one."""
+    for commit in (older, newer):
+        known = subprocess.run(
+            ["git", "-C", str(root), "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True, check=False
+        )
+        if known.returncode != 0:
+            return None
+    proc = subprocess.run(
+        ["git", "-C", str(root), "merge-base", "--is-ancestor", older, newer], capture_output=True, check=False
+    )
+    if proc.returncode not in (0, 1):
+        return None
+    return proc.returncode == 0

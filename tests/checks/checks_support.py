@@ -38,6 +38,8 @@ class HttpServer:
     base_url: str
     counters: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Set when the server shuts down: requests to /hang stop waiting.
+    closing: threading.Event = field(default_factory=threading.Event)
 
     def url(self, path: str) -> str:
         """Absolute URL of ``path`` on this server."""
@@ -75,6 +77,9 @@ def handler_for(state: HttpServer) -> type[BaseHTTPRequestHandler]:
                     self._send(503, f"warming up ({seen + 1})", "text/plain")
                 else:
                     self._send(200, "ready", "text/plain")
+            elif route == "hang":
+                # Never answers: holds the connection until the server shuts down (at most a minute).
+                state.closing.wait(60)
             elif route == "notjson":
                 self._send(200, "<html>not json</html>", "text/html")
             else:
@@ -96,6 +101,9 @@ def handler_for(state: HttpServer) -> type[BaseHTTPRequestHandler]:
 
 class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    #: socketserver's default backlog is 5: a load test opening 50 connections at once would wait for
+    #: SYN retransmits (1 s) and time out on the client side, not the server's.
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients that give up (the load test's time limit) break pipes; that is expected here.

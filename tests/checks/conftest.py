@@ -26,6 +26,7 @@ def http_server() -> Iterator[HttpServer]:
     try:
         yield state
     finally:
+        state.closing.set()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)

@@ -50,6 +50,20 @@ def test_opens_when_the_failure_rate_reaches_the_threshold_with_enough_calls() -
     assert state.reason == "2 of the last 4 checks failed (threshold 50%); last failure: failure 0"
 
 
+def test_a_success_after_a_failure_does_not_open_the_breaker() -> None:
+    # The reported case: window 4, min_calls 2, rate 0.5; a check failed while the dependency was down,
+    # it came back, and the next check passed. "1 of the last 2 checks failed" must not open it.
+    policy = BreakerPolicy(window=4, min_calls=2, failure_rate=0.5, cool_down=60)
+    state = record(BreakerState(), False, 0.0, policy, evidence="connection refused")
+    state = record(state, True, 10.0, policy)
+    assert state.status is BreakerStatus.CLOSED
+    assert [o.ok for o in state.window] == [False, True]
+    assert allow(state, 11.0, policy)[0]
+    state = record(state, False, 12.0, policy, evidence="refused again")
+    assert state.status is BreakerStatus.OPEN  # 2 of 3: a failure still opens it
+    assert state.reason.startswith("2 of the last 3 checks failed")
+
+
 def test_open_refuses_until_the_cool_down_then_lets_trials_through() -> None:
     state = opened(at=100)
     assert allow(state, 159.9, POLICY) == (False, state)
@@ -244,10 +258,32 @@ def test_opens_exactly_when_the_window_failure_rate_reaches_the_threshold(
         state = record(state, ok, float(i), policy)
         window = prune((*before.window, Outcome(float(i), ok)), float(i), policy)
         failures = sum(1 for o in window if not o.ok)
-        should_open = len(window) >= policy.min_calls and failures / len(window) >= policy.failure_rate
+        should_open = (
+            not ok and len(window) >= policy.min_calls and failures / len(window) >= policy.failure_rate
+        )
         assert (state.status is BreakerStatus.OPEN) == should_open
         if should_open:
             break
+
+
+@settings(max_examples=500, deadline=None)
+@given(policies, events, st.floats(0, 500))
+def test_a_success_never_opens_the_breaker(policy: BreakerPolicy, script: list[tuple[object, ...]], dt: float) -> None:
+    # Whatever happened before (any mix of allows, failures and successes), recording a success in a
+    # breaker that is not open leaves it not open; and at every step of the script itself, a recorded
+    # success never moved the breaker to open.
+    state, now = BreakerState(), 0.0
+    for event in script:
+        now += float(event[1])  # type: ignore[arg-type]
+        if event[0] == "allow":
+            _, state = allow(state, now, policy)
+            continue
+        before, ok = state, bool(event[2])
+        state = record(state, ok, now, policy, evidence="boom")
+        if ok and before.status is not BreakerStatus.OPEN:
+            assert state.status is not BreakerStatus.OPEN
+    after = record(state, True, now + dt, policy)
+    assert after.status is not BreakerStatus.OPEN or state.status is BreakerStatus.OPEN
 
 
 @settings(max_examples=300, deadline=None)

@@ -94,13 +94,67 @@ def test_unreachable_targets_are_all_errors(closed_port: int) -> None:
         urls=(f"http://127.0.0.1:{closed_port}/",),
         requests=5,
         concurrency=2,
-        thresholds=LoadThresholds(p99_ms=100),
+        thresholds=LoadThresholds(p99_ms=10_000),
     )
     result = run(run_load_test(spec, clock=SystemClock()))
-    assert result.errors == 5 and result.completed == 5
-    assert result.p50_ms is None
-    assert result.breaches == ("p99 latency unknown (no responses), limit 100 ms",)
+    assert result.errors == 5 and result.completed == 5 and result.answered == 0
+    assert result.p50_ms is not None  # a refused connection took time too: it is in the percentiles
+    assert result.breaches == ("no request got an answer (5 of 5 sent failed)",)
     assert "ConnectError" in result.error_samples[0]
+
+
+def test_requests_that_hang_until_the_time_limit_are_errors_and_fail_the_test(http_server: HttpServer) -> None:
+    # The reported case: one URL never answers. Every worker ends up waiting on it, the time limit stops
+    # the run, and it said "30 of 300 completed; errors: 0 (0.0%); every threshold held".
+    spec = LoadTestSpec(
+        urls=(http_server.url("/health"), http_server.url("/hang")),
+        requests=300,
+        concurrency=10,
+        time_limit=1.5,
+        request_timeout=30,
+    )
+    began = time.monotonic()
+    result = run(run_load_test(spec, clock=SystemClock()))
+    assert time.monotonic() - began < 10
+    assert result.stopped_by_time_limit and result.abandoned == 10
+    assert result.errors == 10 and result.error_rate == 10 / result.sent
+    assert result.not_sent == 300 - result.sent > 0
+    assert result.p99_ms is not None and result.p99_ms >= 1000  # abandoned after 1.5 s in flight
+    assert not result.ok
+    assert any(b.startswith("stopped by the time limit (1.5 s) after ") for b in result.breaches)
+    assert "set allow_partial: true" in result.breaches[0]
+    assert any("no answer before the time limit (abandoned)" in e for e in result.error_samples)
+    with pytest.raises(CheckFailed):
+        raise_for_breaches(result)
+
+
+def test_timed_out_requests_are_errors_and_their_timeout_enters_the_percentiles(http_server: HttpServer) -> None:
+    # 50 of 100 requests time out at 1 s: p95 used to be the fast half's 48 ms.
+    spec = LoadTestSpec(
+        urls=(http_server.url("/health"), http_server.url("/hang")),
+        requests=100,
+        concurrency=50,
+        time_limit=30,
+        request_timeout=1,
+        thresholds=LoadThresholds(p95_ms=500),
+    )
+    result = run(run_load_test(spec, clock=SystemClock()))
+    assert not result.stopped_by_time_limit and result.abandoned == 0
+    assert (result.completed, result.answered, result.errors) == (100, 50, 50)
+    assert result.error_rate == 0.5
+    assert result.p95_ms is not None and result.p95_ms >= 1000
+    assert result.p50_ms is not None and result.p50_ms < 1000
+    assert len(result.breaches) == 1 and result.breaches[0].startswith("p95 latency ")
+    assert any("Timeout" in e for e in result.error_samples), result.error_samples
+
+
+def test_allow_partial_judges_a_run_the_time_limit_stopped(http_server: HttpServer) -> None:
+    base = {"urls": (http_server.url("/slow?ms=50"),), "requests": 1000, "concurrency": 2, "time_limit": 0.5}
+    stopped = run(run_load_test(LoadTestSpec.model_validate(base), clock=SystemClock()))
+    assert stopped.stopped_by_time_limit and not stopped.ok
+    partial = run(run_load_test(LoadTestSpec.model_validate({**base, "allow_partial": True}), clock=SystemClock()))
+    assert partial.stopped_by_time_limit and partial.ok, partial.breaches
+    assert partial.errors == partial.abandoned <= 2  # the requests in flight at the limit are still errors
 
 
 @pytest.mark.parametrize(

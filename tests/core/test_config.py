@@ -141,3 +141,60 @@ def test_any_text_gives_a_config_or_a_config_error(text: str) -> None:
         parse(text)
     except ConfigError as exc:
         assert str(exc).startswith("/p/slipway.yml")
+
+
+def alias_bomb(levels: int, width: int) -> str:
+    """A 'billion laughs' file: each level names the one before ``width`` times (width**levels values)."""
+    lines = ["name: app", "l0: &l0 " + "[" + ", ".join(["lol"] * width) + "]"]
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.timeout(60)
+def test_an_alias_bomb_is_refused_at_its_line_before_it_grows() -> None:
+    err = error_of(alias_bomb(6, 8))  # 8**6 = 262144 values: past the bound, yet small enough to survive a bug
+    assert "expands to more than" in err.reason and "alias" in err.hint
+    assert err.file == "/p/slipway.yml" and err.line is not None and 2 <= err.line <= 7
+
+
+def test_anchors_aliases_and_merge_keys_keep_working() -> None:
+    text = GOOD.replace("    vars: {port: 8080}\n", "    vars: &dev_vars {port: 8080, host: a}\n").replace(
+        "pipeline:",
+        "  qa:\n    vars: {<<: *dev_vars, port: 9090}\n"
+        "    targets: [{kind: local, name: q1, path: t/qa}]\npipeline:",
+    )
+    project = parse_config(text, path=Path("/p/slipway.yml")).project
+    assert project.environments["qa"].vars == {"port": 9090, "host": "a"}  # a key written beside '<<' wins
+    assert project.environments["dev"].vars == {"port": 8080, "host": "a"}
+    bad = text.replace("{<<: *dev_vars, port: 9090}", "{<<: *dev_vars, port: 9090, prot: 1}")
+    parse(bad)  # vars accept any key: the merged mapping is checked like a written one
+    typo = text.replace("    targets: [{kind: local, name: q1, path: t/qa}]", "    targts: []")
+    assert error_of(typo).key_path == "environments.qa.targts"
+
+
+def test_an_alias_inside_itself_and_a_list_as_key_are_refused() -> None:
+    assert "part of" in str(error_of("name: &a [x, *a]\n"))
+    assert "must be text" in str(error_of("? [a, b]\n: 1\n"))
+
+
+def test_a_file_nested_too_deeply_is_a_config_error() -> None:
+    err = error_of("name: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert "too deeply" in str(err)
+
+
+def test_binary_garbage_names_the_file_line_and_byte(tmp_path: Path) -> None:
+    path = tmp_path / "slipway.yml"
+    path.write_bytes(b"name: app\nartifact:\n  build: \xff\xfe\x00garbage\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert (err.value.file, err.value.line, err.value.column) == (str(path), 3, 10)
+    assert "not UTF-8" in err.value.reason and "0xff" in err.value.reason and "binary" in err.value.hint
+
+
+def test_a_huge_file_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    path = tmp_path / "slipway.yml"
+    path.write_bytes(b"name: app\n" + b"# padding\n" * 200_000)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "may have at most" in err.value.reason

@@ -45,3 +45,11 @@ def test_random_walks_never_leave_a_final_state(steps: list[State]) -> None:
                 transition(state, nxt)
     if state in FINAL:
         assert all(not can_transition(state, s) for s in State)
+
+
+def test_only_a_waiting_run_can_be_superseded_and_that_is_final() -> None:
+    assert transition(State.WAITING, State.SUPERSEDED) is State.SUPERSEDED
+    assert State.SUPERSEDED.is_final
+    for other in State:
+        if other is not State.WAITING:
+            assert not can_transition(other, State.SUPERSEDED)

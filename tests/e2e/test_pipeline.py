@@ -233,9 +233,9 @@ def test_malformed_config_gives_position_and_exit_2(project: Project) -> None:
 
 
 def test_a_run_reads_its_pipeline_from_the_commit_not_the_working_tree(project: Project) -> None:
-    # An uncommitted edit does not change the pipeline a run follows ...
+    # An uncommitted edit does not change the pipeline a run follows (with --allow-dirty; without, it is refused) ...
     project.edit("slipway.yml", "{name: unit-tests, kind: test,", "{name: unit-tests-edited, kind: test,")
-    waiting = project.json("run")
+    waiting = project.json("run", "--allow-dirty")
     assert [s["name"] for s in project.json("history")[0]["stages"]][:2] == ["build", "unit-tests"], waiting
     # ... and a commit without slipway.yml cannot run, with a clear error and nothing started.
     subprocess.run(["git", "rm", "-q", "--cached", "slipway.yml"], cwd=project.root, check=True, env=project.env)
@@ -287,9 +287,11 @@ def test_init_writes_a_valid_commented_config(tmp_path: Path) -> None:
     subprocess.run([SLIPWAY, "init", str(tmp_path)], check=True, capture_output=True)
     text = (tmp_path / "slipway.yml").read_text()
     assert text.count("#") > 10
-    out = subprocess.run(
-        [SLIPWAY, "--config", str(tmp_path / "slipway.yml"), "validate"], capture_output=True, text=True
-    )
+    validate = [SLIPWAY, "--config", str(tmp_path / "slipway.yml"), "validate"]
+    env = {k: v for k, v in os.environ.items() if k != "MYAPP_API_TOKEN"}
+    out = subprocess.run(validate, capture_output=True, text=True, env=env)
+    assert out.returncode == 2 and "MYAPP_API_TOKEN" in out.stderr, out.stderr  # its secret is checked too
+    out = subprocess.run(validate, capture_output=True, text=True, env={**env, "MYAPP_API_TOKEN": "t0ken"})
     assert out.returncode == 0, out.stderr
     again = subprocess.run([SLIPWAY, "init", str(tmp_path)], capture_output=True, text=True)
     assert again.returncode == 2 and "--force" in again.stderr

@@ -3,6 +3,7 @@ incomplete release, and running the same deployment again completes it, sending 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -90,8 +91,15 @@ def test_an_unreachable_host_stops_the_deployment_before_any_switch(fleet: Calla
     f = fleet(3)
     f.bed.kill(1)
     out = f.slipway("run")
-    assert out.returncode in (5, 6), out.stderr
+    # A host that cannot be reached before anything changed is "host unreachable" (exit 5, docs/cli.md),
+    # not a failed deployment (6): it was wrapped in a DeploymentError and exited 6.
+    assert out.returncode == 5, out.stderr
     assert "host2" in out.stderr
+    text = " ".join(out.stderr.split())
+    assert "deployment of fleet could not reach 1 of 3 hosts; nothing was changed on any host" in text
+    assert "docs/ssh.md" in text
+    [run] = json.loads(f.slipway("history", "--limit", "1", "--json").stdout)
+    assert run["state"] == "failed"
     assert [f.current(i) for i in range(3)] == [None, None, None]
     f.bed.restart(1)
     again = f.slipway("run")
@@ -107,7 +115,7 @@ def test_refused_authentication_and_unknown_host_key_are_reported_per_host(fleet
     f.config["environments"]["fleet"]["targets"][0]["key"] = str(wrong)
     f.commit("a wrong key for host1")
     out = f.slipway("run")
-    assert out.returncode in (5, 6) and "host1" in out.stderr
+    assert out.returncode == 5 and "host1" in out.stderr
     assert "authentication" in out.stderr.lower() or "refused" in out.stderr.lower(), out.stderr
 
     empty = f.root / "known_hosts_empty"
@@ -116,7 +124,7 @@ def test_refused_authentication_and_unknown_host_key_are_reported_per_host(fleet
     f.config["environments"]["fleet"]["targets"][1]["known_hosts"] = str(empty)
     f.commit("host2's key is not known")
     out = f.slipway("run")
-    assert out.returncode in (5, 6) and "host2" in out.stderr
+    assert out.returncode == 5 and "host2" in out.stderr
     assert "SHA256:" in out.stderr  # the fingerprint the host presented, to check out of band
     assert [f.current(i) for i in range(2)] == [None, None]
 
@@ -124,6 +132,21 @@ def test_refused_authentication_and_unknown_host_key_are_reported_per_host(fleet
     f.commit("accept host2's key explicitly")
     assert f.slipway("run").returncode == 0
     assert f.bed.hosts[1].address in empty.read_text()
+
+
+def test_a_verify_failure_on_one_of_three_hosts_counts_the_environment_not_the_batch(
+    fleet: Callable[..., Fleet],
+) -> None:
+    # Rolling one host at a time, host2's verify fails: the message said "1 of 1 host(s)" (its batch).
+    f = fleet(3)
+    f.config["environments"]["fleet"]["strategy"] = {"kind": "rolling", "batch_size": 1}
+    f.config["deploy"]["hooks"]["verify"] = ['test "$SLIPWAY_HOST" != host2']
+    f.commit("host2 fails its verify hook")
+    out = f.slipway("run")
+    assert out.returncode == 6, out.stderr
+    text = " ".join(out.stderr.split())
+    assert "deployment of fleet failed after the switch on 1 of 3 hosts" in text, text
+    assert "host(s)" not in out.stderr and "1 of 1" not in out.stderr
 
 
 def test_a_hook_that_times_out_is_stopped_and_nothing_switches(fleet: Callable[..., Fleet]) -> None:

@@ -156,7 +156,7 @@ def test_without_a_breaker_the_first_failure_reverts_everything() -> None:
     fake = FakeRun(rolling(2), failing={"web-3"}, breaker=None)
     with pytest.raises(DeploymentError) as err:
         run(fake)
-    assert "failed after the switch on 1 of 2 host(s)" in err.value.message
+    assert "failed after the switch on 1 of 6 hosts" in err.value.message  # the environment, not the batch
     assert set(fake.on_release.values()) == {"old"} and "web-5" not in fake.outcomes
 
 

@@ -18,6 +18,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
     name = ""
+    in_flight = 0  # slow requests being answered now (read by tests to know a request has arrived)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -27,7 +28,11 @@ class _Handler(BaseHTTPRequestHandler):
         query = parse_qs(urlparse(self.path).query)
         delay_ms = int(query.get("ms", ["0"])[0])
         if delay_ms:
-            time.sleep(delay_ms / 1000)
+            self.server.in_flight += 1
+            try:
+                time.sleep(delay_ms / 1000)
+            finally:
+                self.server.in_flight -= 1
         body = self.server.name.encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
@@ -63,6 +68,19 @@ class HttpBackend:
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         self._thread.start()
+
+    @property
+    def in_flight(self) -> int:
+        """Slow requests (``?ms=``) this backend is answering right now."""
+        return self._server.in_flight if self._server is not None else 0
+
+    async def wait_in_flight(self, *, timeout: float = 30) -> None:
+        """Wait until a slow request has reached this backend (a busy machine may take a while)."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight == 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no request reached backend {self.name} within {timeout} s")
+            await asyncio.sleep(0.01)
 
     def stop(self) -> None:
         if self._server is not None:

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, cast
 
 from slipway.artifacts.archive import CHUNK, FileEntry, LinkEntry, Manifest, contents_of, iter_archive
 from slipway.errors import ArtifactError, ArtifactNotFound, DigestMismatch
+from slipway.private import make_private_dir
 
 PREFIX = "sha256:"
 
@@ -72,7 +73,8 @@ class LocalArtifactStore:
         digest = sha256_file(archive)
         hexpart = parse_digest(digest)
         target = self._archive(hexpart)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.root)
+        make_private_dir(target.parent)
         stored = Manifest(
             project=manifest.project,
             commit=manifest.commit,
@@ -89,7 +91,7 @@ class LocalArtifactStore:
             except ArtifactError:
                 pass  # no manifest, or one that lies about the archive: write the true one below
         else:
-            os.chmod(archive, 0o444)
+            os.chmod(archive, 0o400)  # immutable, and private like the rest of the store
             shutil.move(str(archive), target)  # replaces a damaged copy (rename)
         self._write_atomic(self._manifest(hexpart), stored.to_json().encode())
         return stored

@@ -2,10 +2,16 @@
 
 ::
 
-    CLOSED --(failure rate >= threshold over the window, at least min_calls outcomes)--> OPEN
+    CLOSED --(a failure that brings the failure rate over the window to the threshold,
+              with at least min_calls outcomes)-----------------------------------------> OPEN
     OPEN   --(allow() after cool_down seconds)---------------------------------------> HALF_OPEN
     HALF_OPEN --(half_open_trials successes in a row)--> CLOSED (window cleared)
     HALF_OPEN --(any failure)--------------------------> OPEN (cool-down starts again)
+
+Only a failure opens a breaker. A success is evidence that the dependency answers; it is recorded
+in the window (lowering the failure rate) and never opens the breaker, even when the failures already
+in the window reach the threshold once it has min_calls outcomes (one failure, then one success, with
+min_calls 2 and failure_rate 0.5, leaves it closed: the last check passed).
 
 The functions take the time as an argument and return a new state; they never read a clock or touch a
 store. That is what lets several Slipway processes share one breaker: each loads the state, computes
@@ -155,8 +161,8 @@ def record(
         return replace(state, trials_passed=passed)
     window = prune((*state.window, Outcome(now, ok)), now, policy)
     closed = replace(state, window=window)
-    if len(window) < policy.min_calls:
-        return closed
+    if ok or len(window) < policy.min_calls:
+        return closed  # a success never opens a breaker: the dependency just answered
     failures = closed.failures
     if failures / len(window) >= policy.failure_rate:
         why = f"{failures} of the last {len(window)} checks failed (threshold {policy.failure_rate:.0%})"

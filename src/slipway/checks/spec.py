@@ -79,6 +79,21 @@ class Backoff(FrozenModel):
         return float(min(self.max, self.initial * self.factor ** min(attempt - 1, 64)))
 
 
+class OpenAfterSwitch(StrEnum):
+    """What a dependency whose breaker is open means once the hosts run the new release.
+
+    The release passed its verify and smoke checks; an open breaker only says the dependency is
+    unavailable, so by default the release stays (docs/checks.md, "An open breaker after the switch").
+    """
+
+    #: The deployment stays (recorded as succeeded, every host on the new release); the run fails (exit 8).
+    FAIL = "fail"
+    #: Treated like a failed check: the environment's ``on_failure`` reverts (or halts) the hosts.
+    REVERT = "revert"
+    #: A warning in the check's log; the deployment and the run go on.
+    IGNORE = "ignore"
+
+
 class BreakerPolicy(FrozenModel):
     """How a dependency's circuit breaker decides (see docs/checks.md, "Circuit breakers").
 
@@ -92,6 +107,8 @@ class BreakerPolicy(FrozenModel):
     cool_down: float = Field(default=60.0, gt=0)
     half_open_trials: int = Field(default=1, ge=1, le=100)
     max_age: float | None = Field(default=None, gt=0)
+    #: What the breaker being open means for the check after the switch (not for the one before it).
+    open_after_switch: OpenAfterSwitch = OpenAfterSwitch.FAIL
 
     @model_validator(mode="after")
     def _min_calls_fit_window(self) -> Self:
@@ -297,6 +314,8 @@ class LoadTestSpec(FrozenModel):
     time_limit: float = Field(default=30.0, gt=0, le=600)
     request_timeout: float = Field(default=10.0, gt=0, le=600)
     thresholds: LoadThresholds = LoadThresholds()
+    #: A run that the time limit stops before every request finished fails, unless this is true.
+    allow_partial: bool = False
 
     @field_validator("method")
     @classmethod

@@ -2,9 +2,9 @@
 
 Exit codes (docs/cli.md): 0 success (a run parked at an approval gate also exits 0 and says so),
 1 a run or command failed, 2 invalid configuration or usage, 4 artifact problem, 5 host unreachable or
-refused, 6 deployment failed, 7 migration refused, 8 check failed, 9 gate or state forbids it,
-11 lock held by another process, 12 state store unavailable, 128+N stopped by signal N (130 SIGINT,
-143 SIGTERM, 129 SIGHUP).
+refused, 6 deployment failed, 7 migration refused, 8 check failed, 9 gate or state forbids it (an older
+artifact, a superseded run), 11 lock held by another process, 12 state store unavailable, 128+N stopped
+by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from slipway.errors import ConfigError, SlipwayError
 from slipway.model.states import State
 from slipway.services import pipeline, report
 from slipway.services.app import App, open_app
+from slipway.services.source import head_difference
 from slipway.services.validate import validate_project
 
 T = TypeVar("T")
@@ -37,6 +38,10 @@ T = TypeVar("T")
 WaitingRun = Annotated[int, typer.Argument(metavar="RUN", help="The waiting run.")]
 Reason = Annotated[str, typer.Option("--reason", "-r", help="Why; kept in the audit log.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON on stdout.")]
+AllowOlder = Annotated[
+    bool, typer.Option("--allow-older", help="Deploy even an artifact older than what an environment runs (needs --reason).")
+]
+OlderReason = Annotated[str | None, typer.Option("--reason", "-r", help="Why (with --allow-older); kept in the audit log.")]
 cli = typer.Typer(
     name="slipway",
     add_completion=False,
@@ -130,8 +135,11 @@ def init(
 def validate(ctx: typer.Context) -> None:
     """Check slipway.yml (keys, references, every hook's template) without running anything."""
     app = _open(ctx)
-    summary = validate_project(app.config)
-    print(f"{app.config.path} is valid: {summary}")
+    summary = validate_project(app.config, environ=app.environ)
+    print(f"{app.config.path} (working tree) is valid: {summary}")
+    warning = head_difference(app)
+    if warning:
+        out.make_console(stderr=True).print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 @cli.command()
@@ -139,32 +147,44 @@ def run(
     ctx: typer.Context,
     commit: Annotated[str, typer.Option("--commit", help="The commit to build and deploy.")] = "HEAD",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; do nothing.")] = False,
+    allow_dirty: Annotated[
+        bool, typer.Option("--allow-dirty", help="Run the commit's slipway.yml even if the working tree's differs.")
+    ] = False,
+    allow_older: AllowOlder = False,
+    reason: OlderReason = None,
     json_out: JsonOut = False,
 ) -> None:
     """Run the pipeline for a commit: build once, test, deploy, gate, promote."""
     app = _open(ctx, json_mode=json_out)
     if dry_run:
-        for line in _dry_run(app, commit):
+        for line in _dry_run(app, commit, allow_dirty=allow_dirty):
             print(line)
         return
-    outcome = _run_async(app, lambda: pipeline.start_run(app, rev=commit))
+    older = (reason or "") if allow_older else None
+    outcome = _run_async(
+        app, lambda: pipeline.start_run(app, rev=commit, allow_dirty=allow_dirty, allow_older=older)
+    )
     _finish(app, outcome, json_out)
 
 
-def _dry_run(app: App, commit: str) -> list[str]:
+def _dry_run(app: App, commit: str, *, allow_dirty: bool) -> list[str]:
     from slipway.services.containers import describe_build
     from slipway.services.deployments import dry_run_lines
+    from slipway.services.secrets import reached_environments, require_secrets
+    from slipway.services.source import run_config
     from slipway.vcs import resolve_commit
 
     sha = resolve_commit(app.root, commit)
-    project = app.config.project
+    loaded = run_config(app, sha, allow_dirty=allow_dirty)
+    project = loaded.project
+    require_secrets(loaded, reached_environments(project), environ=app.environ, what="this run")
     lines = [f"plan for {project.name} at commit {sha[:12]} (nothing will run):"]
     for i, stage in enumerate(project.pipeline, 1):
         lines.append(f"{i}. {stage.name} ({stage.kind.value})")
         if stage.kind.value == "build":
             lines += describe_build(project)
         elif stage.kind.value == "deploy" and stage.environment:
-            lines += ["   " + x for x in dry_run_lines(app.config, stage.environment)]
+            lines += ["   " + x for x in dry_run_lines(loaded, stage.environment)]
         elif stage.kind.value == "approval":
             lines.append(
                 "   wait for: slipway approve RUN --reason TEXT"
@@ -197,11 +217,12 @@ def approve(
     ctx: typer.Context,
     run_id: WaitingRun,
     reason: Reason,
+    allow_older: AllowOlder = False,
     json_out: JsonOut = False,
 ) -> None:
     """Approve the gate a run waits at, and continue the run."""
     app = _open(ctx, json_mode=json_out)
-    outcome = _run_async(app, lambda: pipeline.approve(app, run_id, reason=reason))
+    outcome = _run_async(app, lambda: pipeline.approve(app, run_id, reason=reason, allow_older=allow_older))
     _finish(app, outcome, json_out)
 
 
@@ -222,11 +243,14 @@ def promote(
     ctx: typer.Context,
     digest: Annotated[str, typer.Argument(metavar="ARTIFACT_DIGEST", help="sha256:... of a built artifact.")],
     to: Annotated[str, typer.Option("--to", help="The environment to deploy it to.")],
+    allow_older: AllowOlder = False,
+    reason: OlderReason = None,
     json_out: JsonOut = False,
 ) -> None:
-    """Deploy an artifact that already passed every stage before ENV. Never rebuilds."""
+    """Deploy an artifact that already passed every stage before ENV, then ENV's stages after it. Never rebuilds."""
     app = _open(ctx, json_mode=json_out)
-    outcome = _run_async(app, lambda: pipeline.promote(app, digest, environment=to))
+    older = (reason or "") if allow_older else None
+    outcome = _run_async(app, lambda: pipeline.promote(app, digest, environment=to, allow_older=older))
     _finish(app, outcome, json_out)
 
 

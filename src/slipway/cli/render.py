@@ -20,6 +20,7 @@ ICONS = {
     State.INTERRUPTED: "[magenta]↯[/]",
     State.WAITING: "[cyan]⏸[/]",
     State.SKIPPED: "[dim]-[/]",
+    State.SUPERSEDED: "[dim]⤼[/]",
     State.RUNNING: "[blue]…[/]",
     State.PENDING: "[dim]·[/]",
 }

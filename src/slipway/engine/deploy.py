@@ -25,13 +25,18 @@ from slipway.engine.planner import PRE_SWITCH, Action, DeploymentPlan, PlanStep
 from slipway.engine.steps import StepRunner
 from slipway.engine.strategy import CircuitBreakerPolicy
 from slipway.errors import (
+    AuthenticationFailed,
     CheckFailed,
     DeploymentError,
     DeploymentHalted,
     GateError,
+    HostKeyError,
     HostOutcome,
+    HostsUnreachable,
+    HostUnreachable,
     SlipwayError,
     StoreError,
+    of_hosts,
 )
 from slipway.model.records import HostRelease
 from slipway.model.states import State
@@ -44,6 +49,8 @@ if TYPE_CHECKING:
 
 #: Builds the steps that restart ``host`` on the release it ran before (activate hooks of that release).
 RevertSteps = Callable[[str, HostRelease], Sequence[PlanStep]]
+#: Errors that mean "this host could not be reached or would not let us in", not "the release is bad".
+CONNECT_FAULTS = (HostUnreachable, AuthenticationFailed, HostKeyError)
 ObjectSource = Callable[[set[str]], Awaitable[dict[str, bytes]]]
 
 
@@ -167,8 +174,16 @@ class DeploymentRun:
                 raise value
         if failures:
             self.outcomes.update(failures)
+            unreachable = all(isinstance(v, CONNECT_FAULTS) for v in values if isinstance(v, SlipwayError))
+            if unreachable and what == "connect":  # nothing changed: the hosts are the problem, not the release
+                raise HostsUnreachable(
+                    f"deployment of {self.plan.environment} could not reach {of_hosts(len(failures), len(hosts))}; "
+                    "nothing was changed on any host",
+                    results=failures,
+                    hint="see docs/ssh.md; once the hosts answer, run the deployment again",
+                )
             raise DeploymentError(
-                f"deployment of {self.plan.environment} failed on {len(failures)} of {len(hosts)} host(s) "
+                f"deployment of {self.plan.environment} failed on {of_hosts(len(failures), len(hosts))} "
                 f"before anything changed ({what})",
                 results=failures,
             )
@@ -217,8 +232,9 @@ class DeploymentRun:
             if gone is not None:  # not this release's fault: the whole deployment stops and goes back
                 raise gone
             where = "before the switch" if phases[0] in PRE_SWITCH else "after the switch"
-            raise DeploymentError(
-                f"deployment of {self.plan.environment} failed {where} on {len(failures)} of {len(hosts)} host(s)",
+            raise DeploymentError(  # counted against the environment, not the batch this phase ran for
+                f"deployment of {self.plan.environment} failed {where} on "
+                f"{of_hosts(len(failures), len(self.plan.hosts))}",
                 results=failures,
             )
 
@@ -463,7 +479,9 @@ async def run_deployment(run: DeploymentRun) -> None:
                 else ""
             ),
             results=run.outcomes,
-            hint=f"'slipway logs {run.run_id}' shows every step's output" if run.run_id else "",
+            hint="; ".join(  # keep what the error already advised (e.g. unreachable hosts: see docs/ssh.md)
+                h for h in (exc.hint, f"'slipway logs {run.run_id}' shows every step's output" if run.run_id else "") if h
+            ),
         ) from exc
     except StoreError as exc:  # the store stopped answering: go back without it (writes go to the journal)
         await run._revert_switched()
@@ -489,3 +507,4 @@ async def run_deployment(run: DeploymentRun) -> None:
         raise
     run.record_hosts(State.SUCCEEDED)
     run.store.finish_deployment(run.deployment_id, State.SUCCEEDED)
+

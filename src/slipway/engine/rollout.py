@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 from slipway.engine.pause import DeploymentParked
 from slipway.engine.planner import POST_SWITCH
 from slipway.engine.strategy import Batch, BatchKind, CircuitBreakerPolicy, failure_threshold
-from slipway.errors import CanaryRejected, CheckFailed, DeploymentError, HostOutcome, SlipwayError
+from slipway.errors import CanaryRejected, CheckFailed, DeploymentError, HostOutcome, SlipwayError, of_hosts
 
 if TYPE_CHECKING:
     from slipway.engine.deploy import DeploymentRun
@@ -176,7 +176,8 @@ class Rollout:
         if count >= self.threshold:
             await self._trip(failures, batch)
         run.steps.observer.message(
-            f"{len(failures)} host(s) failed in batch {batch.index + 1} ({count} of {total}, breaker threshold "
+            f"{of_hosts(len(failures), len(batch.hosts))} of batch {batch.index + 1} failed ({count} of {total}, "
+            "breaker threshold "
             f"{self.threshold}): reverting {', '.join(failures)} alone and going on"
         )
         await run._revert_switched(only=list(failures))
@@ -186,8 +187,8 @@ class Rollout:
         count, total = len(self.failed), len(run.plan.hosts)
         if run.breaker is None:
             error = DeploymentError(
-                f"deployment of {run.plan.environment} failed after the switch on {len(failures)} of "
-                f"{len(batch.hosts)} host(s)",
+                f"deployment of {run.plan.environment} failed after the switch on "
+                f"{of_hosts(len(failures), total)}",
                 results=failures,
             )
         else:

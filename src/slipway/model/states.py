@@ -21,6 +21,8 @@ class State(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
+    #: A run (and the gate it waited at) that a newer run made obsolete: services/ordering.py.
+    SUPERSEDED = "superseded"
     #: The process driving it died (SIGKILL, a crash, a lost machine); found and recorded by the next command.
     INTERRUPTED = "interrupted"
 
@@ -35,20 +37,21 @@ class State(StrEnum):
         return self in FINAL or self in RESUMABLE
 
 
-FINAL = frozenset({State.SUCCEEDED, State.FAILED, State.SKIPPED})
+FINAL = frozenset({State.SUCCEEDED, State.FAILED, State.SKIPPED, State.SUPERSEDED})
 #: Stopped part-way: ``slipway resume`` takes a run (and its stages) out of these, and nothing else does.
 RESUMABLE = frozenset({State.CANCELLED, State.INTERRUPTED})
 
 _EDGES: dict[State, frozenset[State]] = {
     State.PENDING: frozenset({State.RUNNING, State.SKIPPED, State.CANCELLED}),
     State.RUNNING: frozenset({State.SUCCEEDED, State.FAILED, State.WAITING, State.CANCELLED, State.INTERRUPTED}),
-    State.WAITING: frozenset({State.RUNNING, State.SUCCEEDED, State.FAILED, State.CANCELLED}),
+    State.WAITING: frozenset({State.RUNNING, State.SUCCEEDED, State.FAILED, State.CANCELLED, State.SUPERSEDED}),
     State.SUCCEEDED: frozenset(),
     State.FAILED: frozenset(),
     # Resume: a run goes back to running, its stopped stages to pending (then run again, from the first).
     State.CANCELLED: frozenset({State.RUNNING, State.PENDING}),
     State.INTERRUPTED: frozenset({State.RUNNING, State.PENDING}),
     State.SKIPPED: frozenset(),
+    State.SUPERSEDED: frozenset(),
 }
 
 

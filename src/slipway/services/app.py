@@ -16,6 +16,7 @@ from slipway.errors import ConfigError, StoreError
 from slipway.model.config import LocalTargetSpec, SSHTargetSpec, TargetSpec
 from slipway.model.containers import ContainerTargetSpec
 from slipway.ports import Target
+from slipway.private import secure_state_dir
 from slipway.services.settings import Settings
 from slipway.store.journal import Journal
 from slipway.store.journal import pending as journal_pending
@@ -45,6 +46,7 @@ class App:
         if self._store is None:
             from slipway.services import recovery  # it wires the store to this App's settings
 
+            secure_state_dir(self.settings.state_dir)  # 0700, and what is in it tightened
             directory = self.settings.state_dir / "journal"
             try:
                 store = Store(self.settings.database_url, journal=Journal(directory))

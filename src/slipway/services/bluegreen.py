@@ -314,6 +314,7 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
             run.before_migrate = migrations.expand if migrations else None
             run.served = {r.host: r.release_id for r in app.store.host_releases(name)}
             await run_deployment(run)
+            checks.raise_kept()
         finally:
             await asyncio.gather(*(t.close() for t in targets.values()), return_exceptions=True)
     if migrations:  # the warm slot still runs the release before: contract migrations would break it

@@ -20,7 +20,7 @@ from slipway.checks.breaker import BreakerRepository
 from slipway.checks.guard import DependencyGuard
 from slipway.checks.loadtest import LoadTestResult, raise_for_breaches, run_load_test
 from slipway.checks.runner import CheckResult, CheckRunner, raise_for_failures
-from slipway.checks.spec import CheckSpec, LoadTestSpec, parse_checks
+from slipway.checks.spec import CheckSpec, LoadTestSpec, OpenAfterSwitch, parse_checks
 from slipway.clock import SystemClock
 from slipway.config import LoadedConfig, Loc
 from slipway.engine.events import Observer
@@ -190,20 +190,29 @@ class Dependencies:
     repository: BreakerRepository
     clock: Clock
 
-    async def check(self, recorder: CheckRecorder) -> list[CheckResult]:
-        """Check every dependency through its breaker; raise when a required one is refused or fails."""
+    async def check(self, recorder: CheckRecorder, *, after_switch: bool = False) -> list[CheckResult]:
+        """Check every dependency through its breaker; raise when a required one is refused or fails.
+
+        ``after_switch``: the hosts run the new release. A required dependency refused by its open
+        breaker then follows its ``breaker.open_after_switch``: ``revert`` raises DependencyUnavailable
+        (a failed check), ``ignore`` is a non-blocking failed step, ``fail`` raises ReleaseKept, which
+        the engine does not see as a failed check: the release stays.
+        """
         keyed = {s.name: s.model_copy(update={"name": breaker_name(self.environment, s.name)}) for s in self.specs}
         guard = DependencyGuard(tuple(keyed.values()), repository=self.repository, clock=self.clock)
         refused: list[DependencyUnavailable] = []
+        kept: list[DependencyUnavailable] = []
 
         async def execute(spec: CheckSpec) -> CheckResult:
             try:
                 return await guard.check(keyed[spec.name])
             except DependencyUnavailable as exc:
-                if spec.required:
-                    refused.append(exc)
+                policy = guard.policy_for(spec).open_after_switch if after_switch else None
+                if spec.required and policy is not OpenAfterSwitch.IGNORE:
+                    (kept if policy is OpenAfterSwitch.FAIL else refused).append(exc)
                     raise
-                return CheckResult(spec.name, spec.kind, False, 0, 0.0, exc.message, self.clock.now(), False)
+                note = " (breaker open after the switch; open_after_switch: ignore)" if spec.required else ""
+                return CheckResult(spec.name, spec.kind, False, 0, 0.0, exc.message + note, self.clock.now(), False)
 
         async def one(spec: CheckSpec) -> CheckResult | None:
             try:
@@ -213,22 +222,52 @@ class Dependencies:
 
         results = await asyncio.gather(*(one(s) for s in self.specs))
         if refused:
-            raise _refused(refused)
+            raise _refused(refused, after_switch=after_switch)
         done = [r for r in results if r is not None]
         raise_for_failures(done)
+        if kept:
+            raise ReleaseKept(self.environment, kept)
         return done
 
 
-def _refused(errors: Sequence[DependencyUnavailable]) -> DependencyUnavailable:
+class ReleaseKept(Exception):
+    """Required dependencies were refused by open breakers after the switch, with ``open_after_switch: fail``.
+
+    Not a SlipwayError on purpose: it must pass through the engine, which would treat a CheckFailed as
+    evidence against the release. DeploymentChecks keeps it and raises :meth:`error` once the deployment
+    is recorded as succeeded.
+    """
+
+    def __init__(self, environment: str, refused: Sequence[DependencyUnavailable]) -> None:
+        super().__init__(environment)
+        self.environment = environment
+        self.refused = tuple(refused)
+
+    def error(self, release: str) -> DependencyUnavailable:
+        """The error the run ends with: what is unavailable, and that the release stays."""
+        names = ", ".join(repr(e.check.split("/", 1)[-1]) for e in self.refused)
+        many = len(self.refused) > 1
+        return DependencyUnavailable(
+            f"dependenc{'ies' if many else 'y'} {names} of {self.environment} {'are' if many else 'is'} unavailable: "
+            f"{'their circuit breakers are' if many else 'its circuit breaker is'} open. This says nothing about "
+            f"release {release}: it passed its checks and stays on every host (breaker.open_after_switch: fail)",
+            evidence="\n    ".join(str(e) for e in self.refused),
+            hint="fix the dependency; 'slipway breakers' shows when its breaker lets a check through. "
+            f"To go back anyway: 'slipway rollback {self.environment} --reason TEXT'",
+        )
+
+
+def _refused(errors: Sequence[DependencyUnavailable], *, after_switch: bool = False) -> DependencyUnavailable:
+    touched = "their breakers say so (open_after_switch: revert)" if after_switch else "no host was touched"
     if len(errors) == 1:
         only = errors[0]
         only.hint = (only.hint + "; " if only.hint else "") + (
-            "no host was touched. 'slipway breakers' lists every breaker; "
+            f"{touched}. 'slipway breakers' lists every breaker; "
             "'slipway breakers reset NAME' closes one once you know the service is back"
         )
         return only
     return DependencyUnavailable(
-        f"{len(errors)} required dependencies are unavailable; no host was touched",
+        f"{len(errors)} required dependencies are unavailable; {touched}",
         evidence="\n    ".join(str(e) for e in errors),
         hint="'slipway breakers' lists every breaker and when it lets the next check through",
     )
@@ -260,6 +299,8 @@ class DeploymentChecks:
     environment: str
     env: Mapping[str, str]
     halt: bool
+    #: Dependencies refused after the switch with ``open_after_switch: fail``: raised by raise_kept().
+    kept: ReleaseKept | None = None
 
     async def before(self) -> None:
         """The dependencies, before any host is touched: an open breaker fails fast."""
@@ -287,7 +328,20 @@ class DeploymentChecks:
         runner = CheckRunner(clock=self.dependencies.clock)
         smoke = await self.recorder.run_all(self.smoke, self.environment, runner.run)
         raise_for_failures(smoke)
-        await self.dependencies.check(self.recorder)
+        try:
+            await self.dependencies.check(self.recorder, after_switch=True)
+        except ReleaseKept as kept:
+            self.kept = kept
+            names = ", ".join(e.check.split("/", 1)[-1] for e in kept.refused)
+            self.recorder.observer.message(
+                f"warning: {names}: circuit breaker open after the switch; release {self.release.id} stays "
+                "(breaker.open_after_switch: fail)"
+            )
+
+    def raise_kept(self) -> None:
+        """After the deployment was recorded: fail the run when a dependency was refused after the switch."""
+        if self.kept is not None:
+            raise self.kept.error(self.release.id)
 
     @property
     def has_environment_checks(self) -> bool:
@@ -371,8 +425,9 @@ def figure_lines(spec: LoadTestSpec, result: LoadTestResult) -> list[str]:
     lines = [
         f"requests: {result.completed} of {result.requested} completed in {result.duration_s:.2f} s "
         f"({result.requests_per_second:.0f}/s) at concurrency {spec.concurrency}"
-        + (" (stopped by the time limit)" if result.stopped_by_time_limit else ""),
-        f"errors: {result.errors} ({result.error_rate:.1%})",
+        + (f" (stopped by the time limit: {result.stop_detail()})" if result.stopped_by_time_limit else ""),
+        f"errors: {result.errors} ({result.error_rate:.1%}) of {result.sent} sent"
+        " (timeouts, transport errors, statuses >= 400, abandoned at the time limit)",
         f"latency: p50 {ms(result.p50_ms)}, p95 {ms(result.p95_ms)}, p99 {ms(result.p99_ms)}, max {ms(result.max_ms)}",
     ]
     t = spec.thresholds
@@ -380,7 +435,7 @@ def figure_lines(spec: LoadTestSpec, result: LoadTestResult) -> list[str]:
     shown = [f"{name} <= {limit:g}{unit}" for name, limit, unit in limits if limit is not None]
     if t.max_error_rate is not None:
         shown.append(f"error rate <= {t.max_error_rate:.1%}")
-    lines.append("thresholds: " + (", ".join(shown) or "none"))
+    lines.append("thresholds: " + (", ".join(shown) or "none") + ("; a partial run is allowed" if spec.allow_partial else ""))
     lines += [f"BROKEN: {b}" for b in result.breaches] or ["verdict: every threshold held"]
     lines += [f"error sample: {e}" for e in result.error_samples]
     return lines
@@ -409,7 +464,7 @@ async def load_test_stage(app: Any, loaded: LoadedConfig, stage: StageRecord, *,
         raise_for_breaches(result)
     except CheckFailed as exc:
         raise CheckFailed(
-            f"load test of {stage.environment} broke {len(result.breaches)} threshold(s)",
+            f"load test of {stage.environment} failed: {'; '.join(result.breaches)}",
             check=stage.name,
             evidence=exc.evidence or "; ".join(result.breaches),
             hint=f"'slipway logs {stage.run_id} --stage {stage.name}' shows the figures; "

@@ -29,7 +29,15 @@ from slipway.engine.planner import ReleaseInfo, plan_rollout
 from slipway.engine.rollout import FIRST_FAILURE
 from slipway.engine.steps import StepRunner
 from slipway.engine.strategy import Batch, failure_threshold
-from slipway.errors import CheckFailed, DeploymentError, DeploymentHalted, HostOutcome, SlipwayError
+from slipway.errors import (
+    CheckFailed,
+    DeploymentError,
+    DeploymentHalted,
+    HostOutcome,
+    RetireFailed,
+    SlipwayError,
+    of_hosts,
+)
 from slipway.model.config import Environment
 from slipway.model.containers import ContainerTargetSpec
 from slipway.model.records import HostRelease
@@ -42,7 +50,7 @@ from slipway.services.checks import deployment_checks
 from slipway.services.containers import image_artifact, image_ref, recorded, registry_of, service_specs
 from slipway.services.deployments import LOCK_TTL, DeployRequest, new_release_id
 from slipway.services.secrets import resolve_secrets
-from slipway.targets.container import ContainerTarget, ServiceSpec, deploy_services
+from slipway.targets.container import ContainerTarget, RunningService, ServiceSpec, ServiceUnits, deploy_services
 from slipway.targets.engines import OpenEngine, open_engine
 
 
@@ -69,15 +77,15 @@ async def deploy_containers(app: App, loaded: LoadedConfig, request: DeployReque
                                   credentials=registry.credentials, instance=name)
             for name, opened in engines.items()
         }
-        router = await shared_router(app, env, targets, specs)
         rollout = ContainerRollout(
-            app=app, environment=request.environment, env=env, targets=targets, specs=specs, router=router,
+            app=app, environment=request.environment, env=env, targets=targets, specs=specs,
             release=release, repository=ref.repository, run_id=request.run_id, rollback=rollback,
             steps=StepRunner(store=app.store, stage_id=request.stage_id, observer=app.observer, masker=app.masker),
             verify_environment=checks.verify_environment if checks.has_environment_checks else None,
             halt_on_failed_check=checks.halt,
         )
         await _locked(app, request, rollout)
+        checks.raise_kept()
     finally:
         await asyncio.gather(*(e.close() for e in engines.values()), return_exceptions=True)
     return release.id
@@ -100,8 +108,8 @@ async def open_engines(specs: Sequence[ContainerTargetSpec], loaded: LoadedConfi
     return {s.name: o for s, o in zip(specs, opened, strict=True) if isinstance(o, OpenEngine)}
 
 
-async def shared_router(app: App, env: Environment, targets: Mapping[str, ContainerTarget],
-                        specs: Mapping[str, Sequence[ServiceSpec]]) -> SharedGroups | None:
+async def shared_router(app: App, env: Environment, specs: Mapping[str, Sequence[ServiceSpec]],
+                        units: Mapping[str, Mapping[str, ServiceUnits]]) -> SharedGroups | None:
     """The environment's router, told which containers serve each group now; the groups made to match."""
     if env.router is None:
         return None
@@ -109,12 +117,12 @@ async def shared_router(app: App, env: Environment, targets: Mapping[str, Contai
 
     shared = SharedGroups(NginxRouter.from_config(env.router, clock=SystemClock()))
     groups: set[str] = set()
-    for name, target in targets.items():
+    for name, found in units.items():
         for spec in specs[name]:
             if spec.group is None:
                 continue
             groups.add(spec.group)
-            running = await target.current(spec.name)
+            running = found[spec.name].current
             shared.adopt(spec.group, name, [running.backend] if running and running.backend else [])
     for group in sorted(groups):
         if await shared.sync(group):
@@ -149,12 +157,13 @@ class ContainerRollout:
     env: Environment
     targets: Mapping[str, ContainerTarget]
     specs: Mapping[str, Sequence[ServiceSpec]]
-    router: SharedGroups | None
     release: ReleaseInfo
     repository: str
     run_id: int | None
     rollback: bool
     steps: StepRunner
+    #: Set by :meth:`prepare`, under the environment's lock.
+    router: SharedGroups | None = None
     verify_environment: Callable[[], Awaitable[None]] | None = None
     halt_on_failed_check: bool = False
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -187,6 +196,7 @@ class ContainerRollout:
         """Every batch, the breaker after each, the environment's checks at the end."""
         known = {h.host: h for h in self.app.store.host_releases(self.environment)}
         self.before = {name: known.get(name) for name in self.targets}
+        await self.prepare()
         threshold = failure_threshold(self.env.circuit_breaker or FIRST_FAILURE, len(self.targets))
         batches = plan_rollout(list(self.targets), self.env, rollback=self.rollback)
         for batch in batches:
@@ -202,12 +212,41 @@ class ContainerRollout:
         if self.verify_environment is not None:
             await self._verify_environment()
         if self.failed:
+            stuck = self._stuck(list(self.failed))
+            back = [n for n in self.failed if n not in stuck]
             raise DeploymentError(
                 f"deployment of {self.environment} failed on {len(self.failed)} of {len(self.targets)} hosts, "
-                f"below the circuit breaker threshold ({threshold}): {', '.join(self.failed)} run the image each "
-                f"ran before; the other hosts run {self.release.id}",
+                f"below the circuit breaker threshold ({threshold}): "
+                + (f"{', '.join(back)} run the image each ran before; " if back else "")
+                + f"the other hosts run {self.release.id}",
                 results=self.outcomes,
             )
+
+    async def prepare(self) -> None:
+        """Before anything switches: each target's current containers (the digest the store records wins),
+        the router made to route to exactly those, then every orphan stopped and removed, as a step."""
+        units: dict[str, dict[str, ServiceUnits]] = {}
+        for name, target in self.targets.items():
+            before = self.before.get(name)
+            recorded = before.artifact_digest if before else None
+            units[name] = {s.name: await target.units(s.name, recorded=recorded) for s in self.specs[name]}
+        self.router = await shared_router(self.app, self.env, self.specs, units)
+        for name, found in units.items():
+            orphans = [(spec, unit) for spec in self.specs[name] for unit in found[spec.name].orphans]
+            if orphans:
+                await self._remove_orphans(name, orphans)
+
+    async def _remove_orphans(self, name: str, orphans: Sequence[tuple[ServiceSpec, RunningService]]) -> None:
+        """Stop and remove containers left running by an interrupted deployment (they serve no traffic)."""
+        target = self.targets[name]
+
+        async def action() -> tuple[None, str]:
+            for spec, unit in orphans:
+                await target.retire(unit, stop_timeout=spec.stop_timeout)
+            listed = ", ".join(f"{unit.name} ({unit.ref.short})" for _, unit in orphans)
+            return None, f"removed {len(orphans)} orphan container(s), left running by an interrupted deployment: {listed}"
+
+        await recorded(self.steps, name, "remove orphan containers", action)
 
     async def _batch(self, names: Sequence[str]) -> dict[str, HostOutcome]:
         limit = asyncio.Semaphore(self.env.parallel)
@@ -224,14 +263,22 @@ class ContainerRollout:
         started = time.monotonic()
         try:
             await self._switch(name, self.release.digest, label=f"deploy {self.release.id}")
+        except RetireFailed as exc:
+            # The target serves the new containers: the store says so; the breaker decides whether it goes back.
+            self._switched(name)
+            return HostOutcome(name, False, step="stop the old containers", error=str(exc),
+                               release=self.release.id, duration=time.monotonic() - started)
         except SlipwayError as exc:
             if isinstance(exc, CheckFailed) or isinstance(exc.__cause__, CheckFailed):
                 self.failed_checks.add(name)
             return HostOutcome(name, False, step="deploy", error=str(exc), duration=time.monotonic() - started)
-        self.switched.append(name)
-        self._set_host_release(name, self.release.id, self.release.digest, self.release.commit, None)
+        self._switched(name)
         self.outcomes[name] = HostOutcome(name, True, release=self.release.id, duration=time.monotonic() - started)
         return None
+
+    def _switched(self, name: str) -> None:
+        self.switched.append(name)
+        self._set_host_release(name, self.release.id, self.release.digest, self.release.commit, None)
 
     async def _switch(self, name: str, digest: str, *, label: str) -> None:
         """deploy_services on one target as a recorded step: every service to ``repository@digest``."""
@@ -277,22 +324,32 @@ class ContainerRollout:
         count, total = len(self.failed), len(self.targets)
         if count < threshold:
             self.app.observer.message(
-                f"{len(failures)} host(s) failed ({count} of {total}, breaker threshold {threshold}): "
+                f"{len(failures)} {'host' if len(failures) == 1 else 'hosts'} failed ({count} of {total}, "
+                f"breaker threshold {threshold}): "
                 f"{', '.join(failures)} go back to the image each ran; going on")
             await self._revert([n for n in failures if n in self.switched])
             return
         if self.env.circuit_breaker is None:
-            message = f"deployment of {self.environment} failed on {count} of {total} host(s)"
+            message = f"deployment of {self.environment} failed on {of_hosts(count, total)}"
         else:
             message = (f"deployment of {self.environment} failed: circuit breaker tripped: {count} of {total} "
                        f"hosts failed (threshold {threshold})")
         self.app.observer.message(message)
         if self._halts():
             raise self._halted(message)
-        reverted = bool(self.switched)
-        await self._revert(list(self.switched))
-        raise DeploymentError(message + ("; the hosts already switched were reverted" if reverted else ""),
-                              results=self.outcomes)
+        switched = list(self.switched)
+        await self._revert(switched)
+        stuck = self._stuck(switched)
+        if switched and not stuck:
+            message += "; the hosts already switched were reverted"
+        elif stuck:
+            message += f"; {', '.join(stuck)} could not be reverted and stay on {self.release.id}"
+        raise DeploymentError(message, results=self.outcomes)
+
+    def _stuck(self, names: Sequence[str]) -> list[str]:
+        """Those of ``names`` that failed and are still on this release (their revert failed)."""
+        return [n for n in names if (o := self.outcomes.get(n)) is not None and not o.ok
+                and o.release == self.release.id]
 
     def _halts(self) -> bool:
         breaker = self.env.circuit_breaker
@@ -317,13 +374,17 @@ class ContainerRollout:
             if before is None or before.artifact_digest == self.release.digest:
                 self.outcomes[name] = _noted(old, "nothing ran there before: left on this release")
                 continue
+            note = f"reverted to {before.release_id}"
             try:
                 await self._switch(name, before.artifact_digest, label=f"revert to {before.release_id}")
+            except RetireFailed as exc:  # switched back; old containers of this release may still run
+                note += f", but {exc.message.removeprefix(f'[{name}] ')}"
             except SlipwayError as exc:
-                self.outcomes[name] = HostOutcome(name, False, step="revert", error=f"revert failed: {exc}")
+                self.outcomes[name] = _noted(old, f"revert failed, left on {self.release.id}: {exc}",
+                                             release=self.release.id)
                 continue
             self._set_host_release(name, before.release_id, before.artifact_digest, before.commit, before)
-            self.outcomes[name] = _noted(old, f"reverted to {before.release_id}", release=before.release_id)
+            self.outcomes[name] = _noted(old, note, release=before.release_id)
 
     async def _verify_environment(self) -> None:
         """The environment's smoke checks once every target is on; a failure reverts them all (or halts)."""
@@ -370,7 +431,8 @@ def describe_rollout(loaded: LoadedConfig, environment: str) -> list[str]:
     project = loaded.project
     env = project.environments[environment]
     targets = [_spec(t) for t in env.targets]
-    lines = [f"  strategy: {env.strategy.kind.value if env.strategy is not None else 'all_at_once'}"]
+    lines = [f"  strategy: {env.strategy.kind.value if env.strategy is not None else 'all_at_once'}",
+             "  first, on every target: stop and remove orphan containers (running, but not the recorded release)"]
     for batch in plan_rollout([t.name for t in targets], env):
         lines.append(f"  batch {batch.index + 1} ({batch.kind.value}): {', '.join(batch.hosts)}")
     for target in targets:

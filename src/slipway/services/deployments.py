@@ -260,6 +260,7 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
         )
         app.observer.message(f"strategy: {plan.strategy}, {len(plan.batches)} batch(es)")
         await run_deployment(run)
+        checks.raise_kept()  # a dependency's breaker was open after the switch: the release stays, the run fails
         if migrations and not rollback:
             await migrations.contract()  # held ones wait; due ones run now that verify passed everywhere
         return release_id

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from slipway.artifacts.archive import build_archive, collect_files
 from slipway.artifacts.store import PREFIX, parse_digest
-from slipway.config import LoadedConfig, parse_config
+from slipway.config import LoadedConfig
 from slipway.engine.pause import DeploymentParked
 from slipway.engine.runner import drive_run
 from slipway.engine.steps import StepRunner
@@ -20,14 +20,16 @@ from slipway.model.config import Project
 from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import RunRecord, StageRecord
 from slipway.model.states import Decision, DeploymentKind, RunKind, StageKind, State
-from slipway.services import canary, checks, recovery, switchback
+from slipway.private import make_private_dir
+from slipway.services import canary, checks, ordering, recovery, switchback
 from slipway.services import deployments as dep
 from slipway.services import migrations as database
 from slipway.services.app import App
-from slipway.services.secrets import resolve_secrets
+from slipway.services.secrets import reached_environments, require_secrets, resolve_secrets
+from slipway.services.source import run_config
 from slipway.services.workspace import prune_workspaces, workspace
 from slipway.targets.local import LocalTarget
-from slipway.vcs import check_commit_links, committed_file, resolve_commit
+from slipway.vcs import check_commit_links, resolve_commit
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,10 @@ class RunOutcome:
 class PipelineRun:
     """Handlers for each stage kind of one run; the engine's runner calls them in order."""
 
-    def __init__(self, app: App, run_id: int) -> None:
+    def __init__(self, app: App, run_id: int, *, allow_older: str | None = None) -> None:
         self.app = app
         self.run = app.store.get_run(run_id)
+        self.allow_older = allow_older  # the person's reason to deploy an older artifact (services/ordering.py)
         self.loaded: LoadedConfig = app.config_of(self.run.config_text, self.run.config_path)
         self.project: Project = self.loaded.project
 
@@ -85,7 +88,7 @@ class PipelineRun:
         for command in self.project.artifact.build:
             await steps.run_command(builder, f"build: {command}", command, cwd=str(ws), timeout=3600)
         files = collect_files(ws, self.project.artifact.paths, self.project.artifact.exclude)
-        artifacts.root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(artifacts.root)
         fd, tmp_name = tempfile.mkstemp(dir=artifacts.root, prefix=".build-", suffix=".tar.gz")
         tmp = Path(tmp_name)
         try:
@@ -150,6 +153,10 @@ class PipelineRun:
         if not run.artifact_digest:
             raise StateError(f"run {run.id} has no artifact to deploy: its build stage did not produce one")
         assert stage.environment is not None
+        override = ordering.check_not_older(
+            self.app, stage.environment, commit=run.commit, digest=run.artifact_digest,
+            allow_older=self.allow_older, run_id=run.id,
+        )
         try:
             await dep.deploy(
                 self.app,
@@ -160,6 +167,7 @@ class PipelineRun:
                     run_id=run.id,
                     stage_id=stage.id,
                     commit=run.commit,
+                    reason=override,
                 ),
             )
         except DeploymentParked as parked:  # canary on_success: pause; the state is in the store
@@ -168,6 +176,7 @@ class PipelineRun:
                 f"'slipway reject {run.id} --reason TEXT' reverts the canary"
             )
             return State.WAITING
+        ordering.supersede_waiting(self.app, run, environment=stage.environment)
         return State.SUCCEEDED
 
     async def load_test(self, stage: StageRecord) -> State:
@@ -177,6 +186,7 @@ class PipelineRun:
     async def approval(self, stage: StageRecord) -> State:
         """Park the run until somebody approves or rejects it."""
         who = self.project.stage(stage.name).approvers
+        ordering.supersede_waiting(self.app, self.run, gate=stage.name)
         self.app.observer.message(
             f"run {self.run.id} waits for approval at {stage.name}"
             + (f" (approvers: {', '.join(who)})" if who else "")
@@ -185,12 +195,23 @@ class PipelineRun:
         return State.WAITING
 
 
-async def start_run(app: App, *, rev: str = "HEAD") -> RunOutcome:
-    """Create a run for ``rev`` with the pipeline *of that commit*, and drive it."""
+async def start_run(
+    app: App, *, rev: str = "HEAD", allow_dirty: bool = False, allow_older: str | None = None
+) -> RunOutcome:
+    """Create a run for ``rev`` with the pipeline *of that commit*, and drive it.
+
+    Before anything is built or recorded: the commit's slipway.yml is the working tree's (or
+    ``allow_dirty``), every secret of every environment it reaches resolves, and no deploy it makes
+    would move an environment to an ancestor of what it runs (or ``allow_older`` gives the reason).
+    """
     commit = resolve_commit(app.root, rev)
+    if allow_older is not None:
+        _check_reason(allow_older)
+    loaded = run_config(app, commit, allow_dirty=allow_dirty)
+    check_run_can_start(app, loaded, commit=commit, allow_older=allow_older)
     _prune(app)  # what crashed runs or another state store left behind
-    run_id = _create_pipeline_run(app, commit)
-    return await continue_run(app, run_id)
+    run_id = _create_pipeline_run(app, commit, loaded)
+    return await continue_run(app, run_id, allow_older=allow_older)
 
 
 def _prune(app: App) -> None:
@@ -204,19 +225,14 @@ def _prune(app: App) -> None:
         app.observer.message(f"pruned {len(removed)} workspace(s) no unfinished run needs")
 
 
-def _create_pipeline_run(app: App, commit: str) -> int:
-    name = app.config.path.name
-    data = committed_file(app.root, commit, name)
-    if data is None:
-        raise ConfigError(
-            f"commit {commit[:12]} has no {name}",
-            hint="commit slipway.yml: the pipeline is code and runs as committed",
-        )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{name} in commit {commit[:12]} is not UTF-8 text: {exc.reason}") from None
-    loaded = parse_config(text, path=app.config.path)
+def check_run_can_start(app: App, loaded: LoadedConfig, *, commit: str, allow_older: str | None = None) -> None:
+    """What ``run`` and ``run --dry-run`` check before anything runs: secrets, then older commits."""
+    require_secrets(loaded, reached_environments(loaded.project), environ=app.environ, what="this run")
+    deploys = [s.environment for s in loaded.project.pipeline if s.kind is StageKind.DEPLOY and s.environment]
+    ordering.check_pipeline_not_older(app, deploys, commit=commit, digest=None, allow_older=allow_older)
+
+
+def _create_pipeline_run(app: App, commit: str, loaded: LoadedConfig) -> int:
     project = loaded.project
     check_commit_links(app.root, commit)  # an unsafe symlink is refused before a run exists
     return app.store.create_run(
@@ -224,20 +240,22 @@ def _create_pipeline_run(app: App, commit: str) -> int:
         kind=RunKind.PIPELINE,
         commit=commit,
         triggered_by=app.settings.actor,
-        config_text=text,
+        config_text=loaded.text,
         config_path=str(app.config.path),
         stages=[(s.name, s.kind, s.environment) for s in project.pipeline],
     )
 
 
-async def continue_run(app: App, run_id: int) -> RunOutcome:
-    """Drive a run from its first stage that is not final (holding ``run N``: a crash is found later); then
-    prune the workspaces nothing needs."""
-    with recovery.driving(app, run_id):
-        try:
-            state = await PipelineRun(app, run_id).drive()
-        finally:
-            _prune(app)
+async def continue_run(app: App, run_id: int, *, allow_older: str | None = None) -> RunOutcome:
+    """Drive a run from its first stage that is not final, then prune the workspaces nothing needs.
+
+    The process holds the lock ``run N`` while it drives, so a crash is found by the next command.
+    """
+    try:
+        with recovery.driving(app, run_id):
+            state = await PipelineRun(app, run_id, allow_older=allow_older).drive()
+    finally:
+        _prune(app)
     run = app.store.get_run(run_id)
     return RunOutcome(run_id, state, run.artifact_digest)
 
@@ -245,6 +263,12 @@ async def continue_run(app: App, run_id: int) -> RunOutcome:
 def _waiting_gate(app: App, run_id: int) -> tuple[RunRecord, StageRecord]:
     run = app.store.get_run(run_id)
     stage = next((s for s in run.stages if s.state is State.WAITING), None)
+    if run.state is State.SUPERSEDED:
+        raise GateError(
+            f"run {run_id} was {run.error}",
+            hint="approve the newer run; to deploy this run's artifact anyway: 'slipway promote DIGEST --to ENV "
+            "--allow-older --reason TEXT'",
+        )
     if run.state is not State.WAITING or stage is None or stage.kind not in (StageKind.APPROVAL, StageKind.DEPLOY):
         raise StateError(
             f"run {run_id} is {run.state.value}, not waiting for approval",
@@ -253,11 +277,20 @@ def _waiting_gate(app: App, run_id: int) -> tuple[RunRecord, StageRecord]:
     return run, stage
 
 
-async def approve(app: App, run_id: int, *, reason: str) -> RunOutcome:
-    """Record an approval (who and why) and continue the run from the store."""
+async def approve(app: App, run_id: int, *, reason: str, allow_older: bool = False) -> RunOutcome:
+    """Record an approval (who and why) and continue the run from the store.
+
+    Refused before anything is recorded when a secret of an environment still ahead cannot be resolved
+    in this process, or when a deploy still ahead would move an environment backwards (unless ``allow_older``).
+    """
     run, stage = _waiting_gate(app, run_id)
     _check_reason(reason)
     loaded = app.config_of(run.config_text, run.config_path)
+    ahead = reached_environments(loaded.project, after=stage.index)
+    require_secrets(loaded, ahead, environ=app.environ, what=f"the rest of run {run_id}")
+    deploys = [s.environment for s in run.stages[stage.index :] if s.kind is StageKind.DEPLOY and s.environment]
+    older = reason if allow_older else None
+    ordering.check_pipeline_not_older(app, deploys, commit=run.commit, digest=run.artifact_digest, allow_older=older)
     allowed = loaded.project.stage(stage.name).approvers if stage.kind is StageKind.APPROVAL else ()
     actor = app.settings.actor
     if allowed and actor not in allowed and actor.split("@")[0] not in allowed:
@@ -269,7 +302,7 @@ async def approve(app: App, run_id: int, *, reason: str) -> RunOutcome:
     if stage.kind is StageKind.APPROVAL:  # a parked canary's deploy stage is not done: it runs again, and goes on
         app.store.set_stage_state(stage.id, State.SUCCEEDED)
     app.store.set_run_state(run_id, State.RUNNING, actor=actor)
-    return await continue_run(app, run_id)
+    return await continue_run(app, run_id, allow_older=older)
 
 
 async def reject(app: App, run_id: int, *, reason: str) -> RunOutcome:
@@ -316,9 +349,14 @@ def missing_for_promotion(app: App, project: Project, digest: str, environment: 
     return [s.name for s in project.pipeline[:index] if s.name not in passed]
 
 
-async def promote(app: App, digest: str, *, environment: str) -> RunOutcome:
-    """Deploy an artifact that already passed every stage before ``environment`` (never rebuilt)."""
+async def promote(
+    app: App, digest: str, *, environment: str, allow_older: str | None = None
+) -> RunOutcome:
+    """Deploy an artifact that already passed every stage before ``environment`` (never rebuilt), then run
+    the stages that follow that deploy in the pipeline (:func:`promotion_stages`), as a run would."""
     digest = normalise_digest(digest)
+    if allow_older is not None:
+        _check_reason(allow_older)
     project = app.config.project
     if environment not in project.environments:
         raise ConfigError(
@@ -338,7 +376,8 @@ async def promote(app: App, digest: str, *, environment: str) -> RunOutcome:
             f"artifact {digest[:19]} has not passed {', '.join(missing)}, which come before {environment}",
             hint="run the pipeline for its commit (and approve its gates) before promoting it",
         )
-    stage_name = f"promote-{environment}"
+    require_secrets(app.config, [environment], environ=app.environ, what=f"promoting to {environment}")
+    ordering.check_pipeline_not_older(app, [environment], commit=record.commit, digest=digest, allow_older=allow_older)
     run_id = app.store.create_run(
         project=project.name,
         kind=RunKind.PROMOTE,
@@ -346,10 +385,23 @@ async def promote(app: App, digest: str, *, environment: str) -> RunOutcome:
         triggered_by=app.settings.actor,
         config_text=app.config.text,
         config_path=str(app.config.path),
-        stages=[(stage_name, StageKind.DEPLOY, environment)],
+        stages=promotion_stages(project, environment),
         artifact_digest=digest,
     )
-    return await _drive_single(app, run_id, DeploymentKind.DEPLOY)
+    return await continue_run(app, run_id, allow_older=allow_older)
+
+
+def promotion_stages(project: Project, environment: str) -> list[tuple[str, StageKind, str | None]]:
+    """The deploy of ``environment``, then the stages after its deploy stage that work on it (acceptance,
+    post-deploy, load-test), up to the next approval or deploy stage."""
+    stages: list[tuple[str, StageKind, str | None]] = [(f"promote-{environment}", StageKind.DEPLOY, environment)]
+    index = project.deploy_stage_index(environment)
+    for stage in project.pipeline[(index or 0) + 1 :]:
+        if stage.kind in (StageKind.APPROVAL, StageKind.DEPLOY):
+            break
+        if stage.environment == environment:
+            stages.append((stage.name, stage.kind, stage.environment))
+    return stages
 
 
 async def rollback(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from slipway.config import LoadedConfig
 from slipway.errors import SecretError
-from slipway.model.config import Environment, SecretRef
+from slipway.model.config import Environment, Project, SecretRef
 
 
 def resolve_secrets(env: Environment, *, environment: str, root: Path, environ: Mapping[str, str]) -> dict[str, str]:
@@ -38,3 +39,44 @@ def resolve_ref(ref: SecretRef, *, name: str, where: str, root: Path, environ: M
             key_path=where,
             hint="create the file (readable only by you) or fix the path",
         ) from None
+
+
+def reached_environments(project: Project, *, after: int = 0) -> list[str]:
+    """The environments the pipeline's stages from index ``after`` on deploy or work on, in order."""
+    return list(dict.fromkeys(s.environment for s in project.pipeline[after:] if s.environment))
+
+
+def unresolved(
+    project: Project, environments: Iterable[str], *, root: Path, environ: Mapping[str, str]
+) -> list[tuple[str, SecretError]]:
+    """(where, why) for every secret of ``environments`` (and the image registry's login) that cannot be read."""
+    refs: list[tuple[str, str, str, SecretRef]] = []  # (environment or "artifact", name, key path, reference)
+    for environment in environments:
+        for name, ref in project.environments[environment].secrets.items():
+            refs.append((environment, name, f"environments.{environment}.secrets.{name}", ref))
+    registry = getattr(project.artifact, "registry", None)
+    if registry is not None and registry.password is not None:
+        if isinstance(registry.username, SecretRef):
+            refs.append(("artifact", "registry username", "artifact.registry.username", registry.username))
+        refs.append(("artifact", "registry password", "artifact.registry.password", registry.password))
+    missing = []
+    for where, name, key_path, ref in refs:
+        try:
+            resolve_ref(ref, name=name, where=key_path, root=root, environ=environ)
+        except SecretError as exc:
+            missing.append((where, exc))
+    return missing
+
+
+def require_secrets(loaded: LoadedConfig, environments: Iterable[str], *, environ: Mapping[str, str], what: str) -> None:
+    """SecretError listing every secret ``what`` would need and cannot resolve (values are never printed)."""
+    missing = unresolved(loaded.project, environments, root=loaded.root, environ=environ)
+    if not missing:
+        return
+    lines = "\n".join(f"  {where}: {exc.key_path}: {exc.reason}" for where, exc in missing)
+    raise SecretError(
+        f"{len(missing)} secret(s) that {what} needs cannot be resolved:\n{lines}",
+        file=str(loaded.path),
+        hint="set each one (its value is never printed or stored) and try again; nothing was built, deployed "
+        "or recorded",
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from slipway.config import LoadedConfig
 from slipway.engine.planner import ReleaseInfo
 from slipway.engine.template import render
@@ -9,13 +11,15 @@ from slipway.errors import ConfigError
 from slipway.model.containers import ImageArtifactSpec
 from slipway.services.checks import render_all
 from slipway.services.deployments import environment_url, host_views, make_plan
+from slipway.services.secrets import reached_environments, require_secrets
 
 
-def validate_project(loaded: LoadedConfig) -> str:
+def validate_project(loaded: LoadedConfig, *, environ: Mapping[str, str] | None = None) -> str:
     """Render every hook for every target (and blue/green slot) of every environment, and every stage command.
 
     The schema was already checked when the file was loaded; this catches undefined template variables
-    (``{{ vars.prot }}``) before a deployment would.
+    (``{{ vars.prot }}``) before a deployment would. With ``environ``, every secret of every environment
+    the pipeline reaches must resolve from it (the values are read, never printed).
     """
     project = loaded.project
     placeholder = ReleaseInfo("20000101T000000Z-000000000000", "sha256:" + "0" * 64, "0" * 40)
@@ -43,6 +47,8 @@ def validate_project(loaded: LoadedConfig) -> str:
         from slipway.services.containers import render_services  # imports the docker SDK: images only
 
         render_services(loaded, placeholder)  # and one in a service's env
+    if environ is not None:
+        require_secrets(loaded, reached_environments(project), environ=environ, what="a run of this pipeline")
     secrets = sum(len(e.secrets) for e in project.environments.values())
     return (
         f"{len(project.environments)} environment(s), {len(project.pipeline)} stage(s), "

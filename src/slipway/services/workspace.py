@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 
 from slipway.model.records import RunRecord
+from slipway.private import make_private_dir
 from slipway.services.app import App
 from slipway.vcs import export_commit
 
@@ -47,7 +48,7 @@ def workspace(app: App, run: RunRecord, *, fresh: bool = False) -> Path:
     final = work_root(app) / workspace_name(run)
     if not fresh and _holds(final, run.commit):
         return final / "tree"
-    final.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(final.parent)  # the exported source is nobody else's business
     tmp = final.parent / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     try:
         export_commit(app.root, run.commit, tmp / "tree")

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from slipway.errors import LockHeld, StateError, StoreError
 from slipway.model import records as rec
 from slipway.model.states import Decision, DeploymentKind, RunKind, StageKind, State, transition
+from slipway.private import create_private_file, make_private_dir, tighten_sqlite
 from slipway.store import schema as t
 from slipway.store.journal import Journal
 
@@ -108,9 +109,12 @@ class Store:
         self.unavailable: StoreError | None = None
         try:
             if url.startswith("sqlite"):
-                path = url.split("///", 1)[-1]
+                path = url.split("///", 1)[-1].split("?", 1)[0]
                 if path and path != ":memory:":
-                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                    # Private from the start: every step's output and the pipeline text live in here.
+                    make_private_dir(Path(path).parent)
+                    create_private_file(Path(path))
+                    tighten_sqlite(Path(path))  # an older, looser file; SQLite gives -wal/-shm the db's mode
                 self.engine = create_engine(url, connect_args={"timeout": 30})
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             else:
@@ -235,7 +239,7 @@ class Store:
             return out
 
     def unfinished_runs(self) -> list[rec.RunRecord]:
-        """Every run whose state is not final (running, waiting, ...), oldest first."""
+        """Every run whose state is not final (running, waiting, cancelled, ...), oldest first."""
         final = [state.value for state in State if state.is_final]
         with self._tx() as s:
             ids = s.scalars(select(t.Run.id).where(t.Run.state.not_in(final)).order_by(t.Run.id)).all()
@@ -254,6 +258,28 @@ class Store:
             if error is not None:
                 run.error = error
             self._audit(s, actor, f"run.{state.value}", f"run {run_id}", {"error": error} if error else {})
+
+    def runs_in_state(self, state: State, *, project: str) -> list[rec.RunRecord]:
+        """The project's runs in ``state``, oldest first."""
+        with self._tx() as s:
+            q = select(t.Run.id).where(t.Run.state == state.value, t.Run.project == project).order_by(t.Run.id)
+            ids = s.scalars(q).all()
+        return [self.get_run(i) for i in ids]
+
+    def supersede_run(self, run_id: int, *, reason: str, actor: str) -> None:
+        """In one transaction: a waiting run, its waiting stage and the stages after it end as superseded."""
+        with self._tx() as s:
+            run = s.get(t.Run, run_id)
+            if run is None:
+                raise StateError(f"there is no run {run_id}")
+            run.state = transition(State(run.state), State.SUPERSEDED, what=f"run {run_id}").value
+            run.finished_at, run.error = self._now(), reason
+            for stage in s.scalars(select(t.Stage).where(t.Stage.run_id == run_id)).all():
+                if stage.state in (State.WAITING.value, State.PENDING.value):
+                    end = State.SUPERSEDED if stage.state == State.WAITING.value else State.SKIPPED
+                    stage.state = transition(State(stage.state), end, what=f"stage {stage.name}").value
+                    stage.finished_at = run.finished_at
+            self._audit(s, actor, "run.superseded", f"run {run_id}", {"reason": reason})
 
     def set_run_artifact(self, run_id: int, digest: str) -> None:
         """Bind the run to the one artifact it built (or promotes)."""

@@ -12,7 +12,10 @@ The pieces, smallest first:
   new container is started and made ready, and routed services are switched on the router (the old
   backend drained, not yet stopped), before any old container is stopped; if one service fails, the
   services already switched are switched back to their old containers, which never stopped, and
-  the new containers are removed: what ran before keeps running, untouched.
+  the new containers are removed: what ran before keeps running, untouched. Once every service is
+  switched the target runs the new containers; stopping the old ones is the last part of the switch,
+  and if it fails (the engine lost) :class:`~slipway.errors.RetireFailed` names the old containers left
+  running. :meth:`ContainerTarget.units` finds such orphans, and the next deployment removes them.
 
 Environment variables and secrets reach the container as its environment. They are never logged
 (only their names are) nor put in labels or error messages. Note that anyone who may inspect the
@@ -47,6 +50,7 @@ from slipway.errors import (
     ConfigError,
     DeploymentError,
     HostOutcome,
+    RetireFailed,
     SlipwayError,
     TargetError,
 )
@@ -104,6 +108,15 @@ class RunningService:
     created: str = ""
 
 
+@dataclass(frozen=True)
+class ServiceUnits:
+    """A service's containers on one target that run a process, read back before a deployment."""
+
+    current: RunningService | None
+    #: Neither current nor needed: left behind by an interrupted stop or switch (see :meth:`ContainerTarget.units`).
+    orphans: tuple[RunningService, ...] = ()
+
+
 class ContainerTarget:
     """The containers of app ``app`` in environment ``environment`` on one engine."""
 
@@ -154,12 +167,15 @@ class ContainerTarget:
 
     # -- reading back ------------------------------------------------------------------------
 
-    async def running(self, service: str) -> list[RunningService]:
-        """The service's running containers, oldest first (one, except in the middle of a deploy)."""
+    def _label_filter(self, service: str) -> list[str]:
         labels = [f"{LABEL}.app={self.app}", f"{LABEL}.environment={self.environment}", f"{LABEL}.service={service}"]
         if self.instance:
             labels.append(f"{LABEL}.target={self.instance}")
-        filters = {"label": labels, "status": "running"}
+        return labels
+
+    async def running(self, service: str) -> list[RunningService]:
+        """The service's running containers, oldest first (one, except in the middle of a deploy)."""
+        filters = {"label": self._label_filter(service), "status": "running"}
         summaries = await self.engine.call("list containers", self.engine.client.api.containers, filters=filters)
         found = []
         for summary in summaries:
@@ -167,6 +183,29 @@ class ContainerTarget:
                                            summary["Id"])
             found.append(self._read(service, attrs))
         return sorted(found, key=lambda r: r.created)
+
+    async def units(self, service: str, *, recorded: str | None = None) -> ServiceUnits:
+        """The service's containers that run a process: the current one and the orphans.
+
+        The current one is the newest *running* container of the digest the store records for this
+        target (``recorded``), else the newest running one. Every other container whose process runs is
+        an orphan, including one stuck "stopping" (its stop was cut short, e.g. the engine was lost):
+        containers keep no previous unit, rollback starts the previous digest again. Exited containers
+        are not orphans (nothing runs, and a crashed container keeps its logs).
+        """
+        api = self.engine.client.api
+        filters = {"label": self._label_filter(service)}
+        summaries = await self.engine.call("list containers", api.containers, all=True, filters=filters)
+        live: list[tuple[RunningService, bool]] = []
+        for summary in summaries:
+            attrs = await self.engine.call("inspect container", api.inspect_container, summary["Id"])
+            state = attrs.get("State") or {}
+            if state.get("Running") or state.get("Pid"):
+                live.append((self._read(service, attrs), bool(state.get("Running"))))
+        running = sorted((unit for unit, is_running in live if is_running), key=lambda r: r.created)
+        pinned = [unit for unit in running if unit.ref.digest == recorded]
+        current = pinned[-1] if pinned else running[-1] if running else None
+        return ServiceUnits(current, tuple(unit for unit, _ in live if unit is not current))
 
     async def current(self, service: str) -> RunningService | None:
         """The newest running container of ``service``, or None."""
@@ -346,14 +385,15 @@ async def deploy_services(
             step.new = await target.start(spec, images[spec.name], previous=step.old.ref if step.old else None)
             await _switch_to_new(router, step)
         except SlipwayError as exc:
-            await _undo(target, router, steps)
+            left = await _undo(target, router, steps)
+            kept = (f"; the router was switched back, but these new containers could not be removed: "
+                    f"{', '.join(left)} (the next deployment removes them)" if left else "")
             raise DeploymentError(
-                f"deploying {spec.name} on {target.name} failed; every service was left as it was",
+                f"deploying {spec.name} on {target.name} failed; every service was left as it was{kept}",
                 results=_outcomes(target, ordered, failed=spec.name, error=exc),
                 hint=exc.hint,
             ) from exc
-    for step in reversed(steps):
-        await _retire_old(target, router, step)
+    await _retire_all(target, router, steps)
     running = {s.spec.name: s.new for s in steps if s.new is not None}
     for name in unchanged:
         current = await target.current(name)
@@ -389,6 +429,24 @@ async def _switch_to_new(router: Router | None, step: _Step) -> None:
     await router.drain(step.spec.group, step.old.backend)
 
 
+async def _retire_all(target: ContainerTarget, router: Router | None, steps: Sequence[_Step]) -> None:
+    """Phase 2, in reverse order. Every new container already serves: a failure here cannot be undone
+    here (the engine may be gone), so it is reported as :class:`RetireFailed`, naming what still runs."""
+    done: set[str] = set()
+    try:
+        for step in reversed(steps):
+            await _retire_old(target, router, step)
+            done.add(step.spec.name)
+    except SlipwayError as exc:
+        left = tuple(s.old.name for s in steps if s.old is not None and s.spec.name not in done)
+        raise RetireFailed(
+            "every service switched to its new container, but stopping the old ones failed: "
+            f"{exc.message}; not stopped, out of the router: {', '.join(left)}",
+            host=target.name, left=left,
+            hint="the next deployment of this environment removes them (orphans) once the engine answers",
+        ) from exc
+
+
 async def _retire_old(target: ContainerTarget, router: Router | None, step: _Step) -> None:
     if router is not None and step.spec.group is not None and step.new is not None and step.new.backend:
         await router.set_upstream(step.spec.group, [step.new.backend])
@@ -396,16 +454,25 @@ async def _retire_old(target: ContainerTarget, router: Router | None, step: _Ste
         await target.retire(step.old, stop_timeout=step.spec.stop_timeout)
 
 
-async def _undo(target: ContainerTarget, router: Router | None, steps: Sequence[_Step]) -> None:
-    """Switch routed services back to their old containers and remove the new ones (best effort)."""
+async def _undo(target: ContainerTarget, router: Router | None, steps: Sequence[_Step]) -> list[str]:
+    """Switch routed services back to their old containers and remove the new ones (best effort); the
+    names of the new containers that may still run (the engine lost: orphans the next deployment removes)."""
+    left: list[str] = []
     for step in reversed(steps):
         try:
             if router is not None and step.switched and step.spec.group and step.old and step.old.backend:
                 await router.set_upstream(step.spec.group, [step.old.backend])
-            if step.new is not None and step.new is not step.old:
-                await remove_container(target.engine, step.new.container_id)
+        except SlipwayError:  # the new container may still serve: it stays
+            log.exception("switching %s on %s back failed; fix it by hand", step.spec.name, target.name)
+            continue
+        if step.new is None or step.new is step.old:
+            continue
+        try:
+            await remove_container(target.engine, step.new.container_id)
         except SlipwayError:
-            log.exception("undoing %s on %s failed; fix it by hand", step.spec.name, target.name)
+            log.exception("removing the new container of %s on %s failed", step.spec.name, target.name)
+            left.append(step.new.name)
+    return left
 
 
 def _outcomes(

@@ -167,6 +167,7 @@ class PodmanService(ServerProcess):
         """Install and configure podman if needed, start the service and wait until the API answers."""
         podman = ensure_podman()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.socket_path.unlink(missing_ok=True)  # left by a killed service: "exists" must mean "ours"
         self._write_registries_conf()
         env = {**os.environ, "CONTAINERS_REGISTRIES_CONF": str(self.registries_conf)}
         with self.log_path.open("wb") as log:
@@ -181,6 +182,14 @@ class PodmanService(ServerProcess):
             self.stop()
             raise
         return self
+
+    def kill(self) -> None:
+        """SIGKILL the API service process alone, as when an engine is lost: its containers keep running
+        (each has its own conmon), the socket stops answering. :meth:`start` brings the API back."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(self.STOP_TIMEOUT)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout

@@ -67,6 +67,18 @@ def test_run_lifecycle_and_stage_timings(store: Store) -> None:
     assert stage_name == "build" and recorded.log == "ok" and recorded.duration is not None
 
 
+def test_a_step_named_by_a_long_command_is_recorded_with_the_command_whole(store: Store) -> None:
+    # A step is named "<phase>: <command>"; PostgreSQL refused names over 200 characters (exit 12 mid-run).
+    run_id = new_run(store)
+    build = store.get_run(run_id).stages[0]
+    command = "python3 -c 'print(1)' && " + "x" * 400
+    step = store.start_step(build.id, name=f"build: {command}", host="build", command=command)
+    store.finish_step(step, State.SUCCEEDED, exit_code=0, log="ok")
+    [(_, recorded)] = store.steps(run_id)
+    assert recorded.name.startswith("build: python3 -c 'print(1)' && xxx") and recorded.name.endswith("…")
+    assert len(recorded.name) <= 200 and recorded.command == command
+
+
 def test_illegal_transitions_are_refused_and_nothing_changes(store: Store) -> None:
     run_id = new_run(store)
     with pytest.raises(StateError):

@@ -97,6 +97,11 @@ def journalled(method: Callable[Concatenate[Store, P], T]) -> Callable[Concatena
     return cast("Callable[Concatenate[Store, P], T]", write)
 
 
+def _label(text: str, limit: int = 200) -> str:
+    """A name that fits its column (``String(200)``): PostgreSQL refuses longer text, SQLite stores it."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _is_outage(exc: SQLAlchemyError) -> bool:
     """Whether the store could not be reached at all (not a refused statement, not a busy SQLite file)."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
@@ -324,7 +329,7 @@ class Store:
         with self._tx() as s:
             step = t.Step(
                 stage_id=stage_id,
-                name=name,
+                name=_label(name),
                 host=host,
                 command=command,
                 state=State.RUNNING.value,

@@ -30,6 +30,7 @@ def test_postgres_stopped_during_activate_reverts_hosts_journals_and_the_next_co
         exit_code, output = proj.finish(proc)
         assert exit_code == 12, output
         assert "journal" in output
+        assert "does not answer" in output and "sqlalche.me" not in output  # one clear paragraph, no driver dump
         assert proj.currents() == {"prod-1": old, "prod-2": old}  # put back although nothing could be recorded
         journals = list((proj.root / ".slipway/journal").glob("*.jsonl"))
         assert journals and all(p.stat().st_mode & 0o777 == 0o600 for p in journals)

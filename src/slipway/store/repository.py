@@ -119,6 +119,7 @@ class Store:
         self.journal = journal
         #: The first write the store refused during this command; from then on writes are journalled.
         self.unavailable: StoreError | None = None
+        self.where = _describe_url(url)  # for messages: the URL without its password
         try:
             if url.startswith("sqlite"):
                 path = url.split("///", 1)[-1].split("?", 1)[0]
@@ -186,8 +187,14 @@ class Store:
         except (StateError, LockHeld):
             raise
         except SQLAlchemyError as exc:
-            error = StoreError(f"state store error: {exc.__class__.__name__}: {exc}")
-            if self.journal is not None and self.unavailable is None and _is_outage(exc):
+            if not _is_outage(exc):
+                raise StoreError(f"state store error: {exc.__class__.__name__}: {exc}") from exc
+            cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            error = StoreError(
+                f"the state store at {self.where} does not answer: {cause[0] if cause else type(exc).__name__}",
+                hint="check that the database runs and SLIPWAY_DATABASE_URL points at it",
+            )
+            if self.journal is not None and self.unavailable is None:
                 self.unavailable = error  # a read that cannot reach the store: from now on writes are journalled
             raise error from exc
         finally:

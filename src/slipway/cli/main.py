@@ -34,6 +34,8 @@ from slipway.services.source import head_difference
 from slipway.services.validate import validate_project
 
 T = TypeVar("T")
+#: Exit code of an unexpected exception (sysexits' EX_SOFTWARE): never a traceback unless --debug.
+INTERNAL_ERROR = 70
 #: Options several commands share, declared once.
 WaitingRun = Annotated[int, typer.Argument(metavar="RUN", help="The waiting run.")]
 Reason = Annotated[str, typer.Option("--reason", "-r", help="Why; kept in the audit log.")]
@@ -413,6 +415,15 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
         sys.exit(130)
+    except Exception as exc:  # a bug of Slipway's, not the user's mistake: still one paragraph, no traceback
+        if debug:
+            traceback.print_exc()
+        err.print(f"[red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}")
+        err.print(
+            "[dim]→ this is a bug in Slipway, not in your input; a run it was driving is recorded as failed. "
+            "Run the command again with --debug and report the traceback[/]"
+        )
+        sys.exit(INTERNAL_ERROR)
     sys.exit(0)
 
 

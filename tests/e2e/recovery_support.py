@@ -1,7 +1,7 @@
 """A small project driven through the installed ``slipway`` script, with hooks that a test can hold.
 
 Every activate hook runs ``gate.sh``: it counts its calls per host, touches ``reached-HOST-N`` and, while
-``hold-HOST-N`` exists, waits (bounded). A test holds call N of a host, waits for the file that says the
+``hold-HOST-N`` exists, waits (bounded); with ``fail-HOST-N`` it then fails. A test holds call N of a host, waits for the file that says the
 deployment got there, then sends a signal or stops the store: the fault lands at a precise phase.
 """
 
@@ -27,6 +27,7 @@ echo "$n" > "$d/count-$h"
 touch "$d/reached-$h-$n"
 i=0
 while [ -f "$d/hold-$h-$n" ] && [ "$i" -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
+if [ -f "$d/fail-$h-$n" ]; then echo "call $n on $h fails, as the test asked" >&2; exit 1; fi
 echo "activated $(basename "$PWD") on $h (call $n)"
 """
 
@@ -136,6 +137,9 @@ class Recovering:
     # -- holding a hook -----------------------------------------------------------------------------
     def hold(self, host: str, call: int) -> None:
         (self.gates / f"hold-{host}-{call}").touch()
+
+    def fail(self, host: str, call: int) -> None:
+        (self.gates / f"fail-{host}-{call}").touch()
 
     def let_go(self, host: str, call: int) -> None:
         (self.gates / f"hold-{host}-{call}").unlink(missing_ok=True)

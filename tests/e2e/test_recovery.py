@@ -137,6 +137,19 @@ def test_resume_continues_an_interrupted_run_and_refuses_a_finished_one(tmp_path
     assert "succeeded" in again.stderr and "interrupted or cancelled" in again.stderr
 
 
+def test_a_resumed_deployment_that_fails_puts_every_host_back_on_the_last_good_release(tmp_path: Path) -> None:
+    # After the crash prod-1 and prod-2 run v2, never verified by a deployment that succeeded. If the
+    # resumed deployment fails, they must not stay there: the environment goes back to what it ran before.
+    proj = Recovering(tmp_path / "proj", hosts=3)
+    old, run_id = crash_mid_switch(proj)
+    proj.fail("prod-3", 2)  # the resumed deployment's activate hook on prod-3
+    proc = proj.slipway("resume", str(run_id))
+    assert proc.returncode == 6, proc.stdout + proc.stderr
+    assert proj.currents() == {"prod-1": old, "prod-2": old, "prod-3": old}
+    assert proj.status_hosts() == proj.currents()
+    assert proj.history()[0]["state"] == "failed"
+
+
 def test_resume_continues_a_cancelled_run(proj: Recovering) -> None:
     deploy_v1(proj)
     proj.new_version("v2")

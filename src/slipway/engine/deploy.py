@@ -103,6 +103,7 @@ class DeploymentRun:
         else:
             currents = await self._each(self.plan.hosts, lambda t: layout.current_release(t))
             self.previous = {h: (str(r) if r else None) for h, r in currents.items()}
+            self._back_to_last_good(known)
         if self.resumed is not None:  # the canary hosts run this release now: what they ran is in the store
             self.previous.update(self.resumed.previous)
             self.before.update(self.resumed.before)
@@ -133,6 +134,31 @@ class DeploymentRun:
             except DeploymentError as exc:  # the new release runs everywhere: old ones left behind are no failure
                 self.outcomes = {h: o for h, o in self.outcomes.items() if o.ok}
                 self.steps.observer.message(f"warning: {exc}")
+
+    def _back_to_last_good(self, known: Mapping[str, HostRelease]) -> None:
+        """Hosts left on a release by a deployment that did not succeed (a crash, an interrupted run) go back,
+        if this deployment fails, to the environment's last release that did succeed, never to that one."""
+        history = self.store.deployments(self.plan.environment, limit=200)
+        good = next((d for d in history if d.state is State.SUCCEEDED), None)
+        if good is None:  # nothing ever succeeded here: there is nothing better to go back to
+            return
+        states = {d.id: d.state for d in history}
+        commit: str | None = None
+        for host, prev in self.previous.items():
+            rec = known.get(host)
+            if prev is None or prev == good.release_id or rec is None or rec.release_id != prev:
+                continue
+            if rec.deployment_id == self.deployment_id or states.get(rec.deployment_id) in (None, State.SUCCEEDED):
+                continue
+            if commit is None:
+                run = self.store.get_run(good.run_id) if good.run_id is not None else None
+                artifact = self.store.get_artifact(good.artifact_digest) if run is None else None
+                commit = run.commit if run else (artifact.commit if artifact else "unknown")
+            self.previous[host] = good.release_id
+            self.before[host] = HostRelease(
+                self.plan.environment, host, good.release_id, good.artifact_digest, commit,
+                good.finished_at or good.started_at, good.id, good.run_id,
+            )
 
     async def _look_before_rollback(self) -> None:
         """One round trip per host: what runs there, and whether the release to go back to is still there.

@@ -157,6 +157,29 @@ def test_writes_the_store_refuses_are_journalled_in_order_and_replayed(tmp_path:
     store.close()
 
 
+def test_an_entry_the_store_refuses_is_set_aside_and_the_rest_is_replayed(tmp_path: Path) -> None:
+    # A PostgreSQL with synchronous_commit = off can forget its last commits in a crash: a journalled host
+    # record may then name a deployment the store no longer has. Replay must not stop every command on it.
+    store = new_store(tmp_path, with_journal=True)
+    run_id = new_run(store)
+    store.set_run_state(run_id, State.RUNNING)
+    good = store._sessions
+    store._sessions = sessionmaker(create_engine(f"sqlite:///{tmp_path / 'missing' / 'state.db'}"))
+    store.record_host(999, host="h1", from_release="r0", to_release="r1", state=State.FAILED, error="x", duration=0)
+    store.set_run_state(run_id, State.FAILED, error="store gone")
+    assert store.journal is not None and store.journal.entries == 2
+    store.journal.close()
+    store._sessions = good
+    assert journal.replay(store, tmp_path / "journal") == 2
+    assert journal.pending(tmp_path / "journal") == []
+    assert store.get_run(run_id).state is State.FAILED  # the entry after the refused one was written
+    [aside] = (tmp_path / "journal" / "rejected").iterdir()
+    kept = json.loads(aside.read_text())
+    assert kept["op"] == "record_host" and "FOREIGN KEY" in kept["refused"].upper()
+    assert aside.stat().st_mode & 0o777 == 0o600
+    store.close()
+
+
 # ---- the runner ----------------------------------------------------------------------------------------
 def test_an_unexpected_exception_in_a_stage_fails_the_stage_and_the_run(tmp_path: Path) -> None:
     store = new_store(tmp_path)

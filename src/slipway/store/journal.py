@@ -73,7 +73,8 @@ def pending(directory: Path) -> list[Path]:
 def replay(store: Store, directory: Path) -> int:
     """Write every pending journal into ``store`` (oldest first), deleting each once done; return the count.
 
-    A journal the store refuses part-way keeps its remaining entries for the next try (StoreError).
+    A journal the store cannot be reached for part-way keeps its remaining entries for the next try
+    (StoreError); an entry the store answers and refuses is set aside in ``rejected/`` and the rest goes on.
     """
     done = 0
     for path in pending(directory):
@@ -99,7 +100,10 @@ def _replay_one(store: Store, path: Path) -> int:
     for i, entry in enumerate(entries):
         try:
             _apply(store, entry, ids)
-        except StoreError:
+        except StoreError as exc:
+            if _is_refusal(exc):  # the store answers but cannot take this change: keep it aside, go on
+                set_aside(path, entry, exc)
+                continue
             _rewrite(path, entries[i:])
             raise
     with contextlib.suppress(FileNotFoundError):
@@ -125,6 +129,24 @@ def _apply(store: Store, entry: dict[str, Any], ids: dict[int, int]) -> None:
             return  # already recorded (a replay cut short by a crash): the store's state stands
     if op == "start_step" and "placeholder" in entry:
         ids[int(entry["placeholder"])] = int(result)
+
+
+def _is_refusal(exc: StoreError) -> bool:
+    """Whether the store answered and refused the change (it lost a row the entry refers to, say: a
+    PostgreSQL with ``synchronous_commit = off`` may forget its last commits in a crash), not an outage."""
+    from sqlalchemy.exc import DataError, IntegrityError  # only a replay that meets a refusal needs these
+
+    return isinstance(exc.__cause__, IntegrityError | DataError)
+
+
+def set_aside(path: Path, entry: dict[str, Any], exc: StoreError) -> Path:
+    """Keep an entry the store refused in ``rejected/`` beside the journal, for a person; return that file."""
+    aside = path.parent / "rejected" / path.name
+    aside.parent.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as out:
+        out.write(json.dumps({**entry, "refused": exc.message.splitlines()[0]}, sort_keys=True, default=str) + "\n")
+    return aside
 
 
 def _newer_host_record(store: Store, args: dict[str, Any], at: float) -> bool:

@@ -17,7 +17,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Callable
@@ -29,14 +28,8 @@ import sqlalchemy
 import yaml
 
 from slipway.testing.sshbed import SSHTestBed
+from tests.e2e.conftest import GIT_ENV, SLIPWAY
 
-SLIPWAY = str(Path(sys.executable).with_name("slipway"))
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test",
-    "GIT_AUTHOR_EMAIL": "test@example.invalid",
-    "GIT_COMMITTER_NAME": "Test",
-    "GIT_COMMITTER_EMAIL": "test@example.invalid",
-}
 MARKER = ".slipway-release"
 ENV = "fleet"
 #: Seconds a trapped hook waits for its release before it goes on by itself.

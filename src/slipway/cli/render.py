@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -12,6 +12,10 @@ from rich.table import Table
 
 from slipway.cli.progress import LiveBoard
 from slipway.model.states import State
+
+if TYPE_CHECKING:
+    from slipway.services.plan import RunPlan
+    from slipway.services.queries import RunLogs
 
 ICONS = {
     State.SUCCEEDED: "[green]✓[/]",
@@ -155,3 +159,29 @@ def deployments_table(rows: list[dict[str, Any]]) -> Table:
             escape(d["reason"] or ""),
         )
     return table
+
+
+def plan_lines(plan: RunPlan) -> list[str]:
+    """``run --dry-run``: the plan, numbered by stage, each action indented under its stage."""
+    lines = [f"plan for {plan.project} at commit {plan.commit[:12]} (nothing will run):"]
+    for i, stage in enumerate(plan.stages, 1):
+        lines.append(f"{i}. {stage.name} ({stage.kind.value})")
+        lines += [f"   {action}" for action in stage.actions]
+    return lines
+
+
+def print_logs(console: Console, logs: RunLogs) -> None:
+    """``slipway logs``: each stage as a rule, each step with its host, timing, exit code and output."""
+    current = None
+    for entry in logs.steps:
+        step = entry.step
+        if entry.stage != current:
+            console.rule(f"[bold]{escape(entry.stage)}[/]", align="left")
+            current = entry.stage
+        dur = f"{step.duration:.2f}s" if step.duration is not None else "-"
+        code = f" exit {step.exit_code}" if step.exit_code is not None else ""
+        console.print(f"{ICONS[step.state]} [magenta]\\[{escape(step.host)}][/] {escape(step.name)} [dim]{dur}{code}[/]")
+        for line in step.log.splitlines():
+            console.print(f"    {escape(line)}")
+    if current is None:
+        console.print("no steps recorded" + (f" for stage {logs.stage}" if logs.stage else ""))

@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from slipway.config import LoadedConfig
@@ -40,6 +40,7 @@ from slipway.model.config import MigrationsSpec
 from slipway.model.states import DeploymentKind, State
 from slipway.services import recovery
 from slipway.services.app import App
+from slipway.services.environments import require_environment
 from slipway.services.secrets import resolve_secrets
 
 if TYPE_CHECKING:
@@ -436,6 +437,7 @@ class StatusRow:
 
 async def environment_status(app: App, loaded: LoadedConfig, environment: str) -> list[StatusRow]:
     """Applied, pending and held migrations of the environment's database, by phase and version."""
+    require_environment(loaded.project, environment)
     spec = _require_spec(loaded)
     url = database_url(app, loaded, environment)
     current = current_artifact(app, environment)
@@ -469,6 +471,7 @@ async def environment_status(app: App, loaded: LoadedConfig, environment: str) -
 
 async def contract_now(app: App, loaded: LoadedConfig, environment: str) -> list[MigrationResult]:
     """``slipway migrations contract ENV``: run the contract migrations that are no longer held."""
+    require_environment(loaded.project, environment)
     _require_spec(loaded)
     current = current_artifact(app, environment)
     if current is None:
@@ -485,17 +488,6 @@ async def contract_now(app: App, loaded: LoadedConfig, environment: str) -> list
         )
     finally:
         app.store.release_lock(lock, holder)
-
-
-def lint_directory(directory: Path, *, dialect: str) -> list[Any]:
-    """Lint every migration file of ``directory``; the findings without an override."""
-    from slipway.migrations import load_migrations
-    from slipway.migrations.lint import lint_migration
-
-    findings: list[Any] = []
-    for m in load_migrations(directory):
-        findings += lint_migration(m, dialect=dialect).findings
-    return findings
 
 
 def _require_spec(loaded: LoadedConfig) -> MigrationsSpec:

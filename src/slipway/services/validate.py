@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 from slipway.config import LoadedConfig
 from slipway.engine.planner import ReleaseInfo
 from slipway.engine.template import render
 from slipway.errors import ConfigError
 from slipway.model.containers import ImageArtifactSpec
+from slipway.services.app import App
 from slipway.services.checks import render_all
 from slipway.services.deployments import environment_url, host_views, make_plan
 from slipway.services.secrets import reached_environments, require_secrets
+from slipway.services.source import head_difference
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The outcome of ``slipway validate``: which file, what it holds, and a warning about HEAD's copy."""
+
+    path: Path
+    summary: str
+    warning: str | None
+
+
+def validate(app: App) -> Validation:
+    """Check the working tree's slipway.yml (:func:`validate_project`, secrets from ``app.environ``) and
+    say when the commit a run would use (HEAD) has a different slipway.yml; ConfigError when invalid."""
+    summary = validate_project(app.config, environ=app.environ)
+    return Validation(app.config.path, summary, head_difference(app))
 
 
 def validate_project(loaded: LoadedConfig, *, environ: Mapping[str, str] | None = None) -> str:

@@ -1,0 +1,111 @@
+"""The plumbing every command shares: global options, opening the App, running a command's coroutine,
+printing how a run ended, and the options several commands declare alike.
+
+Only typer is imported at module level: a command imports the services, Rich and the store when it runs,
+so that ``slipway --help`` and ``slipway version`` load none of them (docs/cli.md, BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from slipway.services.app import App
+    from slipway.services.pipeline import RunOutcome
+
+T = TypeVar("T")
+#: Options several commands share, declared once.
+WaitingRun = Annotated[int, typer.Argument(metavar="RUN", help="The waiting run.")]
+Reason = Annotated[str, typer.Option("--reason", "-r", help="Why; kept in the audit log.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON on stdout.")]
+JsonView = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+Environment = Annotated[str, typer.Argument(metavar="ENV")]
+AllowOlder = Annotated[
+    bool, typer.Option("--allow-older", help="Deploy even an artifact older than what an environment runs (needs --reason).")
+]
+OlderReason = Annotated[str | None, typer.Option("--reason", "-r", help="Why (with --allow-older); kept in the audit log.")]
+
+
+@dataclass
+class Options:
+    """Global options shared by every command."""
+
+    config: Path | None = None
+    database_url: str | None = None
+    artifact_dir: str | None = None
+    actor: str | None = None
+    debug: bool = False
+    json: bool = False
+
+
+def options(ctx: typer.Context) -> Options:
+    """The global options of this invocation."""
+    return ctx.ensure_object(Options)
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console for a command's output (:func:`slipway.cli.render.make_console`)."""
+    from slipway.cli.render import make_console
+
+    return make_console(stderr=stderr)
+
+
+def open_app(ctx: typer.Context, *, json_mode: bool = False) -> App:
+    """Load slipway.yml and wire the App with the global options; progress goes to stderr with ``--json``."""
+    from slipway.cli.render import RichObserver
+    from slipway.services.app import open_app as wire
+
+    o = options(ctx)
+    o.json = json_mode
+    return wire(
+        config_path=o.config,
+        observer=RichObserver(console(stderr=json_mode)),
+        database_url=o.database_url,
+        artifact_dir=o.artifact_dir,
+        actor=o.actor,
+    )
+
+
+def run_async(app: App, coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a command's coroutine; SIGINT, SIGTERM and SIGHUP stop it the same way (cli/signals.py)."""
+    import asyncio
+
+    from slipway.cli.signals import Stopping
+
+    stop = Stopping(console(stderr=True))
+    try:
+        return asyncio.run(stop.guard(coro()))
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise stop.cancelled() from None
+    finally:
+        app.close()
+
+
+def finish(app: App, outcome: RunOutcome, json_out: bool) -> None:
+    """Print how a run ended (or where it waits), as one line or as JSON."""
+    import json
+
+    from slipway.model.states import State
+    from slipway.services.queries import get_run
+    from slipway.services.report import run_dict
+
+    try:
+        run = get_run(app, outcome.run_id)
+    finally:
+        app.close()
+    if json_out:
+        print(json.dumps(run_dict(run), indent=2))
+    elif outcome.state is State.WAITING:
+        console().print(
+            f"[cyan]run {run.id} is waiting for approval[/]: slipway approve {run.id} --reason TEXT "
+            f"(or slipway reject {run.id} --reason TEXT)"
+        )
+    else:
+        console().print(f"run {run.id} {outcome.state.value}; artifact {run.artifact_digest or '-'}")

@@ -1,0 +1,40 @@
+"""``slipway migrations lint``: check migration files against the lint rules, without a database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from slipway.config import find_config, load_config
+from slipway.errors import MigrationError
+from slipway.migrations import load_migrations
+from slipway.migrations.lint import Finding, lint_migration
+
+
+@dataclass(frozen=True)
+class LintReport:
+    """The findings without an override in the migration files of ``directory``."""
+
+    directory: Path
+    findings: tuple[Finding, ...]
+
+
+def lint_directory(directory: Path, *, dialect: str) -> list[Finding]:
+    """Lint every migration file of ``directory``; the findings without an override."""
+    findings: list[Finding] = []
+    for m in load_migrations(directory):
+        findings += lint_migration(m, dialect=dialect).findings
+    return findings
+
+
+def lint(directory: Path | None, *, dialect: str, config_path: Path | None = None, cwd: Path | None = None) -> LintReport:
+    """Lint ``directory``, or (when None) the ``migrations.directory`` of the project's slipway.yml
+    (``config_path``, or found upwards from ``cwd``); MigrationError when it has no migrations section."""
+    if directory is None:
+        loaded = load_config((config_path or find_config(cwd or Path.cwd())).resolve())
+        if loaded.project.migrations is None:
+            raise MigrationError(
+                "slipway.yml has no 'migrations' section", hint="pass the directory: slipway migrations lint PATH"
+            )
+        directory = loaded.root / loaded.project.migrations.directory
+    return LintReport(directory, tuple(lint_directory(directory, dialect=dialect)))

@@ -322,6 +322,9 @@ def _print_json(data: object) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: map errors to exit codes and one clear paragraph; tracebacks only with --debug."""
     args = sys.argv[1:] if argv is None else argv
+    if args == ["version"]:  # answered before Typer parses: its parsers import pydantic to coerce options
+        version()
+        sys.exit(0)
     debug = "--debug" in args
     try:
         cli(args=args)  # usage errors are Typer's: message and exit code 2

@@ -18,6 +18,7 @@ BENCHMARKS = {
     "backfill": "benchmarks.bench_backfill",
     "fleet": "benchmarks.bench_fleet",
     "zero_downtime": "benchmarks.bench_zero_downtime",
+    "startup": "benchmarks.bench_startup",
 }
 OUT = ROOT / "BENCHMARKS.md"
 MARK = "<!-- section: {} -->"

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from slipway.errors import ConfigError, GateError, SlipwayError, StateError
+from slipway.errors import ConfigError, GateError, MigrationError, SlipwayError, StateError
 from slipway.model.records import RunRecord
 from slipway.model.states import StageKind, State
 from slipway.services import pipeline, recovery, report
 from slipway.services.app import App, open_app
+from slipway.services.migration_lint import lint
 from slipway.services.plan import RunPlan, plan_run
 from slipway.services.queries import get_run, run_logs
 from slipway.services.validate import validate
@@ -89,3 +90,11 @@ def test_unknown_names_and_finished_runs_are_refused(project: Project, app: App)
     with pytest.raises(StateError, match="only a pending or resumed run can be driven"):
         asyncio.run(pipeline.continue_run(app, failing.id))
     assert get_run(app, created.id).state is State.PENDING, "another run's failure touched the pending one"
+
+
+def test_migration_lint_finds_the_directory_from_slipway_yml(project: Project) -> None:
+    report = lint(None, dialect="postgres", config_path=project.root / "slipway.yml")
+    assert report.directory == project.root / "db/migrations" and report.findings == ()
+    project.edit("slipway.yml", "migrations:\n  directory: db/migrations\n  contract: auto\n", "")
+    with pytest.raises(MigrationError, match="no 'migrations' section"):
+        lint(None, dialect="postgres", cwd=project.root / "app")

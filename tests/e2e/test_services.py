@@ -18,6 +18,7 @@ from slipway.services.app import App, open_app
 from slipway.services.migration_lint import lint
 from slipway.services.plan import RunPlan, plan_run
 from slipway.services.queries import get_run, run_logs
+from slipway.services.starter import write_starter_config
 from slipway.services.validate import validate
 from tests.e2e.conftest import Project
 
@@ -83,18 +84,25 @@ def test_unknown_names_and_finished_runs_are_refused(project: Project, app: App)
         run_logs(app, 999)
     project.edit("slipway.yml", 'run: "python3 -m unittest discover -s tests/unit -t ."', 'run: "false"')
     project.commit("a failing unit test stage")
-    failing = pipeline.create_run(app)
-    with pytest.raises(SlipwayError):
-        asyncio.run(pipeline.continue_run(app, failing.id))
-    assert get_run(app, failing.id).state is State.FAILED
-    with pytest.raises(StateError, match="only a pending or resumed run can be driven"):
-        asyncio.run(pipeline.continue_run(app, failing.id))
-    assert get_run(app, created.id).state is State.PENDING, "another run's failure touched the pending one"
+    edited = open_app(cwd=project.root, environ=project.env)  # an App holds the slipway.yml it was opened with
+    try:
+        failing = pipeline.create_run(edited)
+        with pytest.raises(SlipwayError):
+            asyncio.run(pipeline.continue_run(edited, failing.id))
+        assert get_run(edited, failing.id).state is State.FAILED
+        with pytest.raises(StateError, match="only a pending or resumed run can be driven"):
+            asyncio.run(pipeline.continue_run(edited, failing.id))
+        assert get_run(edited, created.id).state is State.PENDING, "another run's failure touched the pending one"
+    finally:
+        edited.close()
 
 
 def test_migration_lint_finds_the_directory_from_slipway_yml(project: Project) -> None:
     report = lint(None, dialect="postgres", config_path=project.root / "slipway.yml")
     assert report.directory == project.root / "db/migrations" and report.findings == ()
-    project.edit("slipway.yml", "migrations:\n  directory: db/migrations\n  contract: auto\n", "")
+    starter = write_starter_config(project.root.parent / "new")  # a project without migrations
+    assert starter == project.root.parent / "new/slipway.yml"
     with pytest.raises(MigrationError, match="no 'migrations' section"):
-        lint(None, dialect="postgres", cwd=project.root / "app")
+        lint(None, dialect="postgres", cwd=starter.parent)
+    with pytest.raises(ConfigError, match="already exists"):
+        write_starter_config(starter.parent)

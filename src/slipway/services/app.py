@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from slipway.artifacts.store import LocalArtifactStore
 from slipway.config import LoadedConfig, find_config, load_config, parse_config
 from slipway.engine.events import NullObserver, Observer
 from slipway.engine.masking import Masker
@@ -21,7 +20,11 @@ from slipway.services.settings import Settings
 from slipway.store.journal import Journal
 from slipway.store.journal import pending as journal_pending
 from slipway.store.repository import Store
-from slipway.targets.local import LocalTarget
+
+if TYPE_CHECKING:  # imported where used: 'slipway status' needs neither asyncio nor archives nor subprocesses
+    import asyncio
+
+    from slipway.artifacts.store import LocalArtifactStore
 
 
 @dataclass
@@ -63,6 +66,8 @@ class App:
     @property
     def artifacts(self) -> LocalArtifactStore:
         """The artifact store."""
+        from slipway.artifacts.store import LocalArtifactStore
+
         return LocalArtifactStore(self.settings.artifact_dir)
 
     def config_of(self, text: str, path: str) -> LoadedConfig:
@@ -128,6 +133,8 @@ def make_target(
 ) -> Target:
     """Build the adapter for a target spec. ``connect_gate`` caps SSH connection starts across targets."""
     if isinstance(spec, LocalTargetSpec):
+        from slipway.targets.local import LocalTarget
+
         return LocalTarget(spec.name, target_root(spec, root), base_env=environ)
     if isinstance(spec, SSHTargetSpec):
         from slipway.targets.ssh import SSHTarget  # imported lazily: only fleets need asyncssh

@@ -43,7 +43,6 @@ import requests
 from docker.transport.unixconn import UnixHTTPAdapter, UnixHTTPConnection, UnixHTTPConnectionPool
 
 from slipway.checks.runner import CheckResult, failed_required, run_checks
-from slipway.checks.spec import CheckSpec, HttpCheck, TcpCheck
 from slipway.clock import SystemClock
 from slipway.errors import (
     ArtifactError,
@@ -55,6 +54,7 @@ from slipway.errors import (
     SlipwayError,
     TargetError,
 )
+from slipway.model.checks import CheckSpec, HttpCheck, TcpCheck
 from slipway.ports import Clock
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from slipway.checks.spec import CheckSpec, HttpCheck, TcpCheck
 from slipway.model.base import NAME_RE, Frozen, SecretRef
+from slipway.model.checks import CheckSpec, HttpCheck, TcpCheck
 
 #: Service, app and environment names as containers carry them (docker names and labels).
 CONTAINER_NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,40}$"

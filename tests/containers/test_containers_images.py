@@ -10,19 +10,10 @@ import docker
 import pytest
 from containers_support import BAD_COMMIT, SMOKE, PublishedSet, context
 
-from slipway.artifacts.image import (
-    Engine,
-    EngineSpec,
-    ImageRef,
-    Registry,
-    RegistryCredentials,
-    SmokeTestFailed,
-    build_image,
-    publish_image,
-    pull_image,
-    push_image,
-    smoke_test,
-)
+from slipway.artifacts.docker_engine import Engine, EngineSpec
+from slipway.artifacts.image_build import build_image, publish_image, pull_image, push_image
+from slipway.artifacts.image_refs import ImageRef, Registry, RegistryCredentials
+from slipway.artifacts.smoke import SmokeTestFailed, smoke_test
 from slipway.errors import ArtifactError, ArtifactNotFound, CheckFailed, HostUnreachable
 from slipway.testing.nginx import free_port
 from slipway.testing.podman import PodmanService

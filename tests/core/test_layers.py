@@ -43,6 +43,44 @@ def test_the_model_imports_no_adapter(statement: str) -> None:
     assert all(m == "slipway" or m.split(".")[1] in ("model", "errors") for m in loaded if m.startswith("slipway"))
 
 
+CONTAINER_PROJECT = """\
+name: shop
+artifact:
+  kind: image
+  name: shop/web
+  registry: {address: "registry.example.com:5000"}
+  smoke: [{kind: http, url: "http://container:8080/health"}]
+services:
+  web: {port: 8080}
+  worker: {command: [python, -m, shop.worker], depends_on: [%s]}
+environments:
+  prod:
+    targets: [{kind: container, engine: "unix:///run/podman/podman.sock"}]
+pipeline: [{name: build, kind: build}, {name: deploy, kind: deploy, environment: prod}]
+"""
+
+
+@pytest.mark.parametrize(("depends_on", "outcome"), [("web", "ok"), ("worker", "services depend on each other in a cycle: worker -> worker")])
+def test_reading_a_container_project_loads_only_the_model(depends_on: str, outcome: str) -> None:
+    statement = f"""\
+from pathlib import Path
+from slipway.config import parse_config
+from slipway.errors import ConfigError
+try:
+    parse_config({CONTAINER_PROJECT % depends_on!r}, path=Path("/p/slipway.yml"))
+    print("ok")
+except ConfigError as exc:
+    print(exc.reason)"""
+    script = f"{statement}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=50
+    )
+    said, modules = result.stdout.splitlines()
+    assert said == outcome
+    leaks = [m for m in json.loads(modules) if m.startswith(("slipway.targets", "slipway.artifacts", "docker"))]
+    assert leaks == []
+
+
 def test_old_import_paths_still_name_the_same_objects() -> None:
     from slipway.checks.spec import HttpCheck as OldHttpCheck
     from slipway.engine.strategy import Batch as OldBatch

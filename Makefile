@@ -36,6 +36,7 @@ test: wheel testbed
 	$(UV) pip install --quiet --python $(TEST_VENV)/bin/python --no-deps dist/*.whl
 	$(TEST_VENV)/bin/ruff check src tests benchmarks
 	$(TEST_VENV)/bin/mypy src/slipway
+	$(TEST_VENV)/bin/lint-imports --no-cache
 	SLIPWAY_TEST_INSTALLED=1 $(TEST_VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) tests
 
 testbed:

@@ -23,7 +23,7 @@ from slipway.config_source import Mark as Mark
 from slipway.config_source import compose, decode, dotted, to_python
 from slipway.errors import ConfigError
 from slipway.model.config import HOOK_ORDER, Project
-from slipway.model.containers import CONTAINER_NAME_RE, ContainerTargetSpec, ImageArtifactSpec
+from slipway.model.containers import CONTAINER_NAME_RE, ContainerTargetSpec, ImageArtifactSpec, dependency_order
 from slipway.model.states import StageKind
 
 CONFIG_NAME = "slipway.yml"
@@ -400,10 +400,8 @@ def _check_image_project(loaded: LoadedConfig) -> None:
             break
     if wrong is not None:
         raise loaded.error(wrong[0], wrong[1], hint=wrong[2])
-    from slipway.targets.container import ServiceSpec, deploy_order  # imports docker: containers only
-
     try:
-        deploy_order([ServiceSpec(name=n, depends_on=s.depends_on) for n, s in project.services.items()])
+        dependency_order({name: service.depends_on for name, service in project.services.items()})
     except ConfigError as exc:
         loc = tuple(exc.key_path.split(".")) if exc.key_path else ("services",)
         raise loaded.error(exc.reason, loc, hint=exc.hint) from None

@@ -5,24 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
+from dataclasses import replace
 
 import docker
 import pytest
 from containers_support import BAD_COMMIT, SMOKE, PublishedSet, context
 
-from slipway.artifacts.image import (
-    Engine,
-    EngineSpec,
-    ImageRef,
-    Registry,
-    RegistryCredentials,
-    SmokeTestFailed,
-    build_image,
-    publish_image,
-    pull_image,
-    push_image,
-    smoke_test,
-)
+from slipway.artifacts.docker_engine import Engine, EngineSpec
+from slipway.artifacts.image_build import build_image, publish_image, pull_image, push_image
+from slipway.artifacts.image_refs import ImageRef, Registry, RegistryCredentials
+from slipway.artifacts.smoke import SmokeTestFailed, smoke_test
 from slipway.errors import ArtifactError, ArtifactNotFound, CheckFailed, HostUnreachable
 from slipway.testing.nginx import free_port
 from slipway.testing.podman import PodmanService
@@ -62,27 +55,36 @@ def test_pull_by_digest_gets_the_pushed_image(
     assert images.v2.ref.reference in podman_client.images.get(image_id).attrs["RepoDigests"]
 
 
+def smoke_containers(client: docker.DockerClient, run: str) -> list[object]:
+    """The smoke-test containers started with ``SMOKE_RUN=<run>``: other tests (and other xdist workers,
+    whose fixtures smoke test the same commits) start smoke-test containers on the same engine meanwhile."""
+    found = client.containers.list(all=True, filters={"label": "io.slipway.smoke-test"}, ignore_removed=True)
+    return [c for c in found if f"SMOKE_RUN={run}" in (c.attrs.get("Config", {}).get("Env") or [])]
+
+
 def test_an_image_whose_smoke_test_fails_is_not_pushed(
     engine: Engine, images: PublishedSet, registry_factory: RegistryFactory, podman_client: docker.DockerClient
 ) -> None:
     registry = registry_factory()
+    run = uuid.uuid4().hex
     with pytest.raises(SmokeTestFailed) as failed:
         asyncio.run(publish_image(engine, context("bad", healthy=False), name="bad", commit=BAD_COMMIT,
-                                  registry=Registry(registry.address), smoke=SMOKE))
+                                  registry=Registry(registry.address), smoke=replace(SMOKE, env={"SMOKE_RUN": run})))
     assert isinstance(failed.value, CheckFailed)
     assert "404" in failed.value.evidence and "container:8080/health" in str(failed.value)
     assert failed.value.result.ok is False and failed.value.result.image_id == images.bad_built.image_id
     assert registry.repositories() == []
     # The container under test is gone, pass or fail.
-    assert podman_client.containers.list(all=True, filters={"label": "io.slipway.smoke-test"}) == []
+    assert smoke_containers(podman_client, run) == []
 
 
 def test_a_smoke_test_passes_for_a_good_image_and_leaves_no_container(
     engine: Engine, images: PublishedSet, podman_client: docker.DockerClient
 ) -> None:
-    result = asyncio.run(smoke_test(engine, images.v1.built, SMOKE))
+    run = uuid.uuid4().hex
+    result = asyncio.run(smoke_test(engine, images.v1.built, replace(SMOKE, env={"SMOKE_RUN": run})))
     assert result.ok and result.results[0].attempts >= 1
-    assert podman_client.containers.list(all=True, filters={"label": "io.slipway.smoke-test"}) == []
+    assert smoke_containers(podman_client, run) == []
 
 
 @pytest.mark.parametrize("how", ["stopped", "read-only"])

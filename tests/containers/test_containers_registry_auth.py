@@ -17,15 +17,9 @@ import pytest
 from pipeline_support import FAST_CHECK, REGISTRY_PASSWORD, image_project
 from tests.e2e.conftest import Project
 
-from slipway.artifacts.image import (
-    BuiltImage,
-    Engine,
-    Registry,
-    RegistryCredentials,
-    build_image,
-    pull_image,
-    push_image,
-)
+from slipway.artifacts.docker_engine import Engine
+from slipway.artifacts.image_build import build_image, pull_image, push_image
+from slipway.artifacts.image_refs import BuiltImage, Registry, RegistryCredentials
 from slipway.errors import ArtifactError, ArtifactNotFound
 from slipway.testing.podman import HTTP_PORT, PodmanService, app_context
 from slipway.testing.pytest_podman import RegistryFactory

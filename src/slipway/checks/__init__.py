@@ -1,11 +1,12 @@
 """Checks: verify a host after activation, smoke-test an environment, guard external dependencies.
 
-The library is self-contained: :mod:`.spec` parses what slipway.yml says, :mod:`.runner` runs checks
-with timeouts and retries, :mod:`.breaker` and :mod:`.guard` keep a circuit breaker per dependency, and
-:mod:`.loadtest` runs a bounded load test. docs/checks.md describes the configuration.
+What slipway.yml says about checks is in the pure model (:mod:`slipway.model.checks`); here
+:mod:`.runner` runs checks with timeouts and retries, :mod:`.breaker` and :mod:`.guard` keep a circuit
+breaker per dependency, and :mod:`.loadtest` runs a bounded load test. docs/checks.md describes the
+configuration.
 
-Exports are imported on first use: the config models import :mod:`.spec` (pure, pydantic only), and
-reading slipway.yml must not pay for httpx and SQLAlchemy, which only running a check needs.
+Exports are imported on first use: reading slipway.yml must not pay for httpx and SQLAlchemy, which only
+running a check needs.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from slipway.checks.loadtest import LoadTestResult, raise_for_breaches, run_load_test
     from slipway.checks.probes import CommandExecutor, run_local_command
     from slipway.checks.runner import CheckResult, CheckRunner, raise_for_failures, run_checks
-    from slipway.checks.spec import (
+    from slipway.model.checks import (
         Backoff,
         BreakerPolicy,
         CheckKind,
@@ -43,29 +44,29 @@ if TYPE_CHECKING:
     )
 
 _MODULES = {
-    "Backoff": "slipway.checks.spec",
-    "BreakerPolicy": "slipway.checks.spec",
+    "Backoff": "slipway.model.checks",
+    "BreakerPolicy": "slipway.model.checks",
     "BreakerRepository": "slipway.checks.breaker",
     "BreakerState": "slipway.checks.breaker",
     "BreakerStatus": "slipway.checks.breaker",
-    "CheckKind": "slipway.checks.spec",
+    "CheckKind": "slipway.model.checks",
     "CheckResult": "slipway.checks.runner",
     "CheckRunner": "slipway.checks.runner",
-    "CheckSpec": "slipway.checks.spec",
-    "CommandCheck": "slipway.checks.spec",
+    "CheckSpec": "slipway.model.checks",
+    "CommandCheck": "slipway.model.checks",
     "CommandExecutor": "slipway.checks.probes",
     "DependencyGuard": "slipway.checks.guard",
-    "DnsCheck": "slipway.checks.spec",
-    "HttpCheck": "slipway.checks.spec",
+    "DnsCheck": "slipway.model.checks",
+    "HttpCheck": "slipway.model.checks",
     "InMemoryBreakerRepository": "slipway.checks.breaker",
     "LoadTestResult": "slipway.checks.loadtest",
-    "LoadTestSpec": "slipway.checks.spec",
-    "LoadThresholds": "slipway.checks.spec",
+    "LoadTestSpec": "slipway.model.checks",
+    "LoadThresholds": "slipway.model.checks",
     "Outcome": "slipway.checks.breaker",
-    "SqlCheck": "slipway.checks.spec",
-    "TcpCheck": "slipway.checks.spec",
+    "SqlCheck": "slipway.model.checks",
+    "TcpCheck": "slipway.model.checks",
     "allow": "slipway.checks.breaker",
-    "parse_checks": "slipway.checks.spec",
+    "parse_checks": "slipway.model.checks",
     "raise_for_breaches": "slipway.checks.loadtest",
     "raise_for_failures": "slipway.checks.runner",
     "record": "slipway.checks.breaker",

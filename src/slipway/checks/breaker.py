@@ -28,8 +28,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
-from slipway.checks.spec import BreakerPolicy
 from slipway.errors import StoreError
+from slipway.model.checks import BreakerPolicy
 
 #: Bumped when the stored shape changes; from_dict refuses shapes it does not know.
 SCHEMA_VERSION = 1

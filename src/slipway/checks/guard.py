@@ -19,8 +19,8 @@ from slipway.checks.breaker import (
     retry_at,
 )
 from slipway.checks.runner import CheckResult, CheckRunner, raise_for_failures
-from slipway.checks.spec import BreakerPolicy, CheckSpec
 from slipway.errors import ConfigError, DependencyUnavailable, StoreError
+from slipway.model.checks import BreakerPolicy, CheckSpec
 from slipway.ports import Clock
 
 T = TypeVar("T")

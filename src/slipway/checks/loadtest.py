@@ -16,11 +16,11 @@ from dataclasses import dataclass, field, replace
 import httpx
 
 from slipway.checks.probes import describe_exception, safe_url
-
-# The models live in .spec so that reading slipway.yml does not import httpx; re-exported here.
-from slipway.checks.spec import LoadTestSpec as LoadTestSpec
-from slipway.checks.spec import LoadThresholds as LoadThresholds
 from slipway.errors import CheckFailed
+
+# The models live in the pure model so that reading slipway.yml does not import httpx; re-exported here.
+from slipway.model.checks import LoadTestSpec as LoadTestSpec
+from slipway.model.checks import LoadThresholds as LoadThresholds
 from slipway.ports import Clock
 
 #: At most this many distinct error messages are kept as evidence.

@@ -26,8 +26,8 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from slipway.checks.jsonpath import MISSING, extract_json_path, json_equal
-from slipway.checks.spec import CommandCheck, DnsCheck, HttpCheck, SqlCheck, TcpCheck, render_scalar
+from slipway.model.checks import CommandCheck, DnsCheck, HttpCheck, SqlCheck, TcpCheck, render_scalar
+from slipway.model.jsonpath import MISSING, extract_json_path, json_equal
 from slipway.ports import Clock
 
 #: Runs a shell command somewhere: ``(command, timeout) -> (exit code, stdout and stderr)``; raises

@@ -17,7 +17,8 @@ import httpx
 
 from slipway.checks import probes
 from slipway.checks.probes import CommandExecutor, Observation
-from slipway.checks.spec import (
+from slipway.errors import CheckFailed
+from slipway.model.checks import (
     CheckKind,
     CheckSpec,
     CommandCheck,
@@ -26,7 +27,6 @@ from slipway.checks.spec import (
     SqlCheck,
     TcpCheck,
 )
-from slipway.errors import CheckFailed
 from slipway.ports import Clock
 
 #: How many checks run at the same time unless the caller says otherwise.

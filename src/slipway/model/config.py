@@ -13,13 +13,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from slipway.checks.spec import CheckSpec, DependencySpec, LoadTestSpec
-from slipway.engine.strategy import AllAtOnce, BlueGreen, Canary, CircuitBreakerPolicy, Rolling
 from slipway.model.base import NAME_RE as NAME_RE
 from slipway.model.base import Frozen as Frozen
 from slipway.model.base import SecretRef as SecretRef
+from slipway.model.checks import CheckSpec, DependencySpec, LoadTestSpec
 from slipway.model.containers import ContainerTargetSpec, ImageArtifactSpec, ServiceConfig
 from slipway.model.states import StageKind
+from slipway.model.strategy import AllAtOnce, BlueGreen, Canary, CircuitBreakerPolicy, Rolling
 from slipway.model.traffic import NginxRouterSpec, ReadinessSpec
 
 HOOK_ORDER = ("prepare", "install", "migrate", "configure", "activate", "verify")

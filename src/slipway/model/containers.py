@@ -8,14 +8,16 @@ are defined in each environment it runs in, images deploy only to container targ
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from slipway.checks.spec import CheckSpec, HttpCheck, TcpCheck
+from slipway.errors import ConfigError
 from slipway.model.base import NAME_RE, Frozen, SecretRef
+from slipway.model.checks import CheckSpec, HttpCheck, TcpCheck
 
 #: Service, app and environment names as containers carry them (docker names and labels).
 CONTAINER_NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,40}$"
@@ -196,3 +198,33 @@ class ContainerTargetSpec(Frozen):
         """Where this target's published ports are reached from here."""
         endpoint = self.endpoint
         return self.address or (endpoint.host if endpoint.scheme == "ssh" else "127.0.0.1")
+
+
+def dependency_order(depends_on: Mapping[str, Sequence[str]]) -> list[str]:
+    """Service names in dependency order (each after everything it depends on), stable otherwise.
+
+    ``depends_on`` maps each service to the services it depends on; a cycle or an unknown service is a
+    ConfigError naming it.
+    """
+    ordered: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            raise ConfigError(f"services depend on each other in a cycle: {' -> '.join((*path, name))}",
+                              key_path=f"services.{name}.depends_on")
+        state[name] = "visiting"
+        for dep in depends_on[name]:
+            if dep not in depends_on:
+                raise ConfigError(f"service {name!r} depends on unknown service {dep!r}",
+                                  key_path=f"services.{name}.depends_on",
+                                  hint=f"known services: {', '.join(sorted(depends_on))}")
+            visit(dep, (*path, name))
+        state[name] = "done"
+        ordered.append(name)
+
+    for name in depends_on:
+        visit(name, ())
+    return ordered

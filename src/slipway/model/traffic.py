@@ -6,9 +6,28 @@ templates (``"{{ vars.port }}"``), rendered per host when a deployment starts.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from slipway.routers.nginx import NginxRouterConfig
+
+class NginxRouterConfig(BaseModel):
+    """``router: {kind: nginx, ...}`` in an environment of slipway.yml."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["nginx"] = "nginx"
+    #: The upstream group this environment's hosts form (``proxy_pass http://slipway_<group>;``).
+    group: str = Field(default="app", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+    #: Directory Slipway owns; nginx.conf must ``include <conf_dir>/*.conf;`` inside ``http {}``.
+    conf_dir: str = "/etc/nginx/slipway"
+    #: ``-c`` and ``-p`` for nginx; None means the system defaults.
+    config: str | None = None
+    prefix: str | None = None
+    pid_file: str = "/run/nginx.pid"
+    nginx: str = "nginx"
+    drain_timeout: float = Field(default=30.0, ge=0)
+    reload_timeout: float = Field(default=10.0, gt=0)
 
 
 class NginxRouterSpec(NginxRouterConfig):

@@ -35,9 +35,6 @@ import logging
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from slipway.clock import SystemClock
 from slipway.errors import (
@@ -47,6 +44,7 @@ from slipway.errors import (
     DeploymentError,
     TargetError,
 )
+from slipway.model.traffic import NginxRouterConfig as NginxRouterConfig
 from slipway.ports import Clock, Target
 from slipway.routers.base import Backend, RouterState, check_name
 from slipway.targets.local import LocalTarget
@@ -105,25 +103,6 @@ def parse_state(text: str) -> RouterState:
         if line.startswith(_STATE_PREFIX):
             return RouterState.model_validate_json(line[len(_STATE_PREFIX):])
     raise DeploymentError("the include file has no slipway-state line: it was not written by Slipway")
-
-
-class NginxRouterConfig(BaseModel):
-    """``router: {kind: nginx, ...}`` in an environment of slipway.yml."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: Literal["nginx"] = "nginx"
-    #: The upstream group this environment's hosts form (``proxy_pass http://slipway_<group>;``).
-    group: str = Field(default="app", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-    #: Directory Slipway owns; nginx.conf must ``include <conf_dir>/*.conf;`` inside ``http {}``.
-    conf_dir: str = "/etc/nginx/slipway"
-    #: ``-c`` and ``-p`` for nginx; None means the system defaults.
-    config: str | None = None
-    prefix: str | None = None
-    pid_file: str = "/run/nginx.pid"
-    nginx: str = "nginx"
-    drain_timeout: float = Field(default=30.0, ge=0)
-    reload_timeout: float = Field(default=10.0, gt=0)
 
 
 class NginxRouter:

@@ -16,6 +16,7 @@ from slipway.model.config import LocalTargetSpec, SSHTargetSpec, TargetSpec
 from slipway.model.containers import ContainerTargetSpec
 from slipway.ports import Target
 from slipway.private import secure_state_dir
+from slipway.services.reconcile import reconcile
 from slipway.services.settings import Settings
 from slipway.store.journal import Journal
 from slipway.store.journal import pending as journal_pending
@@ -45,10 +46,8 @@ class App:
 
     @property
     def store(self) -> Store:
-        """The state store, opened (and migrated) on first use, then reconciled (services/recovery.py)."""
+        """The state store, opened (and migrated) on first use, then reconciled (services/reconcile.py)."""
         if self._store is None:
-            from slipway.services import recovery  # it wires the store to this App's settings
-
             secure_state_dir(self.settings.state_dir)  # 0700, and what is in it tightened
             directory = self.settings.state_dir / "journal"
             try:
@@ -56,7 +55,7 @@ class App:
             except StoreError as exc:
                 raise _pending_journal(exc, directory) from exc
             try:
-                recovery.reconcile(self, store)
+                reconcile(store, journal_dir=directory, actor=self.settings.actor)
             except StoreError as exc:
                 store.close()
                 raise _pending_journal(exc, directory) from exc

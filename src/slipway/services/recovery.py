@@ -2,9 +2,10 @@
 
 - Every process that drives a run holds the lock ``run N`` (and ``environment E`` while it deploys);
   a holder names its pid, machine and start time (:mod:`slipway.processes`).
-- Opening the store *reconciles* it: journalled writes are replayed (store/journal.py), then every lock
-  whose holder is provably dead on this machine is taken over (audited ``lock.takeover``) and the run it
-  drove is recorded ``interrupted``, with its running stages, steps and deployments.
+- Opening the store *reconciles* it (services/reconcile.py): journalled writes are replayed
+  (store/journal.py), then every lock whose holder is provably dead on this machine is taken over
+  (audited ``lock.takeover``) and the run it drove is recorded ``interrupted``, with its running stages,
+  steps and deployments.
 - ``resume`` drives an interrupted or cancelled run on from its first stage that did not finish.
 - ``unlock`` refuses a live holder unless forced; both are audited.
 """
@@ -16,38 +17,12 @@ from contextlib import contextmanager
 
 from slipway.errors import LockHeld, StateError
 from slipway.model.states import RESUMABLE, DeploymentKind, RunKind, State
-from slipway.processes import is_dead, parse_holder, this_process
 from slipway.services.app import App
-from slipway.store import journal
-from slipway.store.repository import Store
-
-#: A run lock lives as long as its process; the expiry only frees a lock of another machine that vanished.
-RUN_LOCK_TTL = 7 * 24 * 3600
-RUN_LOCK = "run "
-
-
-def holder_text(actor: str, *, run_id: int | None, doing: str | None = None) -> str:
-    """How this process names itself as a lock holder: who, for what, and the process (pid, machine, start)."""
-    return f"{actor} ({doing or f'run {run_id}'}, {this_process().describe()})"
-
-
-def holder_is_dead(holder: str) -> bool:
-    """Whether a holder text names a process that is provably gone from this machine."""
-    process = parse_holder(holder)
-    return process is not None and is_dead(process)
-
-
-def reconcile(app: App, store: Store) -> None:
-    """Replay pending journals, then record what dead processes left running and free their locks."""
-    journal.replay(store, app.settings.state_dir / "journal")
-    me = holder_text(app.settings.actor, run_id=None)
-    for lock in store.locks():
-        if not holder_is_dead(lock.holder):
-            continue
-        if lock.name.startswith(RUN_LOCK) and lock.name[len(RUN_LOCK) :].isdigit():
-            run_id = int(lock.name[len(RUN_LOCK) :])
-            store.interrupt_run(run_id, reason=f"interrupted: the process driving it died ({lock.holder})", actor=me)
-        store.take_over_lock(lock.name, lock.holder, actor=me)
+from slipway.services.reconcile import RUN_LOCK as RUN_LOCK
+from slipway.services.reconcile import RUN_LOCK_TTL as RUN_LOCK_TTL
+from slipway.services.reconcile import holder_is_dead as holder_is_dead
+from slipway.services.reconcile import holder_text as holder_text
+from slipway.services.reconcile import reconcile as reconcile
 
 
 @contextmanager

@@ -18,14 +18,26 @@ import json
 import os
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from slipway.errors import StateError, StoreError
+from slipway.model.records import HostRelease
 from slipway.model.states import State
 
-if TYPE_CHECKING:
-    from slipway.store.repository import Store
+
+class Store(Protocol):
+    """What a replay needs of the store: the journalled writes by name, a clock to stamp them, host records.
+
+    A Protocol rather than the concrete Store, which opens journals: the two modules would import each other.
+    """
+
+    def clock_at(self, at: float) -> AbstractContextManager[None]:
+        """Stamp the writes made inside with ``at``."""
+
+    def host_releases(self, environment: str | None = None) -> list[HostRelease]:
+        """What runs where, by environment and host."""
 
 
 class Journal:

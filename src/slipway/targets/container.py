@@ -54,6 +54,7 @@ from slipway.errors import (
     SlipwayError,
     TargetError,
 )
+from slipway.model.containers import dependency_order
 from slipway.ports import Clock
 from slipway.routers.base import Backend, Router
 
@@ -310,28 +311,7 @@ def deploy_order(services: Sequence[ServiceSpec]) -> list[ServiceSpec]:
     by_name = {s.name: s for s in services}
     if len(by_name) != len(services):
         raise ConfigError("two services have the same name", key_path="services")
-    ordered: list[ServiceSpec] = []
-    state: dict[str, str] = {}
-
-    def visit(service: ServiceSpec, path: tuple[str, ...]) -> None:
-        if state.get(service.name) == "done":
-            return
-        if state.get(service.name) == "visiting":
-            raise ConfigError(f"services depend on each other in a cycle: {' -> '.join((*path, service.name))}",
-                              key_path=f"services.{service.name}.depends_on")
-        state[service.name] = "visiting"
-        for dep in service.depends_on:
-            if dep not in by_name:
-                raise ConfigError(f"service {service.name!r} depends on unknown service {dep!r}",
-                                  key_path=f"services.{service.name}.depends_on",
-                                  hint=f"known services: {', '.join(sorted(by_name))}")
-            visit(by_name[dep], (*path, service.name))
-        state[service.name] = "done"
-        ordered.append(service)
-
-    for service in services:
-        visit(service, ())
-    return ordered
+    return [by_name[name] for name in dependency_order({s.name: s.depends_on for s in services})]
 
 
 @dataclass

@@ -27,10 +27,10 @@ def lint(
 ) -> None:
     """Check migration files against the lint rules; exit 7 when a finding has no override."""
     from slipway.errors import MigrationError
-    from slipway.migrations import Dialect
+    from slipway.services.migration_lint import DIALECTS
     from slipway.services.migration_lint import lint as lint_files
 
-    if dialect not in {d.value for d in Dialect}:
+    if dialect not in DIALECTS:
         raise typer.BadParameter(f"{dialect!r} is not one of: postgres, sqlite", param_hint="--dialect")
     report = lint_files(path, dialect=dialect, config_path=options(ctx).config)
     findings = report.findings

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from slipway.artifacts.archive import Manifest
+from slipway.engine.history import back_to_last_good
 from slipway.engine.pause import Resumed
 from slipway.engine.planner import POST_SWITCH, PRE_SWITCH, Action, DeploymentPlan, PlanStep
 from slipway.engine.rollout import Rollout, TrafficGate
@@ -48,7 +49,6 @@ from slipway.errors import (
     of_hosts,
 )
 from slipway.model.records import HostRelease
-from slipway.model.states import State
 from slipway.ports import DeploymentStore, Target
 from slipway.targets import release as layout
 
@@ -130,7 +130,7 @@ class DeploymentRun:
             return
         currents = await self._each(self.plan.hosts, lambda t: layout.current_release(t))
         self.ledger.previous.update({h: (str(r) if r else None) for h, r in currents.items()})
-        self._back_to_last_good(known)
+        back_to_last_good(self.store, self.ledger, known, environment=self.environment, deployment_id=self.deployment_id)
         if resumed is not None:  # the phases before the switch ran before the deployment parked
             return
         for phase in PRE_SWITCH:
@@ -187,31 +187,6 @@ class DeploymentRun:
     def explain(self, error: DeploymentError) -> DeploymentError:
         """A failure of release directories needs no other words."""
         return error
-
-    def _back_to_last_good(self, known: Mapping[str, HostRelease]) -> None:
-        """Hosts left on a release by a deployment that did not succeed (a crash, an interrupted run) go back,
-        if this deployment fails, to the environment's last release that did succeed, never to that one."""
-        history = self.store.deployments(self.plan.environment, limit=200)
-        good = next((d for d in history if d.state is State.SUCCEEDED), None)
-        if good is None:  # nothing ever succeeded here: there is nothing better to go back to
-            return
-        states = {d.id: d.state for d in history}
-        commit: str | None = None
-        for host, prev in self.ledger.previous.items():
-            rec = known.get(host)
-            if prev is None or prev == good.release_id or rec is None or rec.release_id != prev:
-                continue
-            if rec.deployment_id == self.deployment_id or states.get(rec.deployment_id) in (None, State.SUCCEEDED):
-                continue
-            if commit is None:
-                run = self.store.get_run(good.run_id) if good.run_id is not None else None
-                artifact = self.store.get_artifact(good.artifact_digest) if run is None else None
-                commit = run.commit if run else (artifact.commit if artifact else "unknown")
-            self.ledger.previous[host] = good.release_id
-            self.ledger.before[host] = HostRelease(
-                self.plan.environment, host, good.release_id, good.artifact_digest, commit,
-                good.finished_at or good.started_at, good.id, good.run_id,
-            )
 
     async def _look_before_rollback(self) -> None:
         """One round trip per host: what runs there, and whether the release to go back to is still there.

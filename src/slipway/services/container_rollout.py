@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from slipway.artifacts.image import ImageRef
 from slipway.config import LoadedConfig
 from slipway.engine.events import Observer
+from slipway.engine.history import back_to_last_good
 from slipway.engine.pause import Resumed
 from slipway.engine.planner import ReleaseInfo, plan_rollout
 from slipway.engine.rollout import Rollout, is_check_failure
@@ -35,7 +36,7 @@ from slipway.errors import DeploymentError, HostOutcome, RetireFailed, SlipwayEr
 from slipway.model.config import Environment
 from slipway.model.containers import ContainerTargetSpec
 from slipway.model.states import DeploymentKind
-from slipway.ports import ReleaseLedger
+from slipway.ports import DeploymentStore
 from slipway.routers.nginx import NginxRouter
 from slipway.routers.shared import SharedGroups
 from slipway.services import canary
@@ -151,7 +152,7 @@ async def shared_router(observer: Observer, env: Environment, specs: Mapping[str
 class ContainerUnits:
     """The container targets of one environment as units of the rollout (:class:`~slipway.engine.units.Units`)."""
 
-    store: ReleaseLedger
+    store: DeploymentStore
     observer: Observer
     steps: StepRunner
     environment: str
@@ -182,6 +183,7 @@ class ContainerUnits:
         known = {h.host: h for h in self.store.host_releases(self.environment)}
         self.ledger.before.update({name: known.get(name) for name in self.targets})
         self.ledger.previous.update({n: (b.release_id if b else None) for n, b in self.ledger.before.items()})
+        back_to_last_good(self.store, self.ledger, known, environment=self.environment, deployment_id=self.deployment_id)
         units: dict[str, dict[str, ServiceUnits]] = {}
         for name, target in self.targets.items():
             before = known.get(name)

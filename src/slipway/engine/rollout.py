@@ -353,7 +353,7 @@ class Rollout(Verdict):
             try:
                 await traffic.take_out([host])
             except SlipwayError as exc:
-                ledger.outcomes[host] = HostOutcome(host, False, step="revert", error=f"revert failed: {exc}")
+                self._note(host, f"revert failed: {exc}", release=release)
                 continue
             await self._revert(host)
             try:
@@ -366,10 +366,8 @@ class Rollout(Verdict):
         previous = self.ledger.previous[host]
         try:
             note = await self.units.revert(host)
-        except SlipwayError as exc:
-            self.ledger.outcomes[host] = HostOutcome(
-                host, False, step="revert", error=f"revert failed: {exc}", release=self.units.release_id
-            )
+        except SlipwayError as exc:  # the evidence of why it went back stays with it
+            self._note(host, f"revert failed: {exc}", release=self.units.release_id)
             return
         self._note(host, note, release=previous)
 

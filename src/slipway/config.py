@@ -364,12 +364,6 @@ def check_containers(loaded: LoadedConfig) -> None:
                 ("environments", env_name, "strategy"),
                 hint="use rolling or canary: a new container starts beside the old one and takes over",
             )
-        if getattr(env.strategy, "on_success", None) == "pause":  # the container rollout does not park (yet)
-            raise loaded.error(
-                "a canary on container targets cannot pause for a person yet",
-                ("environments", env_name, "strategy", "on_success"),
-                hint="use 'on_success: continue'",
-            )
         if env.readiness is not None:
             raise loaded.error(
                 "container services have their own readiness checks",

@@ -94,7 +94,6 @@ def test_an_archive_without_kind_still_parses() -> None:
         ("services.worker.depends_on", ["worker"], "depends_on:", "cycle: worker -> worker"),
         ("artifact.registry.password", None, "registry:", "needs both username and password"),
         ("environments.prod.strategy", {"kind": "blue_green"}, "strategy:", "container targets do not use blue/green"),
-        ("environments.prod.strategy", {"kind": "canary", "on_success": "pause"}, "on_success:", "cannot pause"),
     ],
 )
 def test_mistakes_point_at_their_line(path: str, value: Any, needle: str, message: str) -> None:
@@ -104,6 +103,11 @@ def test_mistakes_point_at_their_line(path: str, value: Any, needle: str, messag
     problem = error(data)
     # the key, or the block value that starts on the next line
     assert message in f"{problem}; {problem.hint}" and problem.line in (line, line + 1), (str(problem), line)
+
+
+def test_a_canary_of_container_targets_may_pause_for_a_person() -> None:
+    strategy = parse(with_("environments.prod.strategy", {"kind": "canary", "on_success": "pause"}))
+    assert strategy.environments["prod"].strategy.on_success == "pause"
 
 
 def test_an_image_runs_on_container_targets_only_and_containers_need_an_image() -> None:

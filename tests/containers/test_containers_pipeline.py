@@ -166,7 +166,7 @@ def test_bad_input_stops_with_a_clear_error_and_leaves_running_containers_alone(
     write_config(project, broken)
     project.commit("v3: web exits on staging-2")
     code, err = run_failing(project, "run")
-    assert code == 6 and "failed on 1 of 2 hosts" in err and "'web' did not become ready" in err, err
+    assert code == 6 and "failed after the switch on 1 of 2 hosts" in err and "'web' did not become ready" in err, err
     assert "staging-1: " in err and "reverted to" in err
     assert get(nginx_pair["dev"]) == (200, "v3")  # dev deployed v3 before staging failed
     assert get(nginx_pair["staging"]) == (200, "v1")

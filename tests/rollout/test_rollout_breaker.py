@@ -12,6 +12,7 @@ import pytest
 from slipway.engine.pause import DeploymentParked, Resumed
 from slipway.engine.rollout import Rollout
 from slipway.engine.strategy import Batch, BatchKind, Canary, CircuitBreakerPolicy, Rolling, plan_batches
+from slipway.engine.units import Ledger
 from slipway.errors import CanaryRejected, CheckFailed, DeploymentError, DeploymentHalted, HostOutcome
 
 HOSTS = [f"web-{i}" for i in range(1, 7)]
@@ -61,16 +62,43 @@ class FakeTraffic:
 
 
 @dataclass
-class FakePlan:
-    environment: str
-    hosts: tuple[str, ...]
-    rollout: tuple[Batch, ...]
-    batches: tuple[tuple[str, ...], ...] = ()
-    release: Any = field(default_factory=lambda: type("R", (), {"id": "new"})())
+class FakeUnits:
+    """A kind of unit for the rollout (slipway.engine.units.Units); units in ``failing`` fail their deploy."""
+
+    failing: set[str]
+    names: tuple[str, ...] = tuple(HOSTS)
+    environment: str = "production"
+    release_id: str = "new"
+    ledger: Ledger = field(default_factory=Ledger)
+    on_release: dict[str, str] = field(default_factory=lambda: {h: "old" for h in HOSTS})
+    finished: bool = False
+
+    async def prepare(self, resumed: Resumed | None) -> None:
+        self.ledger.previous.update({h: "old" for h in self.names})
+
+    async def deploy(self, name: str) -> HostOutcome | None:
+        self.ledger.switched.append(name)
+        self.on_release[name] = "new"
+        if name in self.failing:
+            return HostOutcome(name, False, step="verify: check", error="boom")
+        return None
+
+    async def verify(self, name: str) -> None:
+        pass
+
+    async def revert(self, name: str) -> str:
+        self.on_release[name] = "old"
+        return "reverted to old"
+
+    async def finish(self, rollout: Any) -> None:
+        self.finished = True
+
+    def explain(self, error: DeploymentError) -> DeploymentError:
+        return error
 
 
 class FakeRun:
-    """The parts of DeploymentRun the rollout uses; hosts in ``failing`` fail their hooks."""
+    """A rollout over FakeUnits, with its observer and the sleeps it asked for."""
 
     def __init__(
         self,
@@ -80,46 +108,43 @@ class FakeRun:
         breaker: CircuitBreakerPolicy | None,
         traffic: FakeTraffic | None = None,
     ) -> None:
-        self.plan = FakePlan("production", tuple(HOSTS), batches)
-        self.failing = failing
+        self.units = FakeUnits(failing)
+        self.batches = batches
         self.breaker = breaker
         self.traffic = traffic
-        self.steps = type("S", (), {"observer": Messages()})()
-        self.switched: list[str] = []
-        self.on_release: dict[str, str] = {h: "old" for h in HOSTS}
-        self.outcomes: dict[str, HostOutcome] = {}
-        self.failed_checks: set[str] = set()
-        self.verify_host = None
-        self.targets: dict[str, Any] = {}
+        self.observer = Messages()
         self.slept: list[float] = []
-        self.halt_on_failed_check = False
         self.resumed: Resumed | None = None
+
+    @property
+    def switched(self) -> list[str]:
+        return self.units.ledger.switched
+
+    @switched.setter
+    def switched(self, value: list[str]) -> None:
+        self.units.ledger.switched[:] = value
+
+    @property
+    def on_release(self) -> dict[str, str]:
+        return self.units.on_release
+
+    @property
+    def outcomes(self) -> dict[str, HostOutcome]:
+        return self.units.ledger.outcomes
+
+    @property
+    def failed_checks(self) -> set[str]:
+        return self.units.ledger.failed_checks
 
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
 
-    async def _phase(self, hosts: Sequence[str], phases: Sequence[str]) -> None:
-        failures = {}
-        for h in hosts:
-            self.switched.append(h)
-            self.on_release[h] = "new"
-            if h in self.failing:
-                failures[h] = HostOutcome(h, False, step="verify: check", error="boom")
-        if failures:
-            self.outcomes.update(failures)
-            raise DeploymentError("failed after the switch", results=failures)
-
-    async def _revert_switched(self, only: Sequence[str] | None = None) -> None:
-        for h in [h for h in self.switched if only is None or h in only]:
-            self.on_release[h] = "old"
-            self.outcomes[h] = HostOutcome(h, False, error="reverted to old")
-        self.switched = [h for h in self.switched if only is not None and h not in only]
-
-    def _halts(self) -> bool:
-        return False
-
-    def _halted(self, error: DeploymentError) -> DeploymentHalted:
-        return DeploymentHalted(error.message, results=self.outcomes)
+    def rollout(self) -> Rollout:
+        return Rollout(
+            units=self.units, log=None, deployment_id=1, run_id=None,  # type: ignore[arg-type]  (execute only)
+            observer=self.observer, batches=self.batches, breaker=self.breaker, traffic=self.traffic,
+            resumed=self.resumed, sleep=self.sleep,
+        )
 
 
 def rolling(size: int) -> tuple[Batch, ...]:
@@ -127,8 +152,8 @@ def rolling(size: int) -> tuple[Batch, ...]:
 
 
 def run(fake: FakeRun) -> Rollout:
-    rollout = Rollout(fake)  # type: ignore[arg-type]
-    asyncio.run(rollout.run_batches())
+    rollout = fake.rollout()
+    asyncio.run(rollout.execute())
     return rollout
 
 
@@ -144,10 +169,9 @@ def test_the_breaker_trips_at_its_threshold_and_reverts_every_updated_host() -> 
 
 def test_a_failure_below_the_threshold_reverts_that_host_alone_and_the_rollout_goes_on() -> None:
     fake = FakeRun(rolling(2), failing={"web-3"}, breaker=CircuitBreakerPolicy(threshold=0.5))
-    rollout = run(fake)
+    with pytest.raises(DeploymentError) as err:  # after the last batch
+        run(fake)
     assert fake.on_release == {h: "old" if h == "web-3" else "new" for h in HOSTS}
-    with pytest.raises(DeploymentError) as err:
-        rollout.raise_for_partial_failure()
     assert "failed on 1 of 6 hosts, below the circuit breaker threshold (3)" in err.value.message
     assert fake.slept == [2, 2]  # the pause after every batch but the last
 
@@ -198,7 +222,7 @@ def test_a_canary_bakes_with_checks_every_interval() -> None:
     canary = (Batch(index=0, kind=BatchKind.CANARY, hosts=("web-1",), bake_time=30, check_interval=10),)
     traffic = FakeTraffic()
     fake = FakeRun(canary, failing=set(), breaker=None, traffic=traffic)
-    fake.plan.hosts = ("web-1",)
+    fake.units.names = ("web-1",)
     run(fake)
     assert fake.slept == [10, 10, 10]
     assert traffic.calls.count(("ready", "web-1")) == 4  # the gate, then once per bake round
@@ -222,7 +246,7 @@ def test_a_resumed_deployment_goes_on_after_the_canary() -> None:
     fake.switched = ["web-1"]
     run(fake)
     assert fake.switched == HOSTS  # web-1 was not deployed again
-    assert not any("canary bake" in line for line in fake.steps.observer.lines)
+    assert not any("canary bake" in line for line in fake.observer.lines)
 
 
 def test_a_rejected_canary_goes_back_and_no_other_host_is_touched() -> None:
@@ -236,5 +260,6 @@ def test_a_rejected_canary_goes_back_and_no_other_host_is_touched() -> None:
 
 def test_a_canary_that_failed_below_the_threshold_does_not_park() -> None:
     fake = FakeRun(paused_canary(), failing={"web-1"}, breaker=CircuitBreakerPolicy(threshold=2, min_threshold=1))
-    run(fake)  # the failed canary host was reverted alone; nothing to wait for: the rollout went on
+    with pytest.raises(DeploymentError, match="below the circuit breaker threshold"):
+        run(fake)  # the failed canary host was reverted alone; nothing to wait for: the rollout went on
     assert fake.on_release["web-1"] == "old" and fake.on_release["web-6"] == "new"

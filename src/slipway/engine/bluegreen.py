@@ -20,12 +20,12 @@ The pure half (which slot is idle, where a slot lives, what a switch back reache
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from slipway.engine.deploy import DeploymentRun
+from slipway.engine.units import RolloutControl
 from slipway.errors import CheckFailed, DeploymentError, HostOutcome, SlipwayError
-from slipway.model.states import State
 
 
 class SlotSwitch(Protocol):
@@ -38,7 +38,12 @@ class SlotSwitch(Protocol):
 
 @dataclass
 class BlueGreenRun(DeploymentRun):
-    """A deployment of the idle slot, then the switch; the plan's hosts are the idle slot's layouts."""
+    """A deployment of the idle slot, then the switch; the units are the idle slot's layouts on the hosts.
+
+    The rollout (batches, breaker, revert) runs on the idle slot as on any release directories; readiness
+    of each host's idle backend is part of its verify. Only :meth:`finish` touches traffic. The store
+    records each host's move from the release it *served* (``ledger.served``, the other slot's).
+    """
 
     #: The slot being deployed (idle until the switch) and the one serving now (None: nothing yet).
     slot: str = ""
@@ -48,63 +53,54 @@ class BlueGreenRun(DeploymentRun):
     smoke: Callable[[], Awaitable[None]] | None = None
     #: Records that ``slot`` serves now (the store's host releases); called right after a switch.
     on_switch: Callable[[str], None] | None = None
-    #: The release each host served before this deployment (its record's ``from``).
-    served: dict[str, str | None] = field(default_factory=dict)
 
-    async def execute(self) -> None:
-        """The idle slot as any deployment (readiness is part of its verify), then switch traffic."""
-        try:
-            await super().execute()
-        except DeploymentError as exc:
-            kept = f"traffic stayed on {self.serving}" if self.serving else "no slot took traffic"
-            raise DeploymentError(
-                f"{exc.message.splitlines()[0]} (blue/green: idle slot {self.slot}; {kept})", results=exc.results
-            ) from exc
+    def explain(self, error: DeploymentError) -> DeploymentError:
+        """Every failure before the switch left traffic where it was: say so."""
+        kept = f"traffic stayed on {self.serving}" if self.serving else "no slot took traffic"
+        return DeploymentError(
+            f"{error.message.splitlines()[0]} (blue/green: idle slot {self.slot}; {kept})", results=error.results
+        )
+
+    async def finish(self, rollout: RolloutControl) -> None:
+        """Every host of the idle slot is ready: switch traffic to it, then the smoke checks; then prune."""
         assert self.router is not None
         self.steps.observer.message(f"blue/green: every host of slot {self.slot} is ready; switching traffic to it")
         await self.router.switch_to(self.slot)
         if self.on_switch is not None:
             self.on_switch(self.slot)
         if self.smoke is not None:
-            await self._smoke()
+            await self._smoke(rollout)
+        await super().finish(rollout)
 
-    async def _smoke(self) -> None:
+    async def _smoke(self, rollout: RolloutControl) -> None:
         """Smoke checks on the new slot; a failure switches back (when there is a slot to go back to)."""
         assert self.smoke is not None and self.router is not None
+        outcomes = self.ledger.outcomes
         try:
             await self.smoke()
         except SlipwayError as exc:
             summary = " ".join(str(exc).split())[:300]
-            self.outcomes.update(
+            outcomes.update(
                 {h: HostOutcome(h, False, step="checks after the switch", error=summary) for h in self.plan.hosts}
             )
             if self.halt_on_failed_check and isinstance(exc, CheckFailed):  # on_failure: halt
-                self.failed_checks.update(self.plan.hosts)
-                raise self._halted(
+                self.ledger.failed_checks.update(self.plan.hosts)
+                raise rollout.halted(
                     DeploymentError(f"deployment of {self.plan.environment} failed its checks after the switch")
                 ) from exc
             if self.serving is None:
                 raise DeploymentError(
                     f"deployment of {self.plan.environment} failed its checks after the switch to {self.slot}; "
                     "there is no other slot to switch back to",
-                    results=self.outcomes,
+                    results=outcomes,
                 ) from exc
             self.steps.observer.message(f"blue/green: checks failed after the switch: back to {self.serving}")
             await self.router.switch_to(self.serving)
             if self.on_switch is not None:
                 self.on_switch(self.serving)
-            await self._revert_switched()
+            await rollout.revert_switched()
             raise DeploymentError(
                 f"deployment of {self.plan.environment} failed its checks after the switch to {self.slot}; "
                 f"traffic went back to {self.serving}",
-                results=self.outcomes,
+                results=outcomes,
             ) from exc
-
-    def record_hosts(self, state: State) -> None:
-        """Per host: from the release it served before to this one (the idle slot's own history is the ledger's)."""
-        idle = self.previous
-        self.previous = {h: self.served.get(h) for h in self.plan.hosts}
-        try:
-            super().record_hosts(state)
-        finally:
-            self.previous = idle

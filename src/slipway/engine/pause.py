@@ -9,15 +9,12 @@ runner needs to pick the deployment up again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from slipway.model.records import HostRelease
 from slipway.model.states import State
-
-if TYPE_CHECKING:
-    from slipway.engine.deploy import DeploymentRun
+from slipway.ports import DeploymentLog
 
 
 class DeploymentParked(Exception):
@@ -44,18 +41,26 @@ class Resumed:
     rejected: str | None = None
 
 
-def park(run: DeploymentRun, parked: DeploymentParked) -> None:
-    """Record a parked deployment: switched hosts done, the others pending, the deployment waiting."""
-    release = run.plan.release.id
-    for host in run.plan.hosts:
-        done = host in run.switched
-        run.store.record_host(
-            run.deployment_id,
-            host=host,
-            from_release=run.previous.get(host),
-            to_release=release,
+def park(
+    log: DeploymentLog,
+    deployment_id: int,
+    parked: DeploymentParked,
+    *,
+    units: Sequence[str],
+    switched: Collection[str],
+    previous: Mapping[str, str | None],
+    release_id: str,
+) -> None:
+    """Record a parked deployment: switched units done, the others pending, the deployment waiting."""
+    for unit in units:
+        done = unit in switched
+        log.record_host(
+            deployment_id,
+            host=unit,
+            from_release=previous.get(unit),
+            to_release=release_id,
             state=State.SUCCEEDED if done else State.PENDING,
             error=None,
             duration=None,
         )
-    run.store.park_deployment(run.deployment_id, reason=str(parked))
+    log.park_deployment(deployment_id, reason=str(parked))

@@ -11,21 +11,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING
 
 from slipway.engine.events import Observer
 from slipway.errors import SlipwayError, StateError, StoreError
 from slipway.model.records import RunRecord, StageRecord
 from slipway.model.states import StageKind, State
-
-if TYPE_CHECKING:
-    from slipway.store.repository import Store
+from slipway.ports import RunLog
 
 StageHandler = Callable[[StageRecord], Awaitable[State]]
 
 
 async def drive_run(
-    store: Store,
+    store: RunLog,
     run_id: int,
     handlers: Mapping[StageKind, StageHandler],
     observer: Observer,
@@ -81,7 +78,7 @@ async def drive_run(
     return State.SUCCEEDED
 
 
-def _stop_without_store(store: Store, run: RunRecord, stage: StageRecord, outcome: State, *, actor: str) -> StoreError:
+def _stop_without_store(store: RunLog, run: RunRecord, stage: StageRecord, outcome: State, *, actor: str) -> StoreError:
     """The stage ended while the store did not answer: the run ends there (journalled), resumable later."""
     last = outcome is State.SUCCEEDED and stage is run.stages[-1]
     state, error = (State.SUCCEEDED, None) if last else (State.INTERRUPTED, "the state store stopped answering")
@@ -96,13 +93,13 @@ def _stop_without_store(store: Store, run: RunRecord, stage: StageRecord, outcom
     )
 
 
-def _skip_rest(store: Store, run: RunRecord, *, after: int) -> None:
+def _skip_rest(store: RunLog, run: RunRecord, *, after: int) -> None:
     for stage in run.stages:
         if stage.index > after and stage.state is State.PENDING:
             store.set_stage_state(stage.id, State.SKIPPED)
 
 
-def _cancel_rest(store: Store, run: RunRecord, current: StageRecord, *, reason: str, actor: str) -> None:
+def _cancel_rest(store: RunLog, run: RunRecord, current: StageRecord, *, reason: str, actor: str) -> None:
     """Record a stop (a signal): the running stage and the run are cancelled, the stages after it too."""
     store.set_stage_state(current.id, State.CANCELLED, error=reason)
     for stage in run.stages:

@@ -9,23 +9,19 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from slipway.engine.events import Observer
 from slipway.engine.masking import Masker
 from slipway.errors import CommandFailed, CommandResult, SlipwayError
 from slipway.model.states import State
-from slipway.ports import Target
-
-if TYPE_CHECKING:
-    from slipway.store.repository import Store
+from slipway.ports import StepLog, Target
 
 
 @dataclass
 class StepRunner:
     """Runs single plan steps on targets and records each one in the store."""
 
-    store: Store
+    store: StepLog
     stage_id: int
     observer: Observer
     masker: Masker

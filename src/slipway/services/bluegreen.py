@@ -9,9 +9,8 @@ release asked for: no install, no restart unless the warm slot fails its readine
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,11 +33,9 @@ from slipway.ports import OutputSink, Target
 from slipway.routers.base import Backend
 from slipway.routers.nginx import NginxRouter
 from slipway.services import migrations as database
-from slipway.services import recovery
 from slipway.services.app import App, make_target
 from slipway.services.checks import DeploymentChecks, deployment_checks
 from slipway.services.deployments import (
-    LOCK_TTL,
     DeployRequest,
     artifact_commit_of,
     environment_url,
@@ -46,6 +43,7 @@ from slipway.services.deployments import (
     new_release_id,
     revert_steps,
 )
+from slipway.services.envlock import environment_lock
 from slipway.services.secrets import resolve_secrets
 from slipway.services.traffic import RouterGate, _port
 from slipway.store.repository import Store
@@ -250,18 +248,6 @@ def slot_revert_steps(
     return revert_steps(loaded, environment, host, before, info=info)
 
 
-@contextlib.asynccontextmanager
-async def _environment_lock(app: App, request: DeployRequest) -> AsyncIterator[None]:
-    """One deployment (or switch) of an environment at a time, its holder named."""
-    lock = f"environment {request.environment}"
-    holder = recovery.holder_text(app.settings.actor, run_id=request.run_id)
-    app.store.acquire_lock(lock, holder, ttl=LOCK_TTL, is_dead=recovery.holder_is_dead)
-    try:
-        yield
-    finally:
-        app.store.release_lock(lock, holder)
-
-
 def _idle_breaker(policy: CircuitBreakerPolicy | None) -> CircuitBreakerPolicy | None:
     """A switch needs the whole idle slot: one failed host stops it (``auto_rollback: false`` still halts)."""
     if policy is None or policy.auto_rollback:
@@ -302,7 +288,7 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
     app.observer.message(
         f"blue/green: {gate.active or 'no slot'} serves {name}; release {release.id} goes to the idle slot {slot}"
     )
-    async with _environment_lock(app, request):
+    with environment_lock(app, name, run_id=request.run_id):
         migrations = await database.for_deployment(
             app, loaded, environment=name, digest=request.digest, release=release.id, stage_id=request.stage_id,
             rollback=False,
@@ -312,7 +298,7 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
             await _share_objects(targets)
             run = _run(app, loaded, request, plan, targets, gate, slot, checks, manifest, secrets)
             run.before_migrate = migrations.expand if migrations else None
-            run.served = {r.host: r.release_id for r in app.store.host_releases(name)}
+            run.ledger.served = {r.host: r.release_id for r in app.store.host_releases(name)}
             await run_deployment(run)
             checks.raise_kept()
         finally:
@@ -364,7 +350,7 @@ def _run(
         store.set_serving_slot(name, new, actor=app.settings.actor)
 
     return BlueGreenRun(
-        plan=plan, targets=targets, steps=steps, store=SlotLedger(store, slot),  # type: ignore[arg-type]
+        plan=plan, targets=targets, steps=steps, store=SlotLedger(store, slot),
         deployment_id=deployment_id, run_id=request.run_id, manifest=manifest, source=source,
         shared=loaded.project.deploy.shared, keep_releases=loaded.project.deploy.keep_releases,
         revert_steps=lambda host, before: slot_revert_steps(loaded, name, slot, host, before),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from slipway.artifacts.archive import Manifest
 from slipway.artifacts.store import parse_digest
 from slipway.clock import SystemClock
 from slipway.config import LoadedConfig
@@ -31,14 +32,13 @@ from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import DeploymentRecord, HostRelease
 from slipway.model.states import DeploymentKind, State
 from slipway.ports import Target
-from slipway.services import canary, recovery
+from slipway.services import canary
 from slipway.services import migrations as database
 from slipway.services.app import App, make_target, target_root
-from slipway.services.checks import deployment_checks
+from slipway.services.checks import DeploymentChecks, deployment_checks
+from slipway.services.envlock import environment_lock
 from slipway.services.secrets import resolve_secrets
-from slipway.services.traffic import traffic_gate
-
-LOCK_TTL = 6 * 3600
+from slipway.services.traffic import RouterGate, traffic_gate
 
 
 def new_release_id(digest: str, now: float) -> str:
@@ -147,7 +147,7 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
     if isinstance(project.artifact, ImageArtifactSpec):  # containers on engines: docs/containers.md
         from slipway.services.container_rollout import deploy_containers
 
-        return await deploy_containers(app, loaded, request)
+        return await deploy_containers(app, loaded, request, resume)
     secrets = resolve_secrets(env, environment=request.environment, root=loaded.root, environ=app.environ)
     app.masker.add(secrets.values())
     rollback = request.kind is DeploymentKind.ROLLBACK
@@ -186,10 +186,25 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
     )
     if traffic is not None:
         await traffic.prepare()  # nginx runs and lists every host, before the lock and any host is touched
-    store = app.store
-    lock = f"environment {request.environment}"
-    holder = recovery.holder_text(app.settings.actor, run_id=request.run_id)
-    store.acquire_lock(lock, holder, ttl=LOCK_TTL, is_dead=recovery.holder_is_dead)
+    with environment_lock(app, request.environment, run_id=request.run_id):
+        return await _deploy_hosts(app, loaded, request, resume, plan, checks, traffic, manifest, secrets)
+
+
+async def _deploy_hosts(
+    app: App,
+    loaded: LoadedConfig,
+    request: DeployRequest,
+    resume: canary.Resume | None,
+    plan: DeploymentPlan,
+    checks: DeploymentChecks,
+    traffic: RouterGate | None,
+    manifest: Manifest | None,
+    secrets: Mapping[str, str],
+) -> str:
+    """Under the environment's lock: the migrations, the targets, the deployment run."""
+    project, store, env = loaded.project, app.store, loaded.project.environments[request.environment]
+    rollback, release = request.kind is DeploymentKind.ROLLBACK, plan.release
+    release_id, commit, artifact_commit = release.id, release.commit, release.artifact_commit
     targets: dict[str, Target] = {}
     try:
         # Before any host is touched: the release's migrations lint, fit the database's history, and the
@@ -266,7 +281,6 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
         return release_id
     finally:
         await asyncio.gather(*(t.close() for t in targets.values()), return_exceptions=True)
-        store.release_lock(lock, holder)
 
 
 def revert_steps(

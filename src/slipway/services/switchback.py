@@ -27,7 +27,6 @@ from slipway.ports import Target
 from slipway.services.app import App
 from slipway.services.bluegreen import (
     SlotGate,
-    _environment_lock,
     _slot_targets,
     slot_gate,
     slot_hosts,
@@ -36,6 +35,7 @@ from slipway.services.bluegreen import (
 )
 from slipway.services.checks import DeploymentChecks, deployment_checks
 from slipway.services.deployments import DeployRequest, RollbackTarget
+from slipway.services.envlock import environment_lock
 from slipway.services.secrets import resolve_secrets
 from slipway.store.repository import Store
 from slipway.targets import release as layout
@@ -98,7 +98,7 @@ async def switch_back(app: App, loaded: LoadedConfig, request: DeployRequest) ->
         app, loaded, environment=name, release=release, hosts=slot_hosts(loaded, name, warm),
         stage_id=request.stage_id, secrets=secrets, rollback=True,
     )
-    async with _environment_lock(app, request):
+    with environment_lock(app, name, run_id=request.run_id):
         targets = _slot_targets(app, loaded, name, warm)
         try:
             held = dict(zip(targets, await asyncio.gather(*(layout.current_release(t) for t in targets.values())), strict=True))

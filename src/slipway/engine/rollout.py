@@ -21,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Protocol
 
+from slipway.engine.events import Observer
 from slipway.engine.pause import DeploymentParked
 from slipway.engine.planner import POST_SWITCH
 from slipway.engine.strategy import Batch, BatchKind, CircuitBreakerPolicy, failure_threshold
@@ -54,6 +56,49 @@ class TrafficGate(Protocol):
     def is_out(self, host: str) -> bool:
         """Whether ``host`` is out of rotation right now."""
         ...
+
+
+@asynccontextmanager
+async def back_in_rotation_on_error(
+    traffic: TrafficGate | None, hosts: Sequence[str], observer: Observer
+) -> AsyncIterator[None]:
+    """No host is left drained by an error in the middle of a batch.
+
+    When the body raises (a router error while draining, enabling or in the readiness gate, a store outage,
+    an interruption), each of ``hosts`` still out of rotation is put back, one by one and best effort; the
+    error is re-raised, and the hosts that could not be put back are named in its hint. The breaker's own
+    decisions (revert, halt) are taken outside this guard: they deal with the rotation themselves.
+    """
+    try:
+        yield
+    except BaseException as error:
+        if traffic is not None:
+            await put_back_each(traffic, hosts, error, observer)
+        raise
+
+
+async def put_back_each(traffic: TrafficGate, hosts: Sequence[str], error: BaseException, observer: Observer) -> None:
+    """Put each host of ``hosts`` that is out back into rotation; what fails is added to ``error``'s hint."""
+    out = [h for h in hosts if traffic.is_out(h)]
+    if not out:
+        return
+    stuck: dict[str, str] = {}
+    for host in out:
+        try:
+            await traffic.put_back([host])
+        except (SlipwayError, OSError) as exc:
+            stuck[host] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    back = [h for h in out if h not in stuck]
+    observer.message(
+        f"putting {', '.join(out)} back in rotation after the error: "
+        + (f"{', '.join(back)} back" if back else "none back")
+        + (f"; {', '.join(stuck)} not confirmed" if stuck else "")
+    )
+    if stuck and isinstance(error, SlipwayError):
+        note = "; ".join(f"{h}: {why}" for h, why in stuck.items())
+        error.hint = "; ".join(
+            h for h in (error.hint, f"could not put back in rotation ({note}): enable them in the router by hand") if h
+        )
 
 
 class Rollout:
@@ -93,20 +138,21 @@ class Rollout:
     async def _batch(self, batch: Batch) -> None:
         run = self.run
         hosts = list(batch.hosts)
-        if run.traffic is not None:
-            await run.traffic.take_out(hosts)
         failures: dict[str, HostOutcome] = {}
-        try:
-            await run._phase(hosts, POST_SWITCH)
-        except DeploymentError as exc:
-            failures.update({h: o for h, o in exc.results.items() if not o.ok})
-        if run.traffic is not None:
-            failures.update(await self._ready([h for h in hosts if h not in failures]))
-        if failures:
+        async with back_in_rotation_on_error(run.traffic, hosts, run.steps.observer):
+            if run.traffic is not None:
+                await run.traffic.take_out(hosts)
+            try:
+                await run._phase(hosts, POST_SWITCH)
+            except DeploymentError as exc:
+                failures.update({h: o for h, o in exc.results.items() if not o.ok})
+            if run.traffic is not None:
+                failures.update(await self._ready([h for h in hosts if h not in failures]))
+        if failures:  # the breaker's decision: it reverts (each host back in rotation) or halts for a person
             await self._failed(failures, batch)
-        if run.traffic is not None:
-            healthy = [h for h in hosts if h not in failures]
-            if healthy:
+        healthy = [h for h in hosts if h not in failures]
+        async with back_in_rotation_on_error(run.traffic, healthy, run.steps.observer):
+            if run.traffic is not None and healthy:
                 await run.traffic.put_back(healthy)
 
     async def _ready(self, hosts: Sequence[str]) -> dict[str, HostOutcome]:

@@ -2,11 +2,16 @@
 
 The runner speaks host names; this module maps them to the router's backends (``host.address`` and the
 rendered ``router.port``) and to readiness URLs, and runs the readiness gate with slipway.checks' http
-check: ``successes`` consecutive answers with ``expect_status`` within ``deadline``.
+check: ``successes`` consecutive answers with ``expect_status`` within ``deadline``. With ``steps``, every
+drain, enable and readiness gate is a recorded step of the deployment's stage (``slipway logs``).
+
+:func:`read_rotation` reads back, for ``slipway status``, where each host stands in its group: in rotation,
+drained (marked down), in the idle blue/green slot, not in the group, or unknown (with the reason).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -19,7 +24,7 @@ from slipway.checks.spec import HttpCheck
 from slipway.engine.events import Observer
 from slipway.engine.steps import StepRunner
 from slipway.engine.template import render
-from slipway.errors import CheckFailed, ConfigError, DeploymentError
+from slipway.errors import CheckFailed, ConfigError, DeploymentError, SlipwayError
 from slipway.model.config import Environment
 from slipway.model.traffic import ReadinessSpec
 from slipway.ports import Clock, Target
@@ -173,3 +178,48 @@ def _port(value: int | str, ctx: Mapping[str, object], where: str) -> int:
     if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
         raise ConfigError(f"{where} rendered to {text!r}, not a port number", key_path=where)
     return int(text)
+
+
+# -- what the router does for each host now (slipway status) ---------------------------------------------
+
+IN_ROTATION = "in rotation"
+DRAINED = "drained"
+IDLE_SLOT = "idle slot"
+NOT_IN_GROUP = "not in group"
+UNKNOWN = "unknown"
+#: How long ``slipway status`` waits for the router before it says "unknown".
+READ_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """Each host's place in its environment's router group, or why the router could not be read."""
+
+    group: str
+    hosts: Mapping[str, str]
+    error: str | None = None
+
+
+def host_rotation(state: RouterState, wanted: Sequence[tuple[str, int | None]]) -> str:
+    """One host's state in ``state``: its backends are those at ``(address, port)`` (port None: any)."""
+    mine = [b for b in state.backends if any(b.host == a and p in (None, b.port) for a, p in wanted)]
+    if not mine:
+        return NOT_IN_GROUP
+    if any(b in state.serving for b in mine):
+        return IN_ROTATION
+    if any(b.down and state.active_slot in (None, b.slot) for b in mine):
+        return DRAINED  # marked down: nginx sends it no request
+    return IDLE_SLOT
+
+
+async def read_rotation(
+    router: Router, group: str, wanted: Mapping[str, Sequence[tuple[str, int | None]]], *, timeout: float = READ_TIMEOUT
+) -> Rotation:
+    """Read the group once; every host "unknown" with the reason when the router cannot be read in time."""
+    try:
+        state = await asyncio.wait_for(router.current(group), timeout)
+    except TimeoutError:
+        return Rotation(group, dict.fromkeys(wanted, UNKNOWN), f"the router did not answer within {timeout:g}s")
+    except (SlipwayError, OSError) as exc:  # never a traceback: the reason, and "unknown" for every host
+        return Rotation(group, dict.fromkeys(wanted, UNKNOWN), " ".join(str(exc).split()) or type(exc).__name__)
+    return Rotation(group, {host: host_rotation(state, backends) for host, backends in wanted.items()})

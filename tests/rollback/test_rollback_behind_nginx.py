@@ -145,3 +145,26 @@ def test_a_router_error_in_the_middle_of_a_rollback_leaves_every_host_in_rotatio
     finally:
         nginx.stop()
         project.stop_apps()
+
+
+def test_a_rollback_that_fails_before_any_step_does_not_point_at_empty_logs(
+    fleet: tuple[Project, SSHTestBed],
+) -> None:
+    project, bed = fleet
+    nginx = behind_nginx(project, bed, strategy={"kind": "rolling", "batch_size": 1}, hosts=HOSTS)
+    try:
+        two_releases(project)
+        bed.kill(1)  # web-2 does not answer: the rollback stops before it touches any host
+        proc = project.slipway("rollback", "production", "--reason", "release 2 is slow", check=False)
+        assert proc.returncode == 5, proc.stderr
+        assert "could not reach" in proc.stderr and "web-2" in proc.stderr, proc.stderr
+        [run_id] = [r["id"] for r in project.json("history") if r["kind"] == "rollback"]
+        logs = project.slipway("logs", str(run_id)).stdout
+        # the hint names 'slipway logs' only when that prints the steps
+        assert ("slipway logs" in proc.stderr) == ("no steps recorded" not in logs), (proc.stderr, logs)
+        # nothing was drained (web-2's processes died with its host: nginx's own health is not Slipway's)
+        assert rotation(project) == {"router": {"group": "app", "error": None}, "web-1": "in rotation",
+                                     "web-2": "in rotation"}
+    finally:
+        nginx.stop()
+        project.stop_apps()

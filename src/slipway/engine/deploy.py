@@ -482,6 +482,17 @@ class DeploymentRun:
             )
 
 
+def _logs_hint(run: DeploymentRun) -> str:
+    """Point at ``slipway logs`` only when the run recorded a step there (a failure before any step has none)."""
+    if run.run_id is None:
+        return ""
+    try:
+        recorded = bool(run.store.steps(run.run_id))
+    except StoreError:  # cannot tell now; the journal may hold them
+        recorded = True
+    return f"'slipway logs {run.run_id}' shows every step's output" if recorded else ""
+
+
 async def run_deployment(run: DeploymentRun) -> None:
     """Execute, then record the outcome truthfully whatever happened; re-raise failures."""
     try:
@@ -506,7 +517,7 @@ async def run_deployment(run: DeploymentRun) -> None:
             ),
             results=run.outcomes,
             hint="; ".join(  # keep what the error already advised (e.g. unreachable hosts: see docs/ssh.md)
-                h for h in (exc.hint, f"'slipway logs {run.run_id}' shows every step's output" if run.run_id else "") if h
+                h for h in (exc.hint, _logs_hint(run)) if h
             ),
         ) from exc
     except StoreError as exc:  # the store stopped answering: go back without it (writes go to the journal)

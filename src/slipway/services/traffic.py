@@ -17,10 +17,6 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import cast
 
-import httpx
-
-from slipway.checks.runner import CheckRunner
-from slipway.checks.spec import HttpCheck
 from slipway.engine.events import Observer
 from slipway.engine.steps import StepRunner
 from slipway.engine.template import render
@@ -119,6 +115,11 @@ class RouterGate:
         await self._recorded(host, "readiness", lambda: self._ready(host), "")
 
     async def _ready(self, host: str) -> str:
+        import httpx  # with the check runner: for deployments only, not for 'slipway status'
+
+        from slipway.checks.runner import CheckRunner
+        from slipway.checks.spec import HttpCheck
+
         spec = self.readiness
         check = HttpCheck(
             name=f"readiness {host}", url=self.urls[host], expect_status=spec.expect_status, timeout=spec.timeout

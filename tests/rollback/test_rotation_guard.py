@@ -62,7 +62,24 @@ def gate_for(server: NginxServer, backends: dict[str, HttpBackend], router: Ngin
     )
 
 
-async def roll(fake: FakeRun, gate: RouterGate) -> SlipwayError:
+def one_by_one_through_flaky_nginx(
+    server: NginxServer, backends: dict[str, HttpBackend], directory: Path
+) -> tuple[ArmedRun, NginxRouter, Path]:
+    """A rolling run (batch size 1) whose router drives nginx through a wrapper that fails reloads on demand."""
+    wrapper, fault = flaky_nginx(directory, server.binary)
+    router = NginxRouter(
+        conf_dir=server.conf_dir, config=server.config, prefix=server.root, pid_file=server.pid_file,
+        nginx=str(wrapper), drain_timeout=5,
+    )
+    gate = gate_for(server, backends, router)
+    fake = ArmedRun(plan_batches(HOSTS, Rolling(batch_size=1)), failing=set(), breaker=None, traffic=gate)  # type: ignore[arg-type]
+    return fake, router, fault
+
+
+async def roll(fake: FakeRun) -> SlipwayError:
+    """Run the batches behind the real router gate; the error they end with."""
+    gate = fake.traffic
+    assert isinstance(gate, RouterGate)
     await gate.prepare()
     with pytest.raises(SlipwayError) as err:
         await asyncio.wait_for(Rollout(fake).run_batches(), 60)  # type: ignore[arg-type]
@@ -86,7 +103,7 @@ def test_nginx_refusing_an_empty_group_puts_the_drained_host_back(
     fake = FakeRun(both, failing=set(), breaker=None, traffic=gate)  # type: ignore[arg-type]
 
     async def scenario() -> None:
-        error = await roll(fake, gate)
+        error = await roll(fake)
         assert isinstance(error, DeploymentError) and "would have no backend in rotation" in error.message
         state = await router.current("app")
         assert [b.down for b in state.backends] == [False, False], state
@@ -101,17 +118,11 @@ def test_a_failed_reload_while_a_host_goes_back_in_is_retried_and_the_error_stil
     web: tuple[NginxServer, dict[str, HttpBackend]], tmp_path: Path
 ) -> None:
     server, backends = web
-    wrapper, fault = flaky_nginx(tmp_path, server.binary)
-    router = NginxRouter(
-        conf_dir=server.conf_dir, config=server.config, prefix=server.root, pid_file=server.pid_file,
-        nginx=str(wrapper), drain_timeout=5,
-    )
-    gate = gate_for(server, backends, router)
-    fake = ArmedRun(plan_batches(HOSTS, Rolling(batch_size=1)), failing=set(), breaker=None, traffic=gate)  # type: ignore[arg-type]
+    fake, router, fault = one_by_one_through_flaky_nginx(server, backends, tmp_path)
     fake.arm = lambda: fault.write_text("1") if not fault.exists() else None  # the next reload fails, once
 
     async def scenario() -> None:
-        error = await roll(fake, gate)
+        error = await roll(fake)
         assert isinstance(error, CommandFailed) and "nginx reload failed" in error.message
         assert "injected by the test" in str(error) and "could not put back" not in error.hint
         state = await router.current("app")
@@ -126,17 +137,11 @@ def test_a_host_that_cannot_be_put_back_is_named_in_the_errors_hint(
     web: tuple[NginxServer, dict[str, HttpBackend]], tmp_path: Path
 ) -> None:
     server, backends = web
-    wrapper, fault = flaky_nginx(tmp_path, server.binary)
-    router = NginxRouter(
-        conf_dir=server.conf_dir, config=server.config, prefix=server.root, pid_file=server.pid_file,
-        nginx=str(wrapper), drain_timeout=5,
-    )
-    gate = gate_for(server, backends, router)
-    fake = ArmedRun(plan_batches(HOSTS, Rolling(batch_size=1)), failing=set(), breaker=None, traffic=gate)  # type: ignore[arg-type]
+    fake, router, fault = one_by_one_through_flaky_nginx(server, backends, tmp_path)
     fake.arm = lambda: fault.write_text("2") if not fault.exists() else None  # the enable and its retry fail
 
     async def scenario() -> None:
-        error = await roll(fake, gate)
+        error = await roll(fake)
         assert "nginx reload failed" in error.message
         assert "could not put back in rotation (web-1: " in error.hint, error.hint
         state = await router.current("app")  # the file says what nginx runs: web-1 is still out

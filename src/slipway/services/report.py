@@ -43,7 +43,7 @@ def status(app: App) -> dict[str, Any]:
                         "name": t.name,
                         "release": hosts[t.name].release_id if t.name in hosts else None,
                         "artifact_digest": hosts[t.name].artifact_digest if t.name in hosts else None,
-                        "router": rotations[name].hosts.get(t.name) if name in rotations else None,
+                        **({"router": rotations[name].hosts.get(t.name)} if name in rotations else {}),
                     }
                     for t in env.targets
                 ],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from slipway.engine.strategy import BlueGreen
@@ -67,6 +66,7 @@ def router_rotations(app: App) -> dict[str, Rotation]:
     routed = [name for name, env in app.config.project.environments.items() if env.router is not None]
     if not routed:
         return {}
+    import asyncio  # only a project with a router pays for it at start-up
 
     async def read_all() -> dict[str, Rotation]:
         return dict(zip(routed, await asyncio.gather(*(_rotation(app, name) for name in routed)), strict=True))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from slipway.errors import CommandResult, StoreError
-from slipway.model.records import ArtifactRecord, DeploymentRecord, HostRelease, RunRecord
+from slipway.model.records import ArtifactRecord, DeploymentRecord, HostRelease, RunRecord, StepRecord
 from slipway.model.states import State
 
 #: Receives one line of output: (stream name "stdout"/"stderr", line without newline).
@@ -160,6 +160,10 @@ class DeploymentLog(StoreHealth, Protocol):
 
     def park_deployment(self, deployment_id: int, *, reason: str) -> None:
         """The deployment waits for a person (a paused canary)."""
+        ...
+
+    def steps(self, run_id: int, *, stage: str | None = None) -> list[tuple[str, StepRecord]]:
+        """(stage name, step) pairs of a run in the order they ran: what ``slipway logs`` prints."""
         ...
 
 

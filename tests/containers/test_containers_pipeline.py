@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -92,9 +93,12 @@ def test_build_once_deploy_dev_and_staging_behind_nginx_then_roll_back(
     assert v2 != v1 and get(nginx_pair["staging"]) == (200, "v2")
     assert deploy.failures == 0, deploy.errors
 
-    rollback = under_load(nginx_pair["staging"],
-                          lambda: project.slipway("rollback", "staging", "--reason", "v2 misbehaves"))
+    back: dict[str, subprocess.CompletedProcess[str]] = {}
+    rollback = under_load(nginx_pair["staging"], lambda: back.update(
+        proc=project.slipway("rollback", "staging", "--reason", "v2 misbehaves")))
     assert rollback.failures == 0, rollback.errors
+    said = back["proc"].stdout + back["proc"].stderr  # the strategy's batches, one target at a time
+    assert "batch 1 of 2 (batch): staging-1" in said and "batch 2 of 2 (batch): staging-2" in said, said
     assert get(nginx_pair["staging"]) == (200, "v1") and get(nginx_pair["dev"]) == (200, "v2")
     assert digests_running(podman_client, cleanup_app, "staging") == {"staging-1": {v1}, "staging-2": {v1}}
     after = project.status()["staging"]

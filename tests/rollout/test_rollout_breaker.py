@@ -76,7 +76,12 @@ class FakeUnits:
     async def prepare(self, resumed: Resumed | None) -> None:
         self.ledger.previous.update({h: "old" for h in self.names})
 
+    #: Units whose deploy fails before their switch (they still run what they ran).
+    fail_before_switch: set[str] = field(default_factory=set)
+
     async def deploy(self, name: str) -> HostOutcome | None:
+        if name in self.fail_before_switch:
+            return HostOutcome(name, False, step="activate: switch-current", error="cannot rename current")
         self.ledger.switched.append(name)
         self.on_release[name] = "new"
         if name in self.failing:
@@ -216,6 +221,22 @@ def test_a_host_that_fails_readiness_counts_as_failed_and_stays_out() -> None:
         run(fake)
     assert "circuit breaker tripped: 1 of 6" in err.value.message and "web-1" in fake.failed_checks
     assert ("in", "web-1") not in traffic.calls
+
+
+@pytest.mark.parametrize("threshold", [1, 2], ids=["breaker trips", "below the threshold"])
+def test_a_unit_that_failed_before_its_switch_goes_back_in_rotation(threshold: int) -> None:
+    # It still serves the release it ran, and nothing reverts it: without this it stayed drained for good.
+    traffic = FakeTraffic()
+    fake = FakeRun(
+        rolling(1), failing=set(), breaker=CircuitBreakerPolicy(threshold=threshold, min_threshold=1), traffic=traffic
+    )
+    fake.units.fail_before_switch = {"web-1"}
+    with pytest.raises(DeploymentError):
+        run(fake)
+    assert fake.on_release["web-1"] == "old" and "web-1" not in fake.switched
+    assert traffic.out == set(), traffic.calls
+    back = traffic.calls.index(("in", "web-1"))
+    assert ("ready", "web-1") in traffic.calls[:back]  # ready before it serves again
 
 
 def test_a_canary_bakes_with_checks_every_interval() -> None:

@@ -28,10 +28,11 @@ def behind_nginx(
     strategy: dict[str, Any],
     breaker: dict[str, Any] | None = None,
     port: int | None = None,
+    hosts: int = HOSTS,
 ) -> NginxServer:
-    """Start nginx and point the project at ``HOSTS`` SSH hosts behind it: one environment, production."""
+    """Start nginx and point the project at ``hosts`` SSH hosts behind it: one environment, production."""
     port = port or free_port()
-    nginx = NginxServer([Backend(host=h.address, port=port) for h in bed.hosts[:HOSTS]], worker_processes=2)
+    nginx = NginxServer([Backend(host=h.address, port=port) for h in bed.hosts[:hosts]], worker_processes=2)
     nginx.start()
     config = yaml.safe_load((project.root / "slipway.yml").read_text())
     config.pop("migrations", None)  # each host keeps its own SQLite database: /health only needs SELECT 1
@@ -40,7 +41,7 @@ def behind_nginx(
     production: dict[str, Any] = {
         "url": nginx.url,
         "vars": {"port": port},
-        "targets": [ssh_target(bed, i, f"web-{i + 1}") for i in range(HOSTS)],
+        "targets": [ssh_target(bed, i, f"web-{i + 1}") for i in range(hosts)],
         "strategy": strategy,
         "router": {
             "kind": "nginx",
@@ -64,5 +65,5 @@ def behind_nginx(
     ]
     (project.root / "slipway.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     project.ports["production"] = port
-    project.commit("production: three SSH hosts behind nginx")
+    project.commit(f"production: {hosts} SSH hosts behind nginx")
     return nginx

@@ -94,11 +94,18 @@ def ago(ts: float | None) -> str:
 
 def status_table(data: dict[str, Any]) -> Table:
     """Which release runs where."""
-    table = Table(title=f"{data['project']}: what runs where")
+    unreadable = [
+        f"{env['name']}: router state unknown: {env['router']['error']}"
+        for env in data["environments"]
+        if env.get("router") and env["router"]["error"]
+    ]
+    table = Table(title=f"{data['project']}: what runs where", caption=escape("\n".join(unreadable)) or None)
     for col in ("environment", "release", "artifact", "commit", "deployed", "run", "hosts"):
         table.add_column(col)
     for env in data["environments"]:
-        hosts = ", ".join(f"{h['name']}={h['release'] or '-'}{_slots(h)}" for h in env["hosts"])
+        hosts = ", ".join(
+            f"{escape(h['name'])}={h['release'] or '-'}{_slots(h)}{_rotation(h.get('router'))}" for h in env["hosts"]
+        )
         table.add_row(
             env["name"],
             env["release"] or "-",
@@ -109,6 +116,13 @@ def status_table(data: dict[str, Any]) -> Table:
             hosts,
         )
     return table
+
+
+def _rotation(state: str | None) -> str:
+    """`` (in rotation)`` after a host behind a router; its other states stand out."""
+    if state is None:
+        return ""
+    return f" ({state})" if state == "in rotation" else f" ([bold red]{state}[/])"
 
 
 def _slots(host: dict[str, Any]) -> str:

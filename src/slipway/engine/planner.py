@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from slipway.engine.slots import SlotInfo, slot_root
-from slipway.engine.strategy import AllAtOnce, Batch, BatchKind
+from slipway.engine.strategy import AllAtOnce, Batch, BatchKind, Canary, Rolling
 from slipway.engine.strategy import plan_batches as strategy_batches
 from slipway.model.config import Command, Environment, Project
 
@@ -151,12 +151,27 @@ def plan_batches(hosts: Sequence[str], parallel: int) -> tuple[tuple[str, ...], 
 
 
 def plan_rollout(hosts: Sequence[str], env: Environment, *, rollback: bool = False) -> tuple[Batch, ...]:
-    """The batches of an environment's strategy; without one (and for a rollback), ``parallel`` at a time."""
-    if env.strategy is None or rollback or isinstance(env.strategy, AllAtOnce):
+    """The batches of an environment's strategy; without one, ``parallel`` at a time.
+
+    A rollback goes back to a release that already served: it takes no more hosts out of rotation at once
+    than a deployment would, but nothing is tried out. ``rolling`` and ``canary`` roll back in the
+    strategy's rolling batches (``batch_size`` capped by ``max_unavailable``), without a canary batch, a
+    bake, an approval pause or a pause between batches (docs/strategies.md, "Rollback").
+    """
+    strategy = env.strategy
+    if rollback and isinstance(strategy, Rolling | Canary):
+        return rollback_batches(hosts, strategy)
+    if strategy is None or rollback or isinstance(strategy, AllAtOnce):  # blue/green rolls back by a switch
         return tuple(
             Batch(index=i, kind=BatchKind.ALL, hosts=group) for i, group in enumerate(plan_batches(hosts, env.parallel))
         )
-    return strategy_batches(hosts, env.strategy)
+    return strategy_batches(hosts, strategy)
+
+
+def rollback_batches(hosts: Sequence[str], strategy: Rolling | Canary) -> tuple[Batch, ...]:
+    """The batches of a rollback: the strategy's rolling batch size, nothing else of the strategy."""
+    rolling = Rolling(batch_size=strategy.batch_size, max_unavailable=strategy.max_unavailable)
+    return strategy_batches(hosts, rolling)
 
 
 def plan_deployment(
@@ -228,6 +243,8 @@ def describe_plan(plan: DeploymentPlan) -> list[str]:
                     lines.append(f"    [{host}] {step.label}")
     if not plan.rollback:
         lines.append(f"  strategy: {plan.strategy}")
+    elif plan.strategy in ("rolling", "canary"):
+        lines.append(f"  strategy: {plan.strategy} (a rollback: its rolling batches, no canary, bake or pause)")
     for n, batch in enumerate(plan.batches, 1):
         lines.append(f"  batch {n} of {len(plan.batches)}: {', '.join(batch)}{_batch_notes(plan, n - 1)}")
         for host in batch:

@@ -26,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -60,6 +61,49 @@ class TrafficGate(Protocol):
     def is_out(self, host: str) -> bool:
         """Whether ``host`` is out of rotation right now."""
         ...
+
+
+@asynccontextmanager
+async def back_in_rotation_on_error(
+    traffic: TrafficGate | None, hosts: Sequence[str], observer: Observer
+) -> AsyncIterator[None]:
+    """No unit is left drained by an error in the middle of a batch.
+
+    When the body raises (a router error while draining, enabling or in the readiness gate, a store outage,
+    an interruption), each of ``hosts`` still out of rotation is put back, one by one and best effort; the
+    error is re-raised, and the units that could not be put back are named in its hint. The breaker's own
+    decisions (revert, halt) are taken outside this guard: they deal with the rotation themselves.
+    """
+    try:
+        yield
+    except BaseException as error:
+        if traffic is not None:
+            await put_back_each(traffic, hosts, error, observer)
+        raise
+
+
+async def put_back_each(traffic: TrafficGate, hosts: Sequence[str], error: BaseException, observer: Observer) -> None:
+    """Put each of ``hosts`` that is out back into rotation; what fails is added to ``error``'s hint."""
+    out = [h for h in hosts if traffic.is_out(h)]
+    if not out:
+        return
+    stuck: dict[str, str] = {}
+    for host in out:
+        try:
+            await traffic.put_back([host])
+        except (SlipwayError, OSError) as exc:
+            stuck[host] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    back = [h for h in out if h not in stuck]
+    observer.message(
+        f"putting {', '.join(out)} back in rotation after the error: "
+        + (f"{', '.join(back)} back" if back else "none back")
+        + (f"; {', '.join(stuck)} not confirmed" if stuck else "")
+    )
+    if stuck and isinstance(error, SlipwayError):
+        note = "; ".join(f"{h}: {why}" for h, why in stuck.items())
+        error.hint = "; ".join(
+            h for h in (error.hint, f"could not put back in rotation ({note}): enable them in the router by hand") if h
+        )
 
 
 def is_check_failure(exc: BaseException) -> bool:
@@ -149,17 +193,37 @@ class Rollout(Verdict):
 
     async def _batch(self, batch: Batch) -> None:
         hosts = list(batch.hosts)
-        if self.traffic is not None:
-            await self.traffic.take_out(hosts)
-        failures = await self._deploy(hosts)
-        if self.traffic is not None:
-            failures.update(await self._ready([h for h in hosts if h not in failures]))
-        if failures:
-            await self._failed(failures, batch)
-        if self.traffic is not None:
-            healthy = [h for h in hosts if h not in failures]
-            if healthy:
+        async with back_in_rotation_on_error(self.traffic, hosts, self.observer):
+            if self.traffic is not None:
+                await self.traffic.take_out(hosts)
+            failures = await self._deploy(hosts)
+            if self.traffic is not None:
+                failures.update(await self._ready([h for h in hosts if h not in failures]))
+        if failures:  # the breaker's decision: it reverts (each unit back in rotation) or halts for a person
+            unswitched = [h for h in failures if h not in self.ledger.switched]
+            try:
+                await self._failed(failures, batch)
+            finally:
+                await self._back_unswitched(unswitched)
+        healthy = [h for h in hosts if h not in failures]
+        async with back_in_rotation_on_error(self.traffic, healthy, self.observer):
+            if self.traffic is not None and healthy:
                 await self.traffic.put_back(healthy)
+
+    async def _back_unswitched(self, hosts: Sequence[str]) -> None:
+        """Units that failed before their switch still run what they ran: each goes back in rotation once
+        ready (nothing reverts them, since nothing changed what they serve)."""
+        traffic = self.traffic
+        if traffic is None:
+            return
+        for host in hosts:
+            if not traffic.is_out(host):
+                continue
+            try:
+                await traffic.ready(host)
+                await traffic.put_back([host])
+            except SlipwayError as exc:
+                self._note(host, f"left out of rotation: {exc}")
 
     async def _deploy(self, hosts: Sequence[str]) -> dict[str, HostOutcome]:
         """Deploy the units of a batch, ``parallel`` at a time; the failed ones' outcomes."""

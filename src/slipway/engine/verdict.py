@@ -80,8 +80,7 @@ class Verdict:
                 exc.message.splitlines()[0] + self._what_went_back(),
                 results=self.ledger.outcomes,
                 hint="; ".join(  # keep what the error already advised (e.g. unreachable hosts: see docs/ssh.md)
-                    h for h in (exc.hint, f"'slipway logs {self.run_id}' shows every step's output" if self.run_id else "")
-                    if h
+                    h for h in (exc.hint, self._logs_hint()) if h
                 ),
             ) from exc
         except StoreError as exc:  # the store stopped answering: go back without it (writes go to the journal)
@@ -97,6 +96,16 @@ class Verdict:
             self._finish(State.FAILED, str(exc).splitlines()[0])
             raise
         self._finish(State.SUCCEEDED, None)
+
+    def _logs_hint(self) -> str:
+        """Point at ``slipway logs`` only when the run recorded a step there (a failure before any step has none)."""
+        if self.run_id is None:
+            return ""
+        try:
+            recorded = bool(self.log.steps(self.run_id))
+        except StoreError:  # cannot tell now; the journal may hold them
+            recorded = True
+        return f"'slipway logs {self.run_id}' shows every step's output" if recorded else ""
 
     def _finish(self, state: State, reason: str | None) -> None:
         self.record(state)

@@ -36,6 +36,8 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from slipway.clock import SystemClock
 from slipway.errors import (
     CommandFailed,
@@ -101,7 +103,13 @@ def parse_state(text: str) -> RouterState:
     """Read back the state line of an include file written by :func:`render_upstream`."""
     for line in text.splitlines():
         if line.startswith(_STATE_PREFIX):
-            return RouterState.model_validate_json(line[len(_STATE_PREFIX):])
+            try:
+                return RouterState.model_validate_json(line[len(_STATE_PREFIX):])
+            except ValidationError as exc:
+                raise DeploymentError(
+                    f"the include file's slipway-state line is not valid: {exc.errors()[0]['msg']}",
+                    hint="it was edited by hand: the next deployment rewrites it",
+                ) from exc
     raise DeploymentError("the include file has no slipway-state line: it was not written by Slipway")
 
 
@@ -236,10 +244,10 @@ class NginxRouter:
         await self.target.put(text.encode(), path)
         try:
             await self._validate(path)
-        except BaseException:
+            await self._reload()
+        except BaseException:  # refused, or nginx never got the reload: the file says what nginx runs
             await self._restore(path, previous)
             raise
-        await self._reload()
         await self._wait_new_generation(set(workers))
         if wait_for_old_workers:
             await self._wait_old_workers_gone(set(workers))

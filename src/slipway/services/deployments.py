@@ -246,6 +246,8 @@ async def _deploy_hosts(
                 "SLIPWAY_DIGEST": request.digest,
             },
         )
+        if traffic is not None:  # each drain, enable and readiness gate is a step 'slipway logs' shows
+            traffic.steps = steps
         artifacts = app.artifacts
 
         async def source(wanted: set[str]) -> dict[str, bytes]:

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slipway.engine.strategy import BlueGreen
+from slipway.errors import SlipwayError
+from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import RunRecord
 from slipway.services.app import App
+
+if TYPE_CHECKING:
+    from slipway.services.traffic import Rotation
 
 
 def status(app: App) -> dict[str, Any]:
     """For each environment: which release runs there, from which artifact and commit, since when, by
-    which run; and for each host its release. An environment whose hosts differ says ``mixed``."""
+    which run; and for each host its release. An environment whose hosts differ says ``mixed``. With a
+    router, each host's place in it (``router``: in rotation, drained, ...; "unknown" and the reason in
+    the environment's ``router.error`` when the router cannot be read)."""
     rows = app.store.host_releases()
+    rotations = router_rotations(app)
     envs: list[dict[str, Any]] = []
     for name, env in app.config.project.environments.items():
         hosts = {h.host: h for h in rows if h.environment == name}
@@ -34,9 +42,13 @@ def status(app: App) -> dict[str, Any]:
                         "name": t.name,
                         "release": hosts[t.name].release_id if t.name in hosts else None,
                         "artifact_digest": hosts[t.name].artifact_digest if t.name in hosts else None,
+                        **({"router": rotations[name].hosts.get(t.name)} if name in rotations else {}),
                     }
                     for t in env.targets
                 ],
+                "router": (
+                    {"group": rotations[name].group, "error": rotations[name].error} if name in rotations else None
+                ),
             }
         )
         if isinstance(env.strategy, BlueGreen):  # what each slot holds; the warm one is a switch away
@@ -47,6 +59,61 @@ def status(app: App) -> dict[str, Any]:
                 host["slots"] = slots.get(host["name"], {})
     waiting = [r.id for r in app.store.list_runs(limit=50) if r.state.value == "waiting"]
     return {"project": app.config.project.name, "environments": envs, "waiting_runs": waiting}
+
+
+def router_rotations(app: App) -> dict[str, Rotation]:
+    """Each environment with a router: where each of its hosts stands there now (read in parallel)."""
+    routed = [name for name, env in app.config.project.environments.items() if env.router is not None]
+    if not routed:
+        return {}
+    import asyncio  # only a project with a router pays for it at start-up
+
+    async def read_all() -> dict[str, Rotation]:
+        return dict(zip(routed, await asyncio.gather(*(_rotation(app, name) for name in routed)), strict=True))
+
+    return asyncio.run(read_all())
+
+
+async def _rotation(app: App, name: str) -> Rotation:
+    from slipway.routers.nginx import NginxRouter  # the router and httpx: only for projects that have one
+    from slipway.services.traffic import UNKNOWN, Rotation, read_rotation
+
+    env = app.config.project.environments[name]
+    assert env.router is not None
+    try:
+        wanted = _backends_of(app, name)
+    except SlipwayError as exc:  # e.g. a router.port that does not render to a port
+        return Rotation(env.router.group, dict.fromkeys((t.name for t in env.targets), UNKNOWN), exc.message)
+    return await read_rotation(NginxRouter.from_config(env.router), env.router.group, wanted)
+
+
+def _backends_of(app: App, name: str) -> dict[str, list[tuple[str, int | None]]]:
+    """host -> the (address, port) of its backends, as a deployment sets them (one per blue/green slot).
+
+    Containers publish a free port per deployment: their backends are found by the target's address alone.
+    """
+    from slipway.clock import SystemClock
+    from slipway.engine.events import NullObserver
+    from slipway.engine.planner import ReleaseInfo, template_context
+    from slipway.services.deployments import environment_url, host_views
+    from slipway.services.traffic import traffic_gate
+
+    project = app.config.project
+    env = project.environments[name]
+    if isinstance(project.artifact, ImageArtifactSpec):
+        return {t.name: [(str(getattr(t, "address", None) or "127.0.0.1"), None)] for t in env.targets}
+    release = ReleaseInfo("<release>", "sha256:<digest>", "<commit>")  # a router.port names no release
+    url = environment_url(project, name)
+    wanted: dict[str, list[tuple[str, int | None]]] = {t.name: [] for t in env.targets}
+    for view in host_views(app.config, name):
+        contexts = {
+            h.name: template_context(project=project, environment=name, env=env, host=h, release=release, url=url)
+            for h in view
+        }
+        gate = traffic_gate(env, environment=name, contexts=contexts, clock=SystemClock(), observer=NullObserver())
+        for host, backend in (gate.backends if gate is not None else {}).items():
+            wanted[host].append((backend.host, backend.port))
+    return wanted
 
 
 def _artifact_commit(app: App, digest: str) -> str | None:

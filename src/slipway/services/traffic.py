@@ -2,24 +2,28 @@
 
 The runner speaks host names; this module maps them to the router's backends (``host.address`` and the
 rendered ``router.port``) and to readiness URLs, and runs the readiness gate with slipway.checks' http
-check: ``successes`` consecutive answers with ``expect_status`` within ``deadline``.
+check: ``successes`` consecutive answers with ``expect_status`` within ``deadline``. With ``steps``, every
+drain, enable and readiness gate is a recorded step of the deployment's stage (``slipway logs``).
+
+:func:`read_rotation` reads back, for ``slipway status``, where each host stands in its group: in rotation,
+drained (marked down), in the idle blue/green slot, not in the group, or unknown (with the reason).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import cast
 
-import httpx
-
-from slipway.checks.runner import CheckRunner
-from slipway.checks.spec import HttpCheck
 from slipway.engine.events import Observer
+from slipway.engine.steps import StepRunner
 from slipway.engine.template import render
-from slipway.errors import CheckFailed, ConfigError, DeploymentError
+from slipway.errors import CheckFailed, ConfigError, DeploymentError, SlipwayError
 from slipway.model.config import Environment
 from slipway.model.traffic import ReadinessSpec
-from slipway.ports import Clock
+from slipway.ports import Clock, Target
 from slipway.routers.base import Backend, Router, RouterState
 from slipway.routers.nginx import NginxRouter
 
@@ -36,6 +40,8 @@ class RouterGate:
     clock: Clock
     observer: Observer
     out: set[str] = field(default_factory=set)
+    #: Records every drain, enable and readiness gate as a step of the deployment's stage; None: messages only.
+    steps: StepRunner | None = None
 
     async def prepare(self) -> None:
         """Make sure the group lists exactly this environment's hosts; keeps what is already right."""
@@ -63,18 +69,39 @@ class RouterGate:
         for host in hosts:
             if host in self.out:
                 continue
-            self.observer.message(f"router: draining {host} ({self.backends[host].address})")
-            await self.router.drain(self.group, self.backends[host])
+            backend = self.backends[host]
+            # Counted out before the router is asked: a drain that fails half-way (nginx reloaded, then did
+            # not confirm) is put back all the same when the batch ends in an error (engine/rollout.py).
             self.out.add(host)
+
+            async def drain(backend: Backend = backend) -> str:
+                await self.router.drain(self.group, backend)
+                return f"{backend.address} taken out of upstream {self.group}; its in-flight requests finished"
+
+            await self._recorded(host, "router: drain", drain, f"router: draining {host} ({backend.address})")
 
     async def put_back(self, hosts: Sequence[str]) -> None:
         """Enable each host again."""
         for host in hosts:
             if host not in self.out:
                 continue
-            await self.router.enable(self.group, self.backends[host])
+            backend = self.backends[host]
+
+            async def enable(backend: Backend = backend) -> str:
+                await self.router.enable(self.group, backend)
+                return f"{backend.address} back in upstream {self.group}"
+
+            await self._recorded(host, "router: enable", enable, f"router: putting {host} back in rotation")
             self.out.discard(host)
-            self.observer.message(f"router: {host} back in rotation")
+
+    async def _recorded(self, host: str, label: str, action: Callable[[], Awaitable[str]], message: str) -> None:
+        """Run one router action; with ``steps``, as a recorded step of the stage (``slipway logs`` shows it)."""
+        if self.steps is None:
+            self.observer.message(message)
+            await action()
+            return
+        # A step is recorded under a target's name; the router acts for this host, it is not its shell Target.
+        await self.steps.run_builtin(cast(Target, SimpleNamespace(name=host)), label, action)
 
     def is_out(self, host: str) -> bool:
         """Whether ``host`` is out of rotation."""
@@ -82,6 +109,17 @@ class RouterGate:
 
     async def ready(self, host: str) -> None:
         """``successes`` consecutive good answers from the host within ``deadline``; else CheckFailed."""
+        if self.steps is None:
+            await self._ready(host)
+            return
+        await self._recorded(host, "readiness", lambda: self._ready(host), "")
+
+    async def _ready(self, host: str) -> str:
+        import httpx  # with the check runner: for deployments only, not for 'slipway status'
+
+        from slipway.checks.runner import CheckRunner
+        from slipway.checks.spec import HttpCheck
+
         spec = self.readiness
         check = HttpCheck(
             name=f"readiness {host}", url=self.urls[host], expect_status=spec.expect_status, timeout=spec.timeout
@@ -96,8 +134,10 @@ class RouterGate:
                 streak = streak + 1 if result.ok else 0
                 last = result.evidence
                 if streak >= spec.successes:
-                    self.observer.message(f"[{host}] ready: {spec.successes} good answer(s) in a row ({last})")
-                    return
+                    note = f"ready: {spec.successes} good answer(s) in a row ({last})"
+                    if self.steps is None:
+                        self.observer.message(f"[{host}] {note}")
+                    return note
                 if self.clock.monotonic() >= deadline:
                     raise CheckFailed(
                         f"readiness of {host} failed: no {spec.successes} good answer(s) in a row within "
@@ -139,3 +179,48 @@ def _port(value: int | str, ctx: Mapping[str, object], where: str) -> int:
     if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
         raise ConfigError(f"{where} rendered to {text!r}, not a port number", key_path=where)
     return int(text)
+
+
+# -- what the router does for each host now (slipway status) ---------------------------------------------
+
+IN_ROTATION = "in rotation"
+DRAINED = "drained"
+IDLE_SLOT = "idle slot"
+NOT_IN_GROUP = "not in group"
+UNKNOWN = "unknown"
+#: How long ``slipway status`` waits for the router before it says "unknown".
+READ_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """Each host's place in its environment's router group, or why the router could not be read."""
+
+    group: str
+    hosts: Mapping[str, str]
+    error: str | None = None
+
+
+def host_rotation(state: RouterState, wanted: Sequence[tuple[str, int | None]]) -> str:
+    """One host's state in ``state``: its backends are those at ``(address, port)`` (port None: any)."""
+    mine = [b for b in state.backends if any(b.host == a and p in (None, b.port) for a, p in wanted)]
+    if not mine:
+        return NOT_IN_GROUP
+    if any(b in state.serving for b in mine):
+        return IN_ROTATION
+    if any(b.down and state.active_slot in (None, b.slot) for b in mine):
+        return DRAINED  # marked down: nginx sends it no request
+    return IDLE_SLOT
+
+
+async def read_rotation(
+    router: Router, group: str, wanted: Mapping[str, Sequence[tuple[str, int | None]]], *, timeout: float = READ_TIMEOUT
+) -> Rotation:
+    """Read the group once; every host "unknown" with the reason when the router cannot be read in time."""
+    try:
+        state = await asyncio.wait_for(router.current(group), timeout)
+    except TimeoutError:
+        return Rotation(group, dict.fromkeys(wanted, UNKNOWN), f"the router did not answer within {timeout:g}s")
+    except (SlipwayError, OSError) as exc:  # never a traceback: the reason, and "unknown" for every host
+        return Rotation(group, dict.fromkeys(wanted, UNKNOWN), " ".join(str(exc).split()) or type(exc).__name__)
+    return Rotation(group, {host: host_rotation(state, backends) for host, backends in wanted.items()})

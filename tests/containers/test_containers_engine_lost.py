@@ -29,7 +29,7 @@ from pipeline_support import config, get, image_project
 from tests.e2e.conftest import SLIPWAY
 
 from slipway.artifacts.image import Engine, published_ports
-from slipway.routers.base import Backend
+from slipway.model.routing import Backend
 from slipway.targets.container import ContainerTarget, RunningService, ServiceSpec, ServiceUnits
 from slipway.testing.nginx import NginxServer
 from slipway.testing.podman import HTTP_PORT, PodmanService

@@ -19,7 +19,7 @@ import pytest
 from pipeline_support import HTTPD, REGISTRY_PASSWORD, TOKENS, config, get, image_project, ssh_engine, write_config
 from tests.e2e.conftest import Project
 
-from slipway.routers.base import Backend
+from slipway.model.routing import Backend
 from slipway.testing.load import Load, LoadResult
 from slipway.testing.nginx import NginxServer
 from slipway.testing.podman import PodmanService

@@ -94,7 +94,7 @@ def test_templates_are_validated_once_rendered_and_point_at_their_line() -> None
 
 def test_rendered_checks_get_names_from_their_rendered_values() -> None:
     from slipway.services.checks import host_context, render_checks
-    from slipway.services.deployments import hosts_of
+    from slipway.services.releases import hosts_of
 
     text = config(
         8080,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from slipway.routers.base import RouterState
+from slipway.model.routing import RouterState
 from slipway.routers.nginx import NginxRouter
 
 #: Runs the real nginx; ``-s reload`` fails (as when the signal cannot be sent) while FAULT holds a count > 0.

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slipway.routers.base import Backend, RouterState
+from slipway.model.routing import Backend, RouterState
 from slipway.routers.nginx import render_upstream
 from tests.e2e.conftest import Project
 

@@ -18,8 +18,8 @@ from slipway.engine.planner import HostInfo, ReleaseInfo, template_context
 from slipway.engine.slots import SlotInfo, idle_slot, other_slot, slot_root, warm_mismatches, warm_release
 from slipway.errors import ConfigError, DeploymentError, GateError
 from slipway.model.config import Project
+from slipway.model.routing import Backend, RouterState
 from slipway.model.states import DeploymentKind, State
-from slipway.routers.base import Backend, RouterState
 from slipway.services.bluegreen import SlotGate
 from slipway.services.switchback import choose_rollback
 from slipway.services.validate import validate_project

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 
-from slipway.routers.base import Backend
+from slipway.model.routing import Backend
 
 
 class _Server(ThreadingHTTPServer):

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from slipway.routers.base import Backend
+from slipway.model.routing import Backend
 from slipway.testing.nginx import NginxServer
 from slipway.testing.sshbed import SSHTestBed
 from tests.e2e.conftest import Project, free_port

@@ -46,9 +46,9 @@ from slipway.errors import (
     DeploymentError,
     TargetError,
 )
+from slipway.model.routing import Backend, RouterState, check_name
 from slipway.model.traffic import NginxRouterConfig as NginxRouterConfig
 from slipway.ports import Clock, Target
-from slipway.routers.base import Backend, RouterState, check_name
 from slipway.targets.local import LocalTarget
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def parse_state(text: str) -> RouterState:
 
 
 class NginxRouter:
-    """A :class:`~slipway.routers.base.Router` backed by a real nginx master process.
+    """A :class:`~slipway.model.routing.Router` backed by a real nginx master process.
 
     ``config``/``prefix`` are passed to nginx as ``-c``/``-p`` (leave them None for the system nginx);
     ``pid_file`` must be the ``pid`` directive of that config. ``drain_timeout`` bounds the wait for old

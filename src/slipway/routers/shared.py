@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Sequence
 
 from slipway.errors import DeploymentError
-from slipway.routers.base import Backend, Router, RouterState
+from slipway.model.routing import Backend, Router, RouterState
 
 
 class SharedGroups:

@@ -27,15 +27,16 @@ from slipway.engine.template import render
 from slipway.errors import CommandResult, ConfigError, DeploymentError
 from slipway.model.config import Environment
 from slipway.model.records import HostRelease
+from slipway.model.routing import Backend
 from slipway.model.states import DeploymentKind
 from slipway.model.traffic import ReadinessSpec
 from slipway.ports import OutputSink, Target
-from slipway.routers.base import Backend
 from slipway.routers.nginx import NginxRouter
 from slipway.services import migrations as database
 from slipway.services.app import App, make_target
 from slipway.services.checks import DeploymentChecks, deployment_checks
-from slipway.services.deployments import (
+from slipway.services.envlock import environment_lock
+from slipway.services.releases import (
     DeployRequest,
     artifact_commit_of,
     environment_url,
@@ -43,7 +44,6 @@ from slipway.services.deployments import (
     new_release_id,
     revert_steps,
 )
-from slipway.services.envlock import environment_lock
 from slipway.services.secrets import resolve_secrets
 from slipway.services.traffic import RouterGate, _port
 from slipway.store.repository import Store
@@ -257,10 +257,7 @@ def _idle_breaker(policy: CircuitBreakerPolicy | None) -> CircuitBreakerPolicy |
 
 async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
     """Deploy to the idle slot of every host, verify it there, then switch the router to it."""
-    if request.kind is DeploymentKind.ROLLBACK:
-        from slipway.services.switchback import switch_back  # it builds on this module
-
-        return await switch_back(app, loaded, request)
+    assert request.kind is not DeploymentKind.ROLLBACK  # deployments.deploy sends it to switchback.switch_back
     name, project = request.environment, loaded.project
     env = project.environments[name]
     secrets = resolve_secrets(env, environment=name, root=loaded.root, environ=app.environ)

@@ -44,7 +44,7 @@ Execute = Callable[[CheckSpec], Awaitable[CheckResult]]
 
 def environment_context(loaded: LoadedConfig, environment: str, release: ReleaseInfo | None) -> dict[str, Any]:
     """Template variables of environment-level checks: project, environment, vars, release, commit."""
-    from slipway.services.deployments import environment_url  # deployments imports this module
+    from slipway.services.releases import environment_url
 
     env = loaded.project.environments[environment]
     context: dict[str, Any] = {
@@ -66,7 +66,7 @@ def environment_context(loaded: LoadedConfig, environment: str, release: Release
 
 def host_context(loaded: LoadedConfig, environment: str, release: ReleaseInfo, host: HostInfo) -> dict[str, Any]:
     """Template variables of a host's verify checks: the same as its hooks'."""
-    from slipway.services.deployments import environment_url
+    from slipway.services.releases import environment_url
 
     project = loaded.project
     return template_context(
@@ -475,7 +475,7 @@ async def load_test_stage(app: Any, loaded: LoadedConfig, stage: StageRecord, *,
 
 def render_all(loaded: LoadedConfig, release: ReleaseInfo) -> int:
     """Render every check and load test of every environment and host (``slipway validate``); the count."""
-    from slipway.services.deployments import host_views
+    from slipway.services.releases import host_views
 
     project = loaded.project
     count = 0

@@ -43,8 +43,8 @@ from slipway.services import canary
 from slipway.services.app import App
 from slipway.services.checks import deployment_checks
 from slipway.services.containers import image_artifact, image_ref, recorded, registry_of, service_specs
-from slipway.services.deployments import DeployRequest, new_release_id
 from slipway.services.envlock import environment_lock
+from slipway.services.releases import DeployRequest, new_release_id
 from slipway.services.secrets import resolve_secrets
 from slipway.targets.container import ContainerTarget, RunningService, ServiceSpec, ServiceUnits, deploy_services
 from slipway.targets.engines import OpenEngine, open_engine

@@ -14,7 +14,7 @@ from slipway.model.config import Project
 from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import RunRecord, StageRecord
 from slipway.model.states import Decision, DeploymentKind, RunKind, StageKind, State
-from slipway.services import canary, ordering, recovery, switchback
+from slipway.services import canary, ordering, recovery, releases, switchback
 from slipway.services import deployments as dep
 from slipway.services import migrations as database
 from slipway.services.app import App
@@ -262,7 +262,7 @@ async def rollback(
     if isinstance(project.environments[environment].strategy, BlueGreen):  # a switch back to the warm slot
         target = switchback.choose_rollback(app, environment, to_release)
     else:
-        target = dep.choose_rollback(app, environment, to_release)
+        target = releases.choose_rollback(app, environment, to_release)
     await database.check_rollback(app, app.config, environment, digest=target.digest, release=target.release_id)
     run_id = app.store.create_run(
         project=project.name,
@@ -288,7 +288,7 @@ async def _drive_single(
         await dep.deploy(
             app,
             loaded,
-            dep.DeployRequest(
+            releases.DeployRequest(
                 environment=stage.environment,
                 digest=run.artifact_digest,
                 run_id=run_id,

@@ -95,7 +95,7 @@ def _backends_of(app: App, name: str) -> dict[str, list[tuple[str, int | None]]]
     from slipway.clock import SystemClock
     from slipway.engine.events import NullObserver
     from slipway.engine.planner import ReleaseInfo, template_context
-    from slipway.services.deployments import environment_url, host_views
+    from slipway.services.releases import environment_url, host_views
     from slipway.services.traffic import traffic_gate
 
     project = app.config.project

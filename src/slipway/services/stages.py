@@ -22,7 +22,7 @@ from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import StageRecord
 from slipway.model.states import StageKind, State
 from slipway.private import make_private_dir
-from slipway.services import checks, ordering
+from slipway.services import checks, ordering, releases
 from slipway.services import deployments as dep
 from slipway.services.app import App
 from slipway.services.secrets import resolve_secrets
@@ -123,7 +123,7 @@ class PipelineRun:
                 environment, environment=spec.environment, root=self.loaded.root, environ=self.app.environ
             )
             self.app.masker.add(secrets.values())
-            url = dep.environment_url(self.project, spec.environment) or ""
+            url = releases.environment_url(self.project, spec.environment) or ""
             env.update(secrets)
             env.update({"SLIPWAY_ENVIRONMENT": spec.environment, "SLIPWAY_URL": url})
             env.update({f"SLIPWAY_VAR_{k.upper()}": str(v) for k, v in environment.vars.items()})
@@ -150,7 +150,7 @@ class PipelineRun:
             await dep.deploy(
                 self.app,
                 self.loaded,
-                dep.DeployRequest(
+                releases.DeployRequest(
                     environment=stage.environment,
                     digest=run.artifact_digest,
                     run_id=run.id,

@@ -34,8 +34,8 @@ from slipway.services.bluegreen import (
     strategy_of,
 )
 from slipway.services.checks import DeploymentChecks, deployment_checks
-from slipway.services.deployments import DeployRequest, RollbackTarget
 from slipway.services.envlock import environment_lock
+from slipway.services.releases import DeployRequest, RollbackTarget
 from slipway.services.secrets import resolve_secrets
 from slipway.store.repository import Store
 from slipway.targets import release as layout

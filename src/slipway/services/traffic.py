@@ -22,9 +22,9 @@ from slipway.engine.steps import StepRunner
 from slipway.engine.template import render
 from slipway.errors import CheckFailed, ConfigError, DeploymentError, SlipwayError
 from slipway.model.config import Environment
+from slipway.model.routing import Backend, Router, RouterState
 from slipway.model.traffic import ReadinessSpec
 from slipway.ports import Clock, Target
-from slipway.routers.base import Backend, Router, RouterState
 from slipway.routers.nginx import NginxRouter
 
 

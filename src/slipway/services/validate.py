@@ -13,7 +13,7 @@ from slipway.errors import ConfigError
 from slipway.model.containers import ImageArtifactSpec
 from slipway.services.app import App
 from slipway.services.checks import render_all
-from slipway.services.deployments import environment_url, host_views, make_plan
+from slipway.services.releases import environment_url, host_views, make_plan
 from slipway.services.secrets import reached_environments, require_secrets
 from slipway.services.source import head_difference
 

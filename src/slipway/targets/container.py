@@ -55,8 +55,8 @@ from slipway.errors import (
     TargetError,
 )
 from slipway.model.containers import dependency_order
+from slipway.model.routing import Backend, Router
 from slipway.ports import Clock
-from slipway.routers.base import Backend, Router
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from slipway.routers.base import Backend, RouterState
+from slipway.model.routing import Backend, RouterState
 from slipway.routers.nginx import NginxRouter, render_upstream, upstream_name
 
 NGINX = "/usr/sbin/nginx"

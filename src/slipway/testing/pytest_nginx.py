@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from slipway.routers.base import Backend
+from slipway.model.routing import Backend
 from slipway.testing.nginx import NginxServer
 
 

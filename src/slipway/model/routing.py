@@ -1,4 +1,4 @@
-"""The Router seam: what the engine asks of whatever sends traffic to the hosts.
+"""The Router seam (pure values and a Protocol): what the engine asks of whatever sends traffic to the hosts.
 
 A router knows *upstream groups* (one per application and environment). Each group has backends;
 each backend may belong to a blue/green *slot*. The engine takes a backend out before touching its host

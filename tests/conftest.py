@@ -10,7 +10,7 @@ import pytest
 import slipway
 
 REPO = Path(__file__).resolve().parents[1]
-pytest_plugins = ["slipway.testing.pytest_postgres"]
+pytest_plugins = ["tests.support.pytest_postgres"]
 
 
 #: Tiers whose tests must not be spread over pytest-xdist workers (``make test`` runs ``--dist loadgroup``):

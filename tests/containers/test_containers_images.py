@@ -9,6 +9,10 @@ import logging
 import docker
 import pytest
 from containers_support import BAD_COMMIT, SMOKE, PublishedSet, context
+from tests.support.nginx import free_port
+from tests.support.podman import PodmanService
+from tests.support.pytest_podman import RegistryFactory
+from tests.support.registry import RegistryServer
 
 from slipway.artifacts.image import (
     Engine,
@@ -24,10 +28,6 @@ from slipway.artifacts.image import (
     smoke_test,
 )
 from slipway.errors import ArtifactError, ArtifactNotFound, CheckFailed, HostUnreachable
-from slipway.testing.nginx import free_port
-from slipway.testing.podman import PodmanService
-from slipway.testing.pytest_podman import RegistryFactory
-from slipway.testing.registry import RegistryServer
 
 pytestmark = pytest.mark.timeout(180)
 

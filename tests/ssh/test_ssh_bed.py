@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 from ssh_support import arun
-
-from slipway.testing.pytest_ssh import BedFactory, target_for
-from slipway.testing.sshbed import SSHTestBed
-from slipway.testing.sshsystem import SSHBedError
+from tests.support.pytest_ssh import BedFactory, target_for
+from tests.support.sshbed import SSHTestBed
+from tests.support.sshsystem import SSHBedError
 
 pytestmark = [pytest.mark.ssh, pytest.mark.timeout(120)]
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 from ssh_support import arun
+from tests.support.pytest_ssh import BedFactory, target_for
+from tests.support.sshbed import SSHTestBed
+from tests.support.sshsystem import generate_key
 
 from slipway.errors import HostKeyError
-from slipway.testing.pytest_ssh import BedFactory, target_for
-from slipway.testing.sshbed import SSHTestBed
-from slipway.testing.sshsystem import generate_key
 
 pytestmark = [pytest.mark.ssh, pytest.mark.timeout(60)]
 

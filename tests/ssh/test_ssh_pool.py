@@ -7,11 +7,11 @@ import time
 
 import pytest
 from ssh_support import arun
+from tests.support.pytest_ssh import BedFactory, pool_for
 
 from slipway.errors import CommandResult, HostUnreachable
 from slipway.targets.pool import run_on_all
 from slipway.targets.ssh import SSHTarget
-from slipway.testing.pytest_ssh import BedFactory, pool_for
 
 pytestmark = [pytest.mark.ssh, pytest.mark.timeout(90)]
 

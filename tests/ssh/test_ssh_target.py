@@ -8,12 +8,12 @@ import time
 
 import pytest
 from ssh_support import arun, host_commands
+from tests.support.pytest_ssh import target_for
+from tests.support.sshbed import SSHTestBed
 
 from slipway.errors import CommandTimeout, TargetError
 from slipway.ports import Target
 from slipway.targets.ssh import SSHTarget
-from slipway.testing.pytest_ssh import target_for
-from slipway.testing.sshbed import SSHTestBed
 
 pytestmark = [pytest.mark.ssh, pytest.mark.timeout(60)]
 

@@ -3,7 +3,8 @@
 The engine talks to the outside world only through these Protocols. Adapters implement them:
 ``targets/`` (local, ssh, container), ``artifacts/`` (content-addressed store), ``store/`` (SQLAlchemy),
 ``checks/``, ``routers/``. ``slipway.testing`` has fakes that let unit tests drive the engine without
-patching anything.
+patching anything: :class:`slipway.testing.FakeTarget` (a Target) and :class:`slipway.testing.FakeClock`
+(a Clock). tests/contract runs the same behaviours against every Target implementation.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ class Target(Protocol):
 
 
 class Clock(Protocol):
-    """Time, injected so that retries, bake times, breakers and locks are testable."""
+    """Time, injected so that retries, bake times, breakers and locks are testable.
+
+    Tests inject :class:`slipway.testing.FakeClock`; :class:`slipway.clock.SystemClock` is the real one.
+    """
 
     def now(self) -> float:
         """Seconds since the epoch (wall clock)."""

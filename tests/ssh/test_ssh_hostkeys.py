@@ -85,9 +85,9 @@ def test_accept_new_records_the_key_and_later_connections_verify_it(
 
     async def main() -> None:
         async with target_for(host, known_hosts=known, accept_new_host_keys=True) as target:
-            assert (await target.run("echo first")).stdout == "first"
+            assert (await target.run("echo first")).stdout == "first\n"
         async with target_for(host, known_hosts=known) as strict:
-            assert (await strict.run("echo second")).stdout == "second"
+            assert (await strict.run("echo second")).stdout == "second\n"
 
     arun(main())
     assert known.read_text() == f"{host.known_hosts_pattern} {_public_key(host.host_key)}\n"

@@ -68,7 +68,7 @@ def test_run_on_all_never_runs_more_than_the_limit(ssh_testbed: BedFactory) -> N
             return await run_on_all(pool.targets.values(), probe, limit=2)
 
     results = arun(main())
-    assert results == {h.name: "done" for h in bed.hosts}
+    assert results == {h.name: "done\n" for h in bed.hosts}
     assert peak == 2
 
 

@@ -21,7 +21,7 @@ ssh_bed_installed = pytest_ssh.ssh_bed_installed
 ssh_testbed_session = pytest_ssh.ssh_testbed_session
 
 #: Every implementation of slipway.ports.Target. The container target (targets/container.py) is not one:
-#: it starts, verifies and retires containers through the engine API and runs no commands (see README.md).
+#: it starts, verifies and retires containers through the engine API and runs no commands (docs/testing.md).
 KINDS = ["local", "fake", "ssh"]
 
 

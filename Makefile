@@ -14,7 +14,8 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 wheel: $(UV)
-	rm -rf dist
+	# build/ too: setuptools packs whatever build/lib still holds, also modules deleted from src/.
+	rm -rf dist build
 	$(UV) build --quiet --wheel --out-dir dist --python $(PYTHON)
 
 # Runs the example pipeline end to end on the embedded defaults (SQLite, local artifact store).

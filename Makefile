@@ -13,8 +13,8 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# build/ too: setuptools packs whatever build/lib still holds, also modules deleted from src/.
 wheel: $(UV)
-	# build/ too: setuptools packs whatever build/lib still holds, also modules deleted from src/.
 	rm -rf dist build
 	$(UV) build --quiet --wheel --out-dir dist --python $(PYTHON)
 

@@ -13,8 +13,9 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# build/ too: setuptools packs whatever build/lib still holds, also modules deleted from src/.
 wheel: $(UV)
-	rm -rf dist
+	rm -rf dist build
 	$(UV) build --quiet --wheel --out-dir dist --python $(PYTHON)
 
 # Runs the example pipeline end to end on the embedded defaults (SQLite, local artifact store).

@@ -14,10 +14,10 @@ import time
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
+from tests.support.postgres import PostgresServer
 
 from benchmarks.common import table
 from slipway.migrations import BatchProgress, MigrationRunner, parse_migration
-from slipway.testing.postgres import PostgresServer
 
 ROWS = 1_000_000
 BATCH_SIZES = (1_000, 10_000)

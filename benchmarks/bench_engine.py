@@ -63,7 +63,7 @@ def measure(database_url: str, root: Path) -> tuple[float, float]:
 
 def run() -> str:
     """Measure and return the markdown section."""
-    from slipway.testing.postgres import PostgresServer
+    from tests.support.postgres import PostgresServer
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

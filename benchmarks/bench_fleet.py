@@ -26,10 +26,11 @@ import textwrap
 import time
 from pathlib import Path
 
+from tests.support.sshbed import SSHHost, SSHTestBed
+
 from benchmarks.common import GIT_ENV, CpuMeter, table
 from slipway.services import pipeline
 from slipway.services.app import open_app
-from slipway.testing.sshbed import SSHHost, SSHTestBed
 
 FILES = 2000
 FILE_SIZE = 25_000  # 2,000 x 25 kB = 50 MB

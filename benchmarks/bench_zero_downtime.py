@@ -21,11 +21,11 @@ import tempfile
 from pathlib import Path
 
 from tests.e2e.conftest import GIT_ENV, Project, free_port
+from tests.support.load import Load, LoadResult
+from tests.support.sshbed import SSHTestBed
 from tests.zero_downtime.support import HOSTS, behind_nginx, blue_green
 
 from benchmarks.common import table
-from slipway.testing.load import Load, LoadResult
-from slipway.testing.sshbed import SSHTestBed
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_REQUESTS = 10_000

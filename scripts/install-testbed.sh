@@ -2,6 +2,8 @@
 # Installs the real servers the tests start (OpenSSH, PostgreSQL, nginx, iptables, git, podman with runc,
 # docker-registry with Apache's htpasswd for its bcrypt login file, a static busybox for test images) when
 # missing.
+# The one place that installs packages for the tests (`make testbed`; `make test` runs it first): the
+# benches in tests/support only check and fail with a hint to run this.
 # Needs root for apt-get; without root it only reports what is missing.
 set -eu
 need=""

@@ -10,20 +10,33 @@ import pytest
 import slipway
 
 REPO = Path(__file__).resolve().parents[1]
-pytest_plugins = ["slipway.testing.pytest_postgres"]
+pytest_plugins = ["tests.support.pytest_postgres"]
 
 
 #: Tiers whose tests must not be spread over pytest-xdist workers (``make test`` runs ``--dist loadgroup``):
 #: the container tests share one podman service and its images per session; the load tests measure
 #: request counts and latencies and keep to one worker, so that two of them never compete for the CPU.
-XDIST_GROUPS = {"containers": "podman", "zero_downtime": "load", "integration_migrations": "load", "routers": "load"}
+XDIST_GROUPS = {
+    "containers": "podman",
+    "zero_downtime": "load",
+    "integration_migrations": "load",
+    "routers": "load",
+    "rollback": "load",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Put every test of a grouped tier into its xdist group (a no-op without xdist)."""
+    """Put every test of a grouped tier into its xdist group (a no-op without xdist).
+
+    Any test that uses the podman service joins the podman group wherever it lives (the rollout tests run
+    over containers too): podman's storage is one per machine, and each session's podman service removes
+    the test images and containers when it ends, so two workers must never drive podman at once.
+    """
     for item in items:
         parts = item.path.relative_to(REPO / "tests").parts
         group = XDIST_GROUPS.get(parts[0]) if len(parts) > 1 else None
+        if "podman_service" in getattr(item, "fixturenames", ()):
+            group = "podman"
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
 

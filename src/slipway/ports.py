@@ -2,8 +2,10 @@
 
 The engine talks to the outside world only through these Protocols. Adapters implement them:
 ``targets/`` (local, ssh, container), ``artifacts/`` (content-addressed store), ``store/`` (SQLAlchemy),
-``checks/``, ``routers/``; the store through the narrow ports at the end. ``slipway.testing`` has fakes that let unit tests drive the engine without
-patching anything.
+``checks/``, ``routers/``; the store through the narrow ports at the end. ``slipway.testing`` has fakes
+that let unit tests drive the engine without patching anything: :class:`slipway.testing.FakeTarget`
+(a Target) and :class:`slipway.testing.FakeClock` (a Clock). tests/contract runs the same behaviours
+against every Target implementation.
 """
 
 from __future__ import annotations
@@ -61,7 +63,10 @@ class Target(Protocol):
 
 
 class Clock(Protocol):
-    """Time, injected so that retries, bake times, breakers and locks are testable."""
+    """Time, injected so that retries, bake times, breakers and locks are testable.
+
+    Tests inject :class:`slipway.testing.FakeClock`; :class:`slipway.clock.SystemClock` is the real one.
+    """
 
     def now(self) -> float:
         """Seconds since the epoch (wall clock)."""

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from checks_support import HttpServer, QuietServer, free_port, handler_for
+from tests.support.pytest_postgres import postgres_server, postgres_url  # noqa: F401
 
 from slipway.testing.fakeclock import FakeClock
-from slipway.testing.pytest_postgres import postgres_server, postgres_url  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 from containers_support import PublishedSet, publish_test_images
+from tests.support import pytest_nginx, pytest_podman
+from tests.support.podman import PodmanService
+from tests.support.registry import RegistryServer
 
 from slipway.artifacts.image import Engine, EngineSpec
-from slipway.testing import pytest_nginx, pytest_podman
-from slipway.testing.podman import PodmanService
-from slipway.testing.registry import RegistryServer
 
 # The fixtures of the real servers, found by pytest under these names.
 nginx_server = pytest_nginx.nginx_server

@@ -9,6 +9,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from tests.support.podman import HTTP_PORT, PodmanService, app_context
+from tests.support.registry import RegistryServer
+
 from slipway.artifacts.image import (
     BuiltImage,
     Engine,
@@ -22,8 +25,6 @@ from slipway.artifacts.image import (
     push_image,
 )
 from slipway.checks.spec import Backoff, HttpCheck
-from slipway.testing.podman import HTTP_PORT, PodmanService, app_context
-from slipway.testing.registry import RegistryServer
 
 #: A check of the container under test, as slipway.yml would write it.
 HEALTH = HttpCheck(url=f"http://container:{HTTP_PORT}/health", body_contains="ok", timeout=2, retries=12,

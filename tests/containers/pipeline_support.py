@@ -15,10 +15,9 @@ from typing import Any
 
 import yaml
 from tests.e2e.conftest import GIT_ENV, Project
-
-from slipway.testing.nginx import NginxServer
-from slipway.testing.podman import BASE_IMAGE, HTTP_PORT, TEST_LABEL, PodmanService
-from slipway.testing.sshbed import SSHHost
+from tests.support.nginx import NginxServer
+from tests.support.podman import BASE_IMAGE, HTTP_PORT, TEST_LABEL, PodmanService
+from tests.support.sshbed import SSHHost
 
 REGISTRY_PASSWORD = "registry-pass-do-not-log"
 TOKENS = {"dev": "dev-token-do-not-log", "staging": "staging-token-do-not-log"}

@@ -27,13 +27,13 @@ import pytest
 from containers_support import HEALTH, PublishedSet
 from pipeline_support import config, get, image_project
 from tests.e2e.conftest import SLIPWAY
+from tests.support.nginx import NginxServer
+from tests.support.podman import HTTP_PORT, PodmanService
+from tests.support.registry import RegistryServer
 
 from slipway.artifacts.image import Engine, published_ports
 from slipway.model.routing import Backend
 from slipway.targets.container import ContainerTarget, RunningService, ServiceSpec, ServiceUnits
-from slipway.testing.nginx import NginxServer
-from slipway.testing.podman import HTTP_PORT, PodmanService
-from slipway.testing.registry import RegistryServer
 
 pytestmark = pytest.mark.timeout(420)
 TARGETS = ("staging-1", "staging-2")

@@ -11,16 +11,16 @@ from dataclasses import replace
 import docker
 import pytest
 from containers_support import BAD_COMMIT, SMOKE, PublishedSet, context
+from tests.support.nginx import free_port
+from tests.support.podman import PodmanService
+from tests.support.pytest_podman import RegistryFactory
+from tests.support.registry import RegistryServer
 
 from slipway.artifacts.docker_engine import Engine, EngineSpec
 from slipway.artifacts.image_build import build_image, publish_image, pull_image, push_image
 from slipway.artifacts.image_refs import ImageRef, Registry, RegistryCredentials
 from slipway.artifacts.smoke import SmokeTestFailed, smoke_test
 from slipway.errors import ArtifactError, ArtifactNotFound, CheckFailed, HostUnreachable
-from slipway.testing.nginx import free_port
-from slipway.testing.podman import PodmanService
-from slipway.testing.pytest_podman import RegistryFactory
-from slipway.testing.registry import RegistryServer
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -18,15 +18,15 @@ import docker
 import pytest
 from pipeline_support import HTTPD, REGISTRY_PASSWORD, TOKENS, config, get, image_project, ssh_engine, write_config
 from tests.e2e.conftest import Project
+from tests.support.load import Load, LoadResult
+from tests.support.nginx import NginxServer
+from tests.support.podman import PodmanService
+from tests.support.pytest_podman import RegistryFactory
+from tests.support.pytest_ssh import ssh_bed_installed, ssh_testbed  # noqa: F401  (fixtures)
+from tests.support.registry import RegistryServer
+from tests.support.sshbed import SSHTestBed
 
 from slipway.model.routing import Backend
-from slipway.testing.load import Load, LoadResult
-from slipway.testing.nginx import NginxServer
-from slipway.testing.podman import PodmanService
-from slipway.testing.pytest_podman import RegistryFactory
-from slipway.testing.pytest_ssh import ssh_bed_installed, ssh_testbed  # noqa: F401  (fixtures)
-from slipway.testing.registry import RegistryServer
-from slipway.testing.sshbed import SSHTestBed
 
 pytestmark = pytest.mark.timeout(240)
 MAX_REQUESTS = 50_000

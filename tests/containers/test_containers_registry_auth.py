@@ -16,13 +16,13 @@ import docker
 import pytest
 from pipeline_support import FAST_CHECK, REGISTRY_PASSWORD, image_project
 from tests.e2e.conftest import Project
+from tests.support.podman import HTTP_PORT, PodmanService, app_context
+from tests.support.pytest_podman import RegistryFactory
 
 from slipway.artifacts.docker_engine import Engine
 from slipway.artifacts.image_build import build_image, pull_image, push_image
 from slipway.artifacts.image_refs import BuiltImage, Registry, RegistryCredentials
 from slipway.errors import ArtifactError, ArtifactNotFound
-from slipway.testing.podman import HTTP_PORT, PodmanService, app_context
-from slipway.testing.pytest_podman import RegistryFactory
 
 pytestmark = pytest.mark.timeout(180)
 USER = "ci"

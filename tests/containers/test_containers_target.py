@@ -9,6 +9,8 @@ import logging
 import docker
 import pytest
 from containers_support import HEALTH, Load, PublishedSet
+from tests.support.nginx import NginxServer
+from tests.support.podman import HTTP_PORT, PodmanService
 
 from slipway.artifacts.image import Engine, EngineSpec, ImageRef
 from slipway.errors import ArtifactNotFound, CheckFailed, ConfigError, DeploymentError, HostUnreachable
@@ -19,8 +21,6 @@ from slipway.targets.container import (
     deploy_services,
     rollback_services,
 )
-from slipway.testing.nginx import NginxServer
-from slipway.testing.podman import HTTP_PORT, PodmanService
 
 pytestmark = pytest.mark.timeout(240)
 

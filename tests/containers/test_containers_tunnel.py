@@ -10,13 +10,13 @@ from typing import Any
 import asyncssh
 import pytest
 from pipeline_support import ssh_engine
+from tests.support.podman import PodmanService
+from tests.support.pytest_ssh import ssh_bed_installed, ssh_testbed  # noqa: F401  (fixtures)
+from tests.support.sshbed import SSHTestBed
 
 from slipway.errors import HostKeyError, HostUnreachable
 from slipway.model.containers import ContainerTargetSpec
 from slipway.targets.engines import open_engine
-from slipway.testing.podman import PodmanService
-from slipway.testing.pytest_ssh import ssh_bed_installed, ssh_testbed  # noqa: F401  (fixtures)
-from slipway.testing.sshbed import SSHTestBed
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from slipway.testing.postgres import PostgresServer
 from tests.e2e.recovery_support import Recovering
+from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.timeout(300)
 

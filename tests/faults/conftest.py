@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from slipway.testing.pytest_ssh import ssh_bed_installed  # noqa: F401  (fixture)
-from slipway.testing.sshbed import SSHTestBed
 from tests.faults.support import Case
+from tests.support.pytest_ssh import ssh_bed_installed  # noqa: F401  (fixture)
+from tests.support.sshbed import SSHTestBed
 
 #: Hosts per bed: enough for a rolling deployment to stop with one host switched and two not.
 HOSTS = 3

@@ -27,8 +27,8 @@ from typing import Any
 import sqlalchemy
 import yaml
 
-from slipway.testing.sshbed import SSHTestBed
 from tests.e2e.conftest import GIT_ENV, SLIPWAY
+from tests.support.sshbed import SSHTestBed
 
 MARKER = ".slipway-release"
 ENV = "fleet"

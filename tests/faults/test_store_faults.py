@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from slipway.testing.postgres import PostgresServer
 from tests.faults.support import (
     ENV,
     Case,
@@ -32,6 +31,7 @@ from tests.faults.support import (
     finish,
     wait_for,
 )
+from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.timeout(240)
 

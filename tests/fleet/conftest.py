@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml
 
-from slipway.testing.pytest_ssh import ssh_bed_installed, ssh_testbed  # noqa: F401  (fixtures)
-from slipway.testing.sshbed import SSHTestBed
 from tests.e2e.conftest import Project, free_port, project  # noqa: F401  (fixture)
+from tests.support.pytest_ssh import ssh_bed_installed, ssh_testbed  # noqa: F401  (fixtures)
+from tests.support.sshbed import SSHTestBed
 
 
 def ssh_target(bed: SSHTestBed, index: int, name: str) -> dict[str, Any]:

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from slipway.testing.sshbed import SSHTestBed
 from tests.e2e.conftest import GIT_ENV, SLIPWAY
 from tests.fleet.conftest import ssh_target
+from tests.support.sshbed import SSHTestBed
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from slipway.testing.sshbed import SSHTestBed
 from tests.e2e.conftest import Project
 from tests.e2e.test_integrity import TAMPERINGS, host_state, promote_is_refused, tamper_manifest
 from tests.fleet.conftest import host_path, use_fleet
+from tests.support.sshbed import SSHTestBed
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from slipway.testing.postgres import PostgresServer
-from slipway.testing.sshbed import SSHTestBed
 from tests.e2e.conftest import Project
 from tests.fleet.conftest import host_path, use_fleet
+from tests.support.postgres import PostgresServer
+from tests.support.sshbed import SSHTestBed
 
 pytestmark = pytest.mark.timeout(420)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from slipway.testing.sshbed import SSHTestBed
 from tests.e2e.recovery_support import Recovering
 from tests.fleet.conftest import ssh_target
+from tests.support.sshbed import SSHTestBed
 
 pytestmark = pytest.mark.timeout(300)
 

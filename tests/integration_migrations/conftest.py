@@ -23,9 +23,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 from tests.e2e.conftest import GIT_ENV, Project, free_port
+from tests.support.postgres import PostgresServer
 
 from slipway.store.repository import Store
-from slipway.testing.postgres import PostgresServer
 
 ENVIRONMENTS = ("dev", "staging", "production")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from migrations_support import Database, MakeMigration
+from tests.support.pytest_postgres import postgres_server, postgres_url  # noqa: F401
 
 from slipway.migrations import Migration, parse_migration
-from slipway.testing.pytest_postgres import postgres_server, postgres_url  # noqa: F401
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 from migrations_support import Database, MakeMigration
 from sqlalchemy.pool import NullPool
+from tests.support.postgres import PostgresServer
 
 from slipway.errors import LockTimeout, MigrationError
 from slipway.migrations import MigrationRunner
-from slipway.testing.postgres import PostgresServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 

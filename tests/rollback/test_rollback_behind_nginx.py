@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
-from slipway.testing.load import Load
-from slipway.testing.nginx import NginxServer
-from slipway.testing.sshbed import SSHTestBed
 from tests.e2e.conftest import Project
 from tests.rollback.support import flaky_nginx, router_state
+from tests.support.load import Load
+from tests.support.nginx import NginxServer
+from tests.support.sshbed import SSHTestBed
 from tests.zero_downtime.support import behind_nginx
 
 pytestmark = pytest.mark.timeout(300)

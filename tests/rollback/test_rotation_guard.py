@@ -22,10 +22,10 @@ from slipway.errors import CommandFailed, DeploymentError, HostOutcome, SlipwayE
 from slipway.model.traffic import ReadinessSpec
 from slipway.routers.nginx import NginxRouter
 from slipway.services.traffic import RouterGate
-from slipway.testing.nginx import NginxServer, free_port
 from tests.rollback.support import flaky_nginx
 from tests.rollout.test_rollout_breaker import FakeRun, Messages
 from tests.routers.routers_support import HttpBackend
+from tests.support.nginx import NginxServer, free_port
 
 pytestmark = pytest.mark.timeout(120)
 

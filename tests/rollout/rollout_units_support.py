@@ -26,9 +26,9 @@ from typing import Any
 import docker
 import yaml
 
-from slipway.testing.podman import HTTP_PORT, PodmanService
 from tests.containers.pipeline_support import FAST_CHECK, image_project, write_config
 from tests.e2e.conftest import Project, free_port
+from tests.support.podman import HTTP_PORT, PodmanService
 
 UNITS = ("u-1", "u-2", "u-3")
 NOTHING = "-"

@@ -15,9 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from slipway.testing import pytest_podman
-from slipway.testing.podman import PodmanService
-from slipway.testing.registry import RegistryServer
 from tests.e2e.conftest import project as project  # the fixture
 from tests.rollout.rollout_units_support import (
     Fleet,
@@ -26,6 +23,9 @@ from tests.rollout.rollout_units_support import (
     remove_containers,
     stop_hosts,
 )
+from tests.support import pytest_podman
+from tests.support.podman import PodmanService
+from tests.support.registry import RegistryServer
 
 # The real servers of the container kind, found by pytest under these names (started only when used).
 podman_service = pytest_podman.podman_service
@@ -36,7 +36,8 @@ pytestmark = pytest.mark.timeout(420)
 BREAKER_OF_TWO = {"threshold": 2, "min_threshold": 1}
 
 
-@pytest.fixture(params=["hosts", "containers"])
+# The container kind drives podman: it joins the podman xdist group (tests/conftest.py says why).
+@pytest.fixture(params=["hosts", pytest.param("containers", marks=pytest.mark.xdist_group("podman"))])
 def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
     """Three units of one kind, v1 committed (not deployed yet)."""
     if request.param == "hosts":

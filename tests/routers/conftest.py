@@ -6,9 +6,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from routers_support import HttpBackend
-
-from slipway.testing.nginx import free_port
-from slipway.testing.pytest_nginx import nginx_server  # noqa: F401  (the fixture)
+from tests.support.nginx import free_port
+from tests.support.pytest_nginx import nginx_server  # noqa: F401  (the fixture)
 
 
 @pytest.fixture

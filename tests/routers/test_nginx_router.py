@@ -13,11 +13,11 @@ import httpx
 import pytest
 from pydantic import ValidationError
 from routers_support import HttpBackend, Load
+from tests.support.nginx import NginxServer
 
 from slipway.errors import CommandFailed, DeploymentError, TargetError
 from slipway.routers import Backend, Router, RouterState
 from slipway.routers.nginx import NginxRouter, NginxRouterConfig, parse_state, render_upstream
-from slipway.testing.nginx import NginxServer
 
 pytestmark = pytest.mark.timeout(120)
 

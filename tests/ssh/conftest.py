@@ -1,11 +1,10 @@
-"""Fixtures for the SSH target tests: real OpenSSH servers from slipway.testing.sshbed, no mocks."""
+"""Fixtures for the SSH target tests: real OpenSSH servers from tests.support.sshbed, no mocks."""
 
 from __future__ import annotations
 
 import pytest
-
-from slipway.testing import pytest_ssh
-from slipway.testing.sshbed import SSHTestBed
+from tests.support import pytest_ssh
+from tests.support.sshbed import SSHTestBed
 
 # The test bed fixtures, found by pytest under these names.
 ssh_bed_installed = pytest_ssh.ssh_bed_installed

@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from slipway.testing.sshbed import SSHTestBed
+from tests.support.sshbed import SSHTestBed
 
 T = TypeVar("T")
 

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 from ssh_support import arun
-
-from slipway.testing.pytest_ssh import BedFactory, target_for
-from slipway.testing.sshbed import SSHTestBed
-from slipway.testing.sshsystem import SSHBedError
+from tests.support.pytest_ssh import BedFactory, target_for
+from tests.support.sshbed import SSHTestBed
+from tests.support.sshsystem import SSHBedError
 
 pytestmark = [pytest.mark.ssh, pytest.mark.timeout(120)]
 
@@ -60,7 +59,7 @@ def test_each_host_sees_its_own_srv(ssh_testbed: BedFactory) -> None:
             await first.run("echo one > /srv/who")
             return (await first.run("ls /srv")).stdout, (await second.run("ls /srv")).stdout
 
-    assert arun(main()) == ("who", "")
+    assert arun(main()) == ("who\n", "")
     assert (one.host_dir / "who").read_text() == "one\n"
     assert not (two.host_dir / "who").exists()
 
@@ -76,7 +75,7 @@ def test_two_beds_at_once_do_not_collide(ssh_testbed: BedFactory) -> None:
                 outputs.append((await target.run("echo ok")).stdout)
         return outputs
 
-    assert arun(main()) == ["ok"] * 6
+    assert arun(main()) == ["ok\n"] * 6
 
 
 def test_a_taken_address_block_is_refused(ssh_testbed: BedFactory, tmp_path: Path) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from ssh_support import arun
+from tests.support.pytest_ssh import BedFactory, target_for
+from tests.support.sshbed import SSHTestBed
+from tests.support.sshsystem import generate_key
 
 from slipway.errors import AuthenticationFailed, CommandTimeout, HostUnreachable, TargetError
-from slipway.testing.pytest_ssh import BedFactory, target_for
-from slipway.testing.sshbed import SSHTestBed
-from slipway.testing.sshsystem import generate_key
 
 pytestmark = [pytest.mark.ssh, pytest.mark.timeout(60)]
 
@@ -24,7 +24,7 @@ def test_a_killed_host_is_unreachable(ssh_testbed: BedFactory) -> None:
 
     async def main() -> None:
         async with target_for(host, connect_timeout=5) as target:
-            assert (await target.run("echo up")).stdout == "up"
+            assert (await target.run("echo up")).stdout == "up\n"
             bed.kill(host)
             started = time.monotonic()
             with pytest.raises(HostUnreachable, match="refused the connection") as info:
@@ -83,7 +83,7 @@ def test_a_blocked_host_is_unreachable_within_the_connect_timeout(ssh_testbed: B
             assert 1.5 < time.monotonic() - started < 4
         bed.unblock(host)
         async with target_for(host, connect_timeout=2) as target:
-            assert (await target.run("echo back")).stdout == "back"
+            assert (await target.run("echo back")).stdout == "back\n"
 
     arun(main())
 
@@ -114,7 +114,7 @@ def test_without_explicit_keys_the_default_home_keys_are_used(
 
     async def main() -> None:
         async with target_for(host, client_keys=()) as target:
-            assert (await target.run("echo via-home-key")).stdout == "via-home-key"
+            assert (await target.run("echo via-home-key")).stdout == "via-home-key\n"
         (home / ".ssh" / "id_ed25519").unlink()
         async with target_for(host, client_keys=(), connect_timeout=5) as target:
             with pytest.raises(AuthenticationFailed):
@@ -149,7 +149,7 @@ def test_a_paused_host_times_out_on_connect_and_mid_command(ssh_testbed: BedFact
                 await running
             assert time.monotonic() - started < 5
             bed.resume(busy)
-            assert (await target.run("echo resumed")).stdout == "resumed"  # over a new connection
+            assert (await target.run("echo resumed")).stdout == "resumed\n"  # over a new connection
             assert target.connections_opened == 2
 
     arun(main())
@@ -168,7 +168,7 @@ def test_a_full_disk_makes_put_fail_clearly_and_keeps_the_old_file(ssh_testbed: 
                 await target.put(b"x" * 65536, "/srv/app/config")
             assert info.value.host == host.name and info.value.command_exit_code
             assert await target.read("/srv/app/config") == b"version 1"
-            assert (await target.run("ls -A /srv/app")).stdout == "config"  # the temp file was removed
+            assert (await target.run("ls -A /srv/app")).stdout == "config\n"  # the temp file was removed
             bed.restore_disk(host)
             await target.put(b"x" * 65536, "/srv/app/config")
             assert await target.read("/srv/app/config") == b"x" * 65536
@@ -182,13 +182,13 @@ def test_a_paused_host_with_an_open_connection_refuses_new_sessions(ssh_testbed:
 
     async def main() -> None:
         async with target_for(host, connect_timeout=2) as target:
-            assert (await target.run("echo up")).stdout == "up"
+            assert (await target.run("echo up")).stdout == "up\n"
             bed.pause(host)
             started = time.monotonic()
             with pytest.raises(HostUnreachable, match="did not open a session within 2s"):
                 await target.run("true", timeout=30)
             assert time.monotonic() - started < 4
             bed.resume(host)
-            assert (await target.run("echo again")).stdout == "again"
+            assert (await target.run("echo again")).stdout == "again\n"
 
     arun(main())

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 from ssh_support import arun
+from tests.support.pytest_ssh import BedFactory, target_for
+from tests.support.sshbed import SSHTestBed
+from tests.support.sshsystem import generate_key
 
 from slipway.errors import HostKeyError
-from slipway.testing.pytest_ssh import BedFactory, target_for
-from slipway.testing.sshbed import SSHTestBed
-from slipway.testing.sshsystem import generate_key
 
 pytestmark = [pytest.mark.ssh, pytest.mark.timeout(60)]
 
@@ -85,9 +85,9 @@ def test_accept_new_records_the_key_and_later_connections_verify_it(
 
     async def main() -> None:
         async with target_for(host, known_hosts=known, accept_new_host_keys=True) as target:
-            assert (await target.run("echo first")).stdout == "first"
+            assert (await target.run("echo first")).stdout == "first\n"
         async with target_for(host, known_hosts=known) as strict:
-            assert (await strict.run("echo second")).stdout == "second"
+            assert (await strict.run("echo second")).stdout == "second\n"
 
     arun(main())
     assert known.read_text() == f"{host.known_hosts_pattern} {_public_key(host.host_key)}\n"

@@ -7,11 +7,11 @@ import time
 
 import pytest
 from ssh_support import arun
+from tests.support.pytest_ssh import BedFactory, pool_for
 
 from slipway.errors import CommandResult, HostUnreachable
 from slipway.targets.pool import run_on_all
 from slipway.targets.ssh import SSHTarget
-from slipway.testing.pytest_ssh import BedFactory, pool_for
 
 pytestmark = [pytest.mark.ssh, pytest.mark.timeout(90)]
 
@@ -68,7 +68,7 @@ def test_run_on_all_never_runs_more_than_the_limit(ssh_testbed: BedFactory) -> N
             return await run_on_all(pool.targets.values(), probe, limit=2)
 
     results = arun(main())
-    assert results == {h.name: "done" for h in bed.hosts}
+    assert results == {h.name: "done\n" for h in bed.hosts}
     assert peak == 2
 
 

@@ -8,12 +8,12 @@ import time
 
 import pytest
 from ssh_support import arun, host_commands
+from tests.support.pytest_ssh import target_for
+from tests.support.sshbed import SSHTestBed
 
 from slipway.errors import CommandTimeout, TargetError
 from slipway.ports import Target
 from slipway.targets.ssh import SSHTarget
-from slipway.testing.pytest_ssh import target_for
-from slipway.testing.sshbed import SSHTestBed
 
 pytestmark = [pytest.mark.ssh, pytest.mark.timeout(60)]
 
@@ -38,7 +38,7 @@ def test_run_returns_stdout_stderr_and_exit_code(shared_bed: SSHTestBed) -> None
     async def main() -> None:
         async with target_for(shared_bed.hosts[0]) as target:
             result = await target.run("echo out; echo err >&2; exit 3")
-            assert (result.exit_code, result.stdout, result.stderr) == (3, "out", "err")
+            assert (result.exit_code, result.stdout, result.stderr) == (3, "out\n", "err\n")
             assert result.host == "host1" and result.command == "echo out; echo err >&2; exit 3"
             assert not result.ok and result.duration > 0
             missing = await target.run("no-such-command-here")
@@ -84,7 +84,7 @@ def test_an_exception_in_on_output_reaches_the_caller(shared_bed: SSHTestBed) ->
         async with target_for(shared_bed.hosts[0]) as target:
             with pytest.raises(RuntimeError, match="sink broke on x"):
                 await target.run("echo x", on_output=explode)
-            assert (await target.run("echo still-usable")).stdout == "still-usable"
+            assert (await target.run("echo still-usable")).stdout == "still-usable\n"
 
     arun(main())
 
@@ -113,7 +113,7 @@ def test_cwd_is_honoured_and_a_missing_one_is_a_target_error(shared_bed: SSHTest
     async def main() -> None:
         async with target_for(shared_bed.hosts[0]) as target:
             await target.run("mkdir -p '/srv/a dir'")
-            assert (await target.run("pwd", cwd="/srv/a dir")).stdout == "/srv/a dir"
+            assert (await target.run("pwd", cwd="/srv/a dir")).stdout == "/srv/a dir\n"
             with pytest.raises(TargetError, match="no directory /srv/missing") as info:
                 await target.run("pwd", cwd="/srv/missing")
             assert info.value.host == "host1"
@@ -158,7 +158,7 @@ def test_timeout_kills_the_whole_remote_command(shared_bed: SSHTestBed) -> None:
                 await target.run("sleep 123 & sleep 124; echo never", timeout=1)
             assert time.monotonic() - started < 4
             assert info.value.host == host.name
-            assert (await target.run("echo alive")).stdout == "alive"  # the connection survived
+            assert (await target.run("echo alive")).stdout == "alive\n"  # the connection survived
             assert target.connections_opened == 1
 
     arun(main())
@@ -171,7 +171,7 @@ def test_a_background_child_holding_the_output_does_not_hang_the_command(shared_
         async with target_for(shared_bed.hosts[0]) as target:
             started = time.monotonic()
             result = await target.run("sleep 5 & echo started")
-            assert result.stdout == "started" and result.ok
+            assert result.stdout == "started\n" and result.ok
             return time.monotonic() - started
 
     assert arun(main()) < 3
@@ -184,11 +184,11 @@ def test_one_connection_is_reused_for_every_command_and_transfer(shared_bed: SSH
     async def main() -> None:
         async with target_for(host) as target:
             for i in range(20):
-                assert (await target.run(f"echo {i}")).stdout == str(i)
+                assert (await target.run(f"echo {i}")).stdout == f"{i}\n"
             await target.put(b"x", "/srv/reuse")
             assert await target.read("/srv/reuse") == b"x"
             results = await asyncio.gather(*(target.run("sleep 0.2; echo ok") for _ in range(20)))
-            assert all(r.stdout == "ok" for r in results)
+            assert all(r.stdout == "ok\n" for r in results)
             assert shared_bed.established_connections(host) == 1
             assert target.connections_opened == 1
 
@@ -199,9 +199,9 @@ def test_one_connection_is_reused_for_every_command_and_transfer(shared_bed: SSH
 def test_close_then_use_again_reconnects(shared_bed: SSHTestBed) -> None:
     async def main() -> None:
         target = target_for(shared_bed.hosts[0])
-        assert (await target.run("echo a")).stdout == "a"
+        assert (await target.run("echo a")).stdout == "a\n"
         await target.close()
-        assert (await target.run("echo b")).stdout == "b"
+        assert (await target.run("echo b")).stdout == "b\n"
         assert target.connections_opened == 2
         await target.close()
 
@@ -217,8 +217,8 @@ def test_a_target_survives_being_used_from_a_new_event_loop(shared_bed: SSHTestB
         finally:
             await target.close()
 
-    assert arun(once()) == "hop"
-    assert arun(once()) == "hop"
+    assert arun(once()) == "hop\n"
+    assert arun(once()) == "hop\n"
 
 
 def test_cancelling_a_run_kills_the_remote_command(shared_bed: SSHTestBed) -> None:
@@ -235,7 +235,7 @@ def test_cancelling_a_run_kills_the_remote_command(shared_bed: SSHTestBed) -> No
             running.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await running
-            assert (await target.run("echo next")).stdout == "next"
+            assert (await target.run("echo next")).stdout == "next\n"
 
     arun(main())
     assert not [c for c in host_commands(shared_bed, host.name) if c.startswith("sleep 125")]

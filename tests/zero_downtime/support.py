@@ -8,10 +8,10 @@ from typing import Any
 import yaml
 
 from slipway.model.routing import Backend
-from slipway.testing.nginx import NginxServer
-from slipway.testing.sshbed import SSHTestBed
 from tests.e2e.conftest import Project, free_port
 from tests.fleet.conftest import ssh_target
+from tests.support.nginx import NginxServer
+from tests.support.sshbed import SSHTestBed
 
 HOSTS = 3
 

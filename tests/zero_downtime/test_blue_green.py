@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator
 import pytest
 import yaml
 
-from slipway.testing.load import Load
-from slipway.testing.sshbed import SSHTestBed
 from tests.e2e.conftest import Project, free_port
+from tests.support.load import Load
+from tests.support.sshbed import SSHTestBed
 from tests.zero_downtime.support import HOSTS, behind_nginx, blue_green
 
 pytestmark = pytest.mark.timeout(240)

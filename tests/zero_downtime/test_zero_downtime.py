@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from slipway.testing.load import Load, LoadResult
-from slipway.testing.nginx import NginxServer
-from slipway.testing.sshbed import SSHTestBed
 from tests.e2e.conftest import Project
+from tests.support.load import Load, LoadResult
+from tests.support.nginx import NginxServer
+from tests.support.sshbed import SSHTestBed
 from tests.zero_downtime.support import HOSTS, behind_nginx
 
 pytestmark = pytest.mark.timeout(240)

@@ -379,7 +379,9 @@ async def prune_releases(target: Target, keep: int, protect: Sequence[str], *, t
     doomed = [r for r in releases[: max(0, len(releases) - keep)] if r not in protect]
     if doomed:
         paths = " ".join(quote(f"releases/{r}") for r in doomed)
-        await target.run(f"cd {quote(target.root)} && rm -rf -- {paths}", timeout=timeout)
+        # Checked: the caller reports these as removed (a deployment warns when pruning fails).
+        _check(await target.run(f"cd {quote(target.root)} && rm -rf -- {paths}", timeout=timeout),
+               "cannot remove old releases")
     # An object no release links to has a link count of 1: nothing needs it any more.
     # The trailing slash: the store may be a symlink to one shared by several layouts (blue/green slots).
     await target.run(f"find {quote(target.root + '/' + OBJECTS + '/')} -type f -links 1 -delete", timeout=timeout)

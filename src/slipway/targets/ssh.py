@@ -121,8 +121,8 @@ def _script(command: str, env: Mapping[str, str] | None, cwd: str | None) -> str
 
 
 def _decode(data: bytes) -> str:
-    text = data.decode("utf-8", "replace")
-    return text[:-1] if text.endswith("\n") else text
+    """Exactly what the command wrote, as LocalTarget returns it (the Target contract, tests/contract)."""
+    return data.decode("utf-8", "replace")
 
 
 def _tail(data: bytes, lines: int = 10) -> str:

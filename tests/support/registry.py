@@ -9,7 +9,7 @@ the engine is told to skip TLS for exactly this address (``PodmanService.allow_i
 ``read_only=True`` starts it in maintenance mode, so that every push is refused: the "registry that
 refuses the push" of the tests. ``login=("ci", "secret")`` makes it demand HTTP basic auth for every
 request (``auth: htpasswd`` in its config): docker-registry reads only bcrypt htpasswd entries, which
-Debian's ``htpasswd -B`` (package apache2-utils, installed when missing) writes; the password goes to
+Debian's ``htpasswd -B`` (package apache2-utils, from ``make testbed``) writes; the password goes to
 it on stdin, never on a command line. Plain HTTP is enough: the registry does not demand TLS for basic
 auth, and podman sends the login to a registry marked insecure. :meth:`RegistryServer.stop` always
 stops the process and removes the temp dir, also after a failed start.
@@ -17,9 +17,6 @@ stops the process and removes the temp dir, also after a failed start.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import subprocess
 import tempfile
 import time
@@ -27,13 +24,12 @@ from pathlib import Path
 
 import httpx
 
-from slipway.testing.nginx import free_port
-from slipway.testing.podman import apt_install
-from slipway.testing.processes import ServerProcess
+from tests.support.nginx import free_port
+from tests.support.processes import ServerProcess
+from tests.support.testbed import require
 
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
 HTPASSWD = "/usr/bin/htpasswd"
-_INSTALL_LOCK = Path(tempfile.gettempdir()) / "slipway-registry-install.lock"
 #: Manifest media types we accept when asking for a digest (Docker v2 and OCI, single and index).
 MANIFEST_TYPES = ", ".join(
     (
@@ -46,33 +42,13 @@ MANIFEST_TYPES = ", ".join(
 
 
 def ensure_docker_registry() -> str:
-    """Return the docker-registry binary, installing Debian's package first when it is missing.
-
-    The package's postinst may start its own service on :5000; we stop it (we never use it).
-    """
-    if os.access(DOCKER_REGISTRY, os.X_OK):
-        return DOCKER_REGISTRY
-    _INSTALL_LOCK.touch(exist_ok=True)
-    with _INSTALL_LOCK.open() as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.access(DOCKER_REGISTRY, os.X_OK):
-            apt_install(["docker-registry"])
-            for stop in (["systemctl", "disable", "--now", "docker-registry"], ["service", "docker-registry", "stop"]):
-                with contextlib.suppress(OSError, subprocess.SubprocessError):
-                    subprocess.run(stop, capture_output=True, timeout=60, check=False)
-    return DOCKER_REGISTRY
+    """Return the docker-registry binary; :class:`MissingTestbed` when it is not installed."""
+    return require(DOCKER_REGISTRY, "docker-registry")
 
 
 def ensure_htpasswd() -> str:
-    """Return Apache's htpasswd (bcrypt-capable), installing Debian's apache2-utils when it is missing."""
-    if os.access(HTPASSWD, os.X_OK):
-        return HTPASSWD
-    _INSTALL_LOCK.touch(exist_ok=True)
-    with _INSTALL_LOCK.open() as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.access(HTPASSWD, os.X_OK):
-            apt_install(["apache2-utils"])
-    return HTPASSWD
+    """Return Apache's htpasswd (bcrypt-capable); :class:`MissingTestbed` when apache2-utils is not installed."""
+    return require(HTPASSWD, "apache2-utils")
 
 
 def htpasswd_line(username: str, password: str) -> str:

@@ -39,7 +39,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from slipway.testing.sshsystem import (
+from tests.support.sshsystem import (
     COMMAND_TIMEOUT,
     DEFAULT_DISK_SIZE,
     FILLER,
@@ -133,7 +133,7 @@ class SSHTestBed:
         name_prefix: str = "host",
         start_timeout: float = 30.0,
         sshd_options: Mapping[str, str] | None = None,
-        install: bool = True,
+        check_installed: bool = True,
     ) -> None:
         if count < 1:
             raise ValueError("a test bed needs at least one host")
@@ -146,7 +146,7 @@ class SSHTestBed:
         self._disk_sizes = dict(disk_sizes or {})
         self._prefix = name_prefix
         self._sshd_options = dict(sshd_options or {})
-        self._install = install
+        self._check_installed = check_installed
         self._states: dict[str, _State] = {}
         self._locks: list[IO[bytes]] = []
         self.known_hosts = self.base_dir / "known_hosts"
@@ -169,7 +169,7 @@ class SSHTestBed:
         if self._states:
             raise SSHBedError("test bed already started")
         try:
-            if self._install:
+            if self._check_installed:
                 ensure_installed()
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
             Path("/srv").mkdir(exist_ok=True)

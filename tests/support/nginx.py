@@ -1,6 +1,6 @@
 """A private, real nginx for tests and benchmarks: own prefix, config, pid file and loopback port.
 
-``NginxServer`` installs Debian's nginx when it is missing (CI machines start empty), writes a config
+``NginxServer`` needs Debian's nginx (``make testbed`` installs it), writes a config
 whose only site proxies ``http://127.0.0.1:<port>/`` to the Slipway-managed upstream ``slipway_<group>``,
 starts nginx as a normal master process (daemonised, pid file in the prefix) and hands out an
 :class:`~slipway.routers.nginx.NginxRouter` pointed at it. :meth:`NginxServer.stop` always cleans up.
@@ -9,7 +9,6 @@ starts nginx as a normal master process (daemonised, pid file in the prefix) and
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import signal
@@ -23,58 +22,15 @@ from types import TracebackType
 
 from slipway.model.routing import Backend, RouterState
 from slipway.routers.nginx import NginxRouter, render_upstream, upstream_name
+from tests.support.testbed import require
 
 NGINX = "/usr/sbin/nginx"
-_INSTALL_LOCK = Path(tempfile.gettempdir()) / "slipway-nginx-install.lock"
-_APT_TIMEOUT = 900.0
 _TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
 def ensure_nginx() -> str:
-    """Return the nginx binary, installing Debian's package first if it is missing.
-
-    Serialised with a file lock so that parallel test processes install once. The package's own
-    service is stopped afterwards: nothing of ours listens on port 80.
-    """
-    if os.access(NGINX, os.X_OK):
-        return NGINX
-    _INSTALL_LOCK.touch(exist_ok=True)
-    with _INSTALL_LOCK.open() as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.access(NGINX, os.X_OK):
-            _apt_install("nginx")
-            _stop_system_nginx()
-    if not os.access(NGINX, os.X_OK):
-        raise RuntimeError(f"apt-get installed nginx but {NGINX} is not there")
-    return NGINX
-
-
-def _apt_install(package: str) -> None:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "--no-install-recommends"]
-    install.append(package)
-    first = subprocess.run(install, env=env, capture_output=True, text=True, timeout=_APT_TIMEOUT)
-    if first.returncode == 0:
-        return
-    # Most often the package lists are missing or stale: refresh them once and try again.
-    subprocess.run(
-        ["apt-get", "-o", "DPkg::Lock::Timeout=600", "update"],
-        env=env, capture_output=True, text=True, timeout=_APT_TIMEOUT, check=False,
-    )
-    second = subprocess.run(install, env=env, capture_output=True, text=True, timeout=_APT_TIMEOUT)
-    if second.returncode != 0:
-        raise RuntimeError(f"cannot install {package}:\n{second.stdout[-2000:]}\n{second.stderr[-2000:]}")
-
-
-def _stop_system_nginx() -> None:
-    """Stop the distribution's nginx if its postinst started it (it would hold port 80)."""
-    pid_file = Path("/run/nginx.pid")
-    if not pid_file.exists():
-        return
-    subprocess.run([NGINX, "-s", "quit"], capture_output=True, timeout=30, check=False)
-    deadline = time.monotonic() + 10
-    while pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    """Return the nginx binary; :class:`MissingTestbed` when Debian's nginx is not installed."""
+    return require(NGINX, "nginx")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

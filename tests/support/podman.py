@@ -6,8 +6,8 @@
 
 What :func:`ensure_podman` does, because CI machines start empty (see ../shared/TESTBED.md):
 
-* installs Debian's ``podman``, ``runc`` and ``busybox-static`` when missing (one apt-get call, under a
-  file lock so that parallel test processes install once);
+* checks that Debian's ``podman``, ``runc`` and ``busybox-static`` are installed (``make testbed``
+  installs them; a missing one fails with that hint);
 * writes ``/etc/containers/containers.conf`` so that podman uses runc with cgroupfs and no default
   ulimits (crun fails on this kind of machine's cgroups); an existing different file is backed up first.
 
@@ -24,7 +24,6 @@ forwards SIGTERM) is built once per session, and app images add an httpd documen
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import ipaddress
 import os
@@ -34,14 +33,15 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import docker
 import docker.errors
 import requests
 
-from slipway.testing.processes import ServerProcess
+from tests.support.processes import ServerProcess
+from tests.support.testbed import missing_testbed, require
 
 PODMAN = "/usr/bin/podman"
 RUNC = "/usr/sbin/runc"
@@ -49,7 +49,7 @@ BUSYBOX = "/bin/busybox"
 CONTAINERS_CONF = Path("/etc/containers/containers.conf")
 #: What TESTBED.md prescribes; compared as text so that a machine already set up is left alone.
 REQUIRED_CONTAINERS_CONF = """\
-# Written by Slipway's test setup (slipway.testing.podman): crun fails on this machine's cgroups.
+# Written by Slipway's test setup (tests.support.podman): crun fails on this machine's cgroups.
 [containers]
 default_ulimits = []
 
@@ -63,8 +63,6 @@ BASE_IMAGE = "localhost/slipway-test/base:busybox"
 #: The port the test images' httpd listens on inside the container.
 HTTP_PORT = 8080
 
-_INSTALL_LOCK = Path(tempfile.gettempdir()) / "slipway-podman-install.lock"
-_APT_TIMEOUT = 900.0
 _PACKAGES = {"podman": PODMAN, "runc": RUNC, "busybox-static": BUSYBOX}
 
 #: PID 1 in a container has no default signal handlers: busybox httpd would ignore SIGTERM and every
@@ -81,40 +79,14 @@ wait "$child"
 
 
 def ensure_podman(*, conf_path: Path = CONTAINERS_CONF) -> str:
-    """Install podman, runc and busybox-static when missing and write containers.conf; returns podman."""
-    if _missing_packages():
-        _INSTALL_LOCK.touch(exist_ok=True)
-        with _INSTALL_LOCK.open() as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            missing = _missing_packages()
-            if missing:
-                apt_install(missing)
+    """Check that podman, runc and a static busybox are installed, write containers.conf; returns podman."""
+    for package, path in _PACKAGES.items():
+        require(path, package)
+    # /bin/busybox may be Debian's dynamically linked busybox, which cannot run in a FROM scratch image.
+    if b"ld-linux" in Path(BUSYBOX).read_bytes()[:4096]:
+        raise missing_testbed(f"a static {BUSYBOX}", "busybox-static")
     configure_containers_conf(conf_path)
     return PODMAN
-
-
-def _missing_packages() -> list[str]:
-    missing = [pkg for pkg, path in _PACKAGES.items() if not os.access(path, os.X_OK)]
-    # /bin/busybox may be Debian's dynamically linked busybox, which cannot run in a FROM scratch image.
-    if "busybox-static" not in missing and b"ld-linux" in Path(BUSYBOX).read_bytes()[:4096]:
-        missing.append("busybox-static")
-    return missing
-
-
-def apt_install(packages: Sequence[str]) -> None:
-    """``apt-get install`` the packages in one call; refreshes the package lists once if that fails."""
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "--no-install-recommends", *packages]
-    first = subprocess.run(install, env=env, capture_output=True, text=True, timeout=_APT_TIMEOUT)
-    if first.returncode == 0:
-        return
-    subprocess.run(
-        ["apt-get", "-o", "DPkg::Lock::Timeout=600", "update"],
-        env=env, capture_output=True, text=True, timeout=_APT_TIMEOUT, check=False,
-    )
-    second = subprocess.run(install, env=env, capture_output=True, text=True, timeout=_APT_TIMEOUT)
-    if second.returncode != 0:
-        raise RuntimeError(f"cannot install {' '.join(packages)}:\n{second.stdout[-2000:]}\n{second.stderr[-2000:]}")
 
 
 def configure_containers_conf(path: Path = CONTAINERS_CONF) -> bool:

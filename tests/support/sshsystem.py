@@ -1,6 +1,6 @@
-"""What the SSH test bed needs from this machine: packages, keys, namespaces, firewall rules.
+"""What the SSH test bed needs from this machine: packages (checked), keys, namespaces, firewall rules.
 
-Split from :mod:`slipway.testing.sshbed`, which drives the hosts; these are the system-level helpers.
+Split from :mod:`tests.support.sshbed`, which drives the hosts; these are the system-level helpers.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ import signal
 import socket
 import subprocess
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tests.support.testbed import missing_testbed
 
 SSHD = Path("/usr/sbin/sshd")
 IPTABLES = "iptables"
@@ -30,7 +32,6 @@ PAGE = 4096
 FILLER = ".sshbed-filler"
 #: Bounds for the small external commands the bed runs (mount, iptables).
 COMMAND_TIMEOUT = 30.0
-APT_TIMEOUT = 1800.0
 
 _install_lock = threading.Lock()
 _installed = False
@@ -59,45 +60,21 @@ def generate_key(path: Path, *, comment: str = "") -> str:
 
 
 def ensure_installed() -> None:
-    """Install openssh-server and iptables when missing (CI starts bare) and create /run/sshd."""
+    """Check that openssh-server and iptables are installed (``make testbed``) and create /run/sshd."""
     global _installed
     with _install_lock:
         if _installed:
             return
         needed = (("openssh-server", str(SSHD)), ("iptables", IPTABLES))
-        missing = [pkg for pkg, exe in needed if not _which(exe)]
-        if missing:
-            _apt_install(missing)
+        for package, exe in needed:
+            if not _which(exe):
+                raise missing_testbed(exe, package)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         _installed = True
 
 
 def _which(exe: str) -> bool:
     return Path(exe).exists() if exe.startswith("/") else shutil.which(exe) is not None
-
-
-def _apt_install(packages: list[str]) -> None:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    apt = ["apt-get", "-o", "DPkg::Lock::Timeout=600"]
-    install = [*apt, "install", "-y", "--no-install-recommends", *packages]
-    update = [*apt, "update"]
-    lists_empty = not any(Path("/var/lib/apt/lists").glob("*Packages*"))
-    if lists_empty:
-        _apt(update, env)
-    result = _apt(install, env)
-    if result.returncode != 0 and not lists_empty:
-        _apt(update, env)
-        result = _apt(install, env)
-    if result.returncode != 0:
-        tail = "\n".join(result.stdout.splitlines()[-15:])
-        raise SSHBedError(f"cannot install {' '.join(packages)} (apt-get exit {result.returncode}):\n{tail}")
-
-
-def _apt(cmd: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cmd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        timeout=APT_TIMEOUT, check=False,
-    )
 
 
 def _run(*cmd: str) -> subprocess.CompletedProcess[str]:

@@ -2,11 +2,11 @@
 
 Use them from a conftest.py, either as a plugin in the top-level ``tests/conftest.py``::
 
-    pytest_plugins = ["slipway.testing.pytest_postgres"]
+    pytest_plugins = ["tests.support.pytest_postgres"]
 
 or, in a conftest further down (where pytest does not allow ``pytest_plugins``), by importing them::
 
-    from slipway.testing.pytest_postgres import postgres_server, postgres_url  # noqa: F401
+    from tests.support.pytest_postgres import postgres_server, postgres_url  # noqa: F401
 
 Every test that asks for ``postgres_url`` gets an empty database of its own, dropped afterwards. The
 server itself is started once per session and shared even when several conftest files import the
@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from slipway.testing.postgres import PostgresServer
+from tests.support.postgres import PostgresServer
 
 _SERVER = pytest.StashKey[PostgresServer]()
 

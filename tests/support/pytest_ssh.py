@@ -2,11 +2,11 @@
 
 Use them from a ``conftest.py``::
 
-    from slipway.testing.pytest_ssh import ssh_testbed, ssh_testbed_session  # noqa: F401
+    from tests.support.pytest_ssh import ssh_testbed, ssh_testbed_session  # noqa: F401
 
 then ask for a bed in a test: ``bed = ssh_testbed(3)`` starts three hosts that are stopped (every
 process killed, iptables rules removed, disks unmounted) when the test ends, pass or fail.
-Benchmarks and scripts without pytest use :class:`slipway.testing.sshbed.SSHTestBed` directly, and
+Benchmarks and scripts without pytest use :class:`tests.support.sshbed.SSHTestBed` directly, and
 :func:`target_for` to get an :class:`~slipway.targets.ssh.SSHTarget` for one of its hosts.
 """
 
@@ -19,8 +19,8 @@ import pytest
 
 from slipway.targets.pool import SSHPool
 from slipway.targets.ssh import SSHTarget
-from slipway.testing.sshbed import SSHHost, SSHTestBed
-from slipway.testing.sshsystem import ensure_installed, remove_stale_rules
+from tests.support.sshbed import SSHHost, SSHTestBed
+from tests.support.sshsystem import ensure_installed, remove_stale_rules
 
 #: ``make(count=1, **options) -> SSHTestBed``: options are those of :class:`SSHTestBed`.
 BedFactory = Callable[..., SSHTestBed]

@@ -1,4 +1,4 @@
-"""pytest fixtures for a real nginx: ``pytest_plugins = ["slipway.testing.pytest_nginx"]``."""
+"""pytest fixtures for a real nginx: ``pytest_plugins = ["tests.support.pytest_nginx"]``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from slipway.model.routing import Backend
-from slipway.testing.nginx import NginxServer
+from tests.support.nginx import NginxServer
 
 
 @pytest.fixture

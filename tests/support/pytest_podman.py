@@ -2,7 +2,7 @@
 
 Import them in a ``conftest.py``::
 
-    from slipway.testing.pytest_podman import (  # noqa: F401  (fixtures)
+    from tests.support.pytest_podman import (  # noqa: F401  (fixtures)
         podman_client, podman_service, registry_factory, session_registry,
     )
 
@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator
 import docker
 import pytest
 
-from slipway.testing.podman import PodmanService, ensure_base_image, remove_test_objects
-from slipway.testing.registry import RegistryServer
+from tests.support.podman import PodmanService, ensure_base_image, remove_test_objects
+from tests.support.registry import RegistryServer
 
 _SERVICE = pytest.StashKey[PodmanService]()
 _REGISTRY = pytest.StashKey[RegistryServer]()

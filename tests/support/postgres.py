@@ -5,7 +5,7 @@
         engine = sqlalchemy.create_engine(url)
 
 The server binaries are found on PATH or under /usr/lib/postgresql/*/bin (version 15 preferred); when
-missing, Debian's ``postgresql`` package is installed (CI machines start empty). initdb refuses to run as
+missing, the error says to run ``make testbed`` (which installs Debian's ``postgresql``). initdb refuses to run as
 root, so when we are root the cluster belongs to the ``postgres`` system user (created if missing) and
 its commands run through ``runuser``. Authentication is ``trust`` and the server listens on 127.0.0.1
 only. :meth:`PostgresServer.stop` always removes the data directory, also after a failed start, and a
@@ -15,7 +15,6 @@ finaliser stops a server that a crashed test run forgot.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
 import os
 import re
@@ -31,9 +30,9 @@ from types import TracebackType
 
 import psycopg
 
+from tests.support.testbed import missing_testbed
+
 PREFERRED_VERSION = 15
-_INSTALL_LOCK = Path(tempfile.gettempdir()) / "slipway-postgres-install.lock"
-_APT_TIMEOUT = 900.0
 _COMMAND_TIMEOUT = 120.0
 _DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -217,20 +216,10 @@ class PostgresServer:
 
 
 def find_bindir() -> Path:
-    """The directory with initdb and pg_ctl, installing Debian's postgresql package if needed."""
-    found = _search_bindir()
-    if found is not None:
-        return found
-    if not _as_root():
-        raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found; install postgresql")
-    _INSTALL_LOCK.touch(exist_ok=True)
-    with _INSTALL_LOCK.open() as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _search_bindir() is None:
-            _apt_install("postgresql")
+    """The directory with initdb and pg_ctl; :class:`MissingTestbed` when PostgreSQL is not installed."""
     found = _search_bindir()
     if found is None:
-        raise RuntimeError("apt-get installed postgresql but initdb and pg_ctl are still not found")
+        raise missing_testbed("PostgreSQL server binaries (initdb, pg_ctl)", "postgresql")
     return found
 
 
@@ -250,24 +239,6 @@ def _search_bindir() -> Path | None:
         return (number != PREFERRED_VERSION, -number)
 
     return min(candidates, key=preference) if candidates else None
-
-
-def _apt_install(package: str) -> None:
-    """apt-get install a package, refreshing the package lists once if the first try fails."""
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", package]
-    if subprocess.run(install, env=env, capture_output=True, timeout=_APT_TIMEOUT).returncode == 0:
-        return
-    subprocess.run(
-        ["apt-get", "-o", "DPkg::Lock::Timeout=600", "update"],
-        env=env,
-        capture_output=True,
-        timeout=_APT_TIMEOUT,
-        check=False,
-    )
-    second = subprocess.run(install, env=env, capture_output=True, text=True, timeout=_APT_TIMEOUT)
-    if second.returncode != 0:
-        raise RuntimeError(f"apt-get install {package} failed:\n{second.stderr[-2000:]}")
 
 
 def _as_root() -> bool:

@@ -1,0 +1,76 @@
+"""The release layout through FakeTarget: what it asks of a host, and how it takes a host's failures.
+
+No patching: the fake host runs the layout's shell for real in a temporary root, records every call,
+and answers chosen commands with a failure or a lost connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from slipway.errors import CommandFailed, HostUnreachable
+from slipway.targets import release as layout
+from slipway.testing import FakeTarget
+from tests.core.test_release import artifact, source_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_reinstalling_an_installed_release_sends_nothing_and_builds_nothing(tmp_path: Path) -> None:
+    store, manifest = artifact(tmp_path, {"app/a.txt": b"a", "app/b.txt": b"b"}, "a")
+    host = FakeTarget("web-1", tmp_path / "host")
+    asyncio.run(layout.install_release(host, manifest, "r1", source_for(store, manifest)))
+    first = list(host.calls)
+    assert sum(1 for call in first if call.stdin) == 3  # the names it may lack, a tar of them, a tar of links
+    host.calls.clear()
+
+    again = asyncio.run(layout.install_release(host, manifest, "r1", source_for(store, manifest)))
+    assert again.already_installed and again.bytes_sent == 0
+    assert len(host.commands) == 2, host.commands  # make the directories, find the release: nothing else
+    assert all(call.stdin is None for call in host.calls)
+
+
+def test_a_failed_switch_raises_with_the_hosts_evidence_and_current_stays(tmp_path: Path) -> None:
+    host = FakeTarget("web-1", tmp_path / "host")
+    for name in ("r1", "r2"):
+        store, manifest = artifact(tmp_path, {"app/a.txt": name.encode()}, name)
+        asyncio.run(layout.install_release(host, manifest, name, source_for(store, manifest)))
+    asyncio.run(layout.switch_current(host, "r1"))
+    host.respond("mv -Tf current.tmp current", exit_code=1, stderr="mv: cannot move: No space left on device\n")
+
+    with pytest.raises(CommandFailed, match="cannot switch current to r2") as info:
+        asyncio.run(layout.switch_current(host, "r2"))
+    assert (info.value.host, info.value.command_exit_code) == ("web-1", 1)
+    assert "No space left on device" in info.value.stderr_tail
+    assert asyncio.run(layout.current_release(host)) == "r1"
+    assert os.readlink(tmp_path / "host/current") == "releases/r1"
+
+
+def test_a_host_lost_while_the_release_is_built_leaves_no_release(tmp_path: Path) -> None:
+    store, manifest = artifact(tmp_path, {"app/a.txt": b"a"}, "a")
+    host = FakeTarget("web-1", tmp_path / "host")
+    host.respond("tar -x", error=HostUnreachable("connection lost", host="web-1"))
+
+    with pytest.raises(HostUnreachable):
+        asyncio.run(layout.install_release(host, manifest, "r1", source_for(store, manifest)))
+    assert not asyncio.run(layout.release_exists(host, "r1"))
+    assert not (tmp_path / "host/releases/r1").exists()
+    with pytest.raises(CommandFailed, match="not complete"):
+        asyncio.run(layout.switch_current(host, "r1"))
+
+
+def test_prune_that_cannot_remove_a_release_says_so_instead_of_reporting_it_removed(tmp_path: Path) -> None:
+    host = FakeTarget("web-1", tmp_path / "host")
+    for i in range(3):
+        store, manifest = artifact(tmp_path, {"a.txt": f"v{i}".encode()}, f"v{i}")
+        asyncio.run(layout.install_release(host, manifest, f"r{i}", source_for(store, manifest)))
+    host.respond("rm -rf -- ", exit_code=1, stderr="rm: cannot remove 'releases/r0/a.txt': Read-only file system\n")
+
+    with pytest.raises(CommandFailed, match="Read-only file system") as info:
+        asyncio.run(layout.prune_releases(host, 1, []))
+    assert info.value.host == "web-1"
+    assert sorted(p.name for p in (tmp_path / "host/releases").iterdir()) == ["r0", "r1", "r2"]

@@ -214,7 +214,7 @@ def _render(template: str, context: dict[str, object], where: str) -> str:
     return render(template, context, shell=True, where=where)
 
 
-def _slot_targets(app: App, loaded: LoadedConfig, environment: str, slot: str) -> dict[str, Target]:
+def slot_targets(app: App, loaded: LoadedConfig, environment: str, slot: str) -> dict[str, Target]:
     env = loaded.project.environments[environment]
     gate = asyncio.Semaphore(env.max_connecting)
     roots = {h.name: slot_root(h.root, slot) for h in hosts_of(loaded, environment)}
@@ -290,7 +290,7 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
             app, loaded, environment=name, digest=request.digest, release=release.id, stage_id=request.stage_id,
             rollback=False,
         )
-        targets = _slot_targets(app, loaded, name, slot)
+        targets = slot_targets(app, loaded, name, slot)
         try:
             await _share_objects(targets)
             run = _run(app, loaded, request, plan, targets, gate, slot, checks, manifest, secrets)

@@ -8,6 +8,9 @@ first. Nothing changes for users until every host's warm backend is ready. After
 environment's smoke checks and dependencies run, as after any rollback; if they fail, the switch back is
 recorded as failed and traffic stays where it went (switching again would serve the release the
 rollback was asked to leave).
+
+A switch back is a deployment through the one rollout engine (:class:`SwitchBackUnits`): one batch of
+every host's warm slot, the deployment recorded and finished by the engine's verdict like any other.
 """
 
 from __future__ import annotations
@@ -17,27 +20,30 @@ import dataclasses
 import time
 
 from slipway.config import LoadedConfig
+from slipway.engine.pause import Resumed
 from slipway.engine.planner import ReleaseInfo
+from slipway.engine.rollout import Rollout
 from slipway.engine.slots import other_slot, warm_mismatches, warm_release
 from slipway.engine.steps import StepRunner
+from slipway.engine.units import Ledger, RolloutControl
 from slipway.errors import CheckFailed, DeploymentError, GateError, HostOutcome, SlipwayError
 from slipway.model.records import HostRelease
 from slipway.model.states import State
+from slipway.model.strategy import Batch, BatchKind
 from slipway.ports import Target
 from slipway.services.app import App
 from slipway.services.bluegreen import (
     SlotGate,
-    _slot_targets,
     slot_gate,
     slot_hosts,
     slot_revert_steps,
+    slot_targets,
     strategy_of,
 )
 from slipway.services.checks import DeploymentChecks, deployment_checks
 from slipway.services.envlock import environment_lock
 from slipway.services.releases import DeployRequest, RollbackTarget
 from slipway.services.secrets import resolve_secrets
-from slipway.store.repository import Store
 from slipway.targets import release as layout
 
 
@@ -99,7 +105,7 @@ async def switch_back(app: App, loaded: LoadedConfig, request: DeployRequest) ->
         stage_id=request.stage_id, secrets=secrets, rollback=True,
     )
     with environment_lock(app, name, run_id=request.run_id):
-        targets = _slot_targets(app, loaded, name, warm)
+        targets = slot_targets(app, loaded, name, warm)
         try:
             held = dict(zip(targets, await asyncio.gather(*(layout.current_release(t) for t in targets.values())), strict=True))
             missing = warm_mismatches(held, release.id)
@@ -109,6 +115,84 @@ async def switch_back(app: App, loaded: LoadedConfig, request: DeployRequest) ->
         finally:
             await asyncio.gather(*(t.close() for t in targets.values()), return_exceptions=True)
     return release.id
+
+
+@dataclasses.dataclass
+class SwitchBackUnits:
+    """A switch back as the rollout (:mod:`slipway.engine.rollout`) drives it: each unit is one host's warm
+    slot. Deploying a unit makes its warm backend ready (restarted if it does not answer); nothing serves
+    it yet, so there is nothing to revert. Only :meth:`finish` touches traffic: the router switch, then
+    the environment's smoke checks. The store records each host's move from the release it served."""
+
+    app: App
+    loaded: LoadedConfig
+    request: DeployRequest
+    gate: SlotGate
+    warm: str
+    targets: dict[str, Target]
+    release: ReleaseInfo
+    checks: DeploymentChecks
+    steps: StepRunner
+    ledger: Ledger = dataclasses.field(default_factory=Ledger)
+
+    @property
+    def environment(self) -> str:
+        """The environment switched back."""
+        return self.request.environment
+
+    @property
+    def release_id(self) -> str:
+        """The release the warm slot holds."""
+        return self.release.id
+
+    @property
+    def names(self) -> list[str]:
+        """Every host of the environment."""
+        return list(self.targets)
+
+    async def prepare(self, resumed: Resumed | None) -> None:
+        """What each host serves now (the other slot's release): the store's record of it."""
+        served = {r.host: r.release_id for r in self.app.store.host_releases(self.environment)}
+        self.ledger.served = {h: served.get(h) for h in self.targets}
+        self.ledger.previous.update({h: self.release.id for h in self.targets})
+
+    async def deploy(self, name: str) -> HostOutcome | None:
+        """The host's warm backend, ready to serve; the failure as an outcome (traffic is not moved yet)."""
+        outcome = await _warm_up(self.loaded, self.environment, self.gate, self.warm, self.targets[name],
+                                 self.release, self.steps)
+        return None if outcome.ok else outcome
+
+    async def verify(self, name: str) -> None:
+        """Ready once more."""
+        await self.gate.readiness[self.warm].ready(name)
+
+    async def revert(self, name: str) -> str:
+        """Nothing to put back: a warm slot serves nobody until :meth:`finish` switches to it."""
+        return "left as it was"
+
+    async def finish(self, rollout: RolloutControl) -> None:
+        """Every warm backend is ready: the router switches back to them, then the smoke checks run."""
+        app, name = self.app, self.environment
+        app.observer.message(f"blue/green: slot {self.warm} is ready on every host; switching traffic back to it")
+        await self.gate.switch_to(self.warm)
+        app.store.set_serving_slot(name, self.warm, actor=app.settings.actor)
+        if self.checks.has_environment_checks:
+            try:
+                await self.checks.verify_environment()
+            except CheckFailed as exc:  # traffic stays: switching again would serve what the rollback left
+                raise CheckFailed(
+                    f"smoke checks failed after switching back to slot {self.warm}, which now serves: {exc}",
+                    hint=exc.hint,
+                ) from exc
+
+    def explain(self, error: DeploymentError) -> DeploymentError:
+        """A switch back that failed before the router switch left traffic where it was."""
+        bad = [h for h, o in self.ledger.outcomes.items() if not o.ok]
+        return DeploymentError(
+            f"switch back of {self.environment} to slot {self.warm} refused: {', '.join(bad) or 'a host'} not "
+            f"ready; traffic stayed on {self.gate.active}",
+            results=self.ledger.outcomes,
+        )
 
 
 async def _switch(
@@ -121,43 +205,20 @@ async def _switch(
     release: ReleaseInfo,
     checks: DeploymentChecks,
 ) -> None:
+    """The switch back, recorded as a rollback deployment: one batch of every host, then the router."""
     name, store = request.environment, app.store
-    served = {r.host: r.release_id for r in store.host_releases(name)}
     deployment_id = store.start_deployment(
         environment=name, kind=request.kind, run_id=request.run_id, artifact_digest=release.digest,
         release_id=release.id, deployed_by=app.settings.actor, reason=request.reason, strategy="blue_green",
     )
     steps = StepRunner(store=store, stage_id=request.stage_id, observer=app.observer, masker=app.masker)
+    units = SwitchBackUnits(app, loaded, request, gate, warm, targets, release, checks, steps)
     started = time.monotonic()
-    outcomes: dict[str, HostOutcome] = {}
-    try:
-        results = await asyncio.gather(
-            *(_warm_up(loaded, name, gate, warm, t, release, steps) for t in targets.values())
-        )
-        outcomes = {o.host: o for o in results}
-        if not all(o.ok for o in results):
-            bad = [o.host for o in results if not o.ok]
-            raise DeploymentError(
-                f"switch back of {name} to slot {warm} refused: {', '.join(bad)} not ready; traffic stayed on "
-                f"{gate.active}",
-                results=outcomes,
-            )
-        app.observer.message(f"blue/green: slot {warm} is ready on every host; switching traffic back to it")
-        await gate.switch_to(warm)
-        store.set_serving_slot(name, warm, actor=app.settings.actor)
-    except SlipwayError as exc:
-        _record(store, deployment_id, outcomes, served, release.id, targets, ok=False)
-        store.finish_deployment(deployment_id, State.FAILED, reason=str(exc).splitlines()[0])
-        raise
-    _record(store, deployment_id, outcomes, served, release.id, targets, ok=True)
-    if checks.has_environment_checks:
-        try:
-            await checks.verify_environment()
-        except SlipwayError as exc:
-            reason = f"smoke checks failed after switching back to slot {warm}, which now serves: {exc}"
-            store.finish_deployment(deployment_id, State.FAILED, reason=reason.splitlines()[0])
-            raise
-    store.finish_deployment(deployment_id, State.SUCCEEDED)
+    everyone = (Batch(index=0, kind=BatchKind.ALL, hosts=tuple(targets)),)  # the router switches all at once
+    await Rollout(
+        units=units, log=store, deployment_id=deployment_id, run_id=request.run_id, observer=app.observer,
+        batches=everyone, parallel=len(targets) or 1,
+    ).run()
     app.observer.message(f"{name} serves {release.id} again (slot {warm}) after {time.monotonic() - started:.1f}s")
 
 
@@ -185,24 +246,3 @@ async def _warm_up(
     except SlipwayError as exc:
         return HostOutcome(target.name, False, step="readiness", error=str(exc), duration=time.monotonic() - started)
     return HostOutcome(target.name, True, release=release.id, duration=time.monotonic() - started)
-
-
-def _record(
-    store: Store,
-    deployment_id: int,
-    outcomes: dict[str, HostOutcome],
-    served: dict[str, str],
-    release: str,
-    targets: dict[str, Target],
-    *,
-    ok: bool,
-) -> None:
-    for host in targets:
-        outcome = outcomes.get(host)
-        good = ok and (outcome is None or outcome.ok)
-        store.record_host(
-            deployment_id, host=host, from_release=served.get(host), to_release=release,
-            state=State.SUCCEEDED if good else State.FAILED,
-            error=None if good else (outcome.error if outcome else "the switch back did not happen"),
-            duration=outcome.duration if outcome else None,
-        )

@@ -36,7 +36,7 @@ def main(names: list[str]) -> None:
         sections[name] = f"{MARK.format(name)}\n{body}\nMeasured {stamp} on {machine()}.\n"
         print(body)
     text = "# Benchmarks\n\nFigures are ratios against a baseline measured in the same run. `make bench` reruns them all.\n\n"
-    text += "\n".join(sections[n] for n in BENCHMARKS if n in sections)
+    text += "\n".join(sections[n].rstrip() + "\n" for n in BENCHMARKS if n in sections)  # no blank lines pile up
     OUT.write_text(text)
     print(f"wrote {OUT}")
 

@@ -18,7 +18,8 @@ n=1
 status=0
 while [ "$n" -le "$runs" ]; do
   start=$(date +%s)
-  make test > ".test-under-load/run-$n.log" 2>&1
+  # -v names each test as it ends, so a failure is known (and can be looked at) before the run is over
+  make test PYTEST_ARGS="-n 2 --dist loadgroup -v" > ".test-under-load/run-$n.log" 2>&1
   status=$?
   echo "run $n: exit $status in $(( $(date +%s) - start )) s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
   grep -E '^=+ .*(passed|failed)' ".test-under-load/run-$n.log" | tail -n 1

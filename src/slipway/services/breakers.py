@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from slipway.checks.breaker import BreakerState, BreakerStatus, retry_at
-from slipway.checks.spec import BreakerPolicy, CheckSpec
 from slipway.errors import ConfigError
+from slipway.model.checks import BreakerPolicy, CheckSpec
 from slipway.services.app import App
 from slipway.services.checks import breaker_name
 from slipway.store.breakers import SqlBreakerRepository

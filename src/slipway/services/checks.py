@@ -20,7 +20,6 @@ from slipway.checks.breaker import BreakerRepository
 from slipway.checks.guard import DependencyGuard
 from slipway.checks.loadtest import LoadTestResult, raise_for_breaches, run_load_test
 from slipway.checks.runner import CheckResult, CheckRunner, raise_for_failures
-from slipway.checks.spec import CheckSpec, LoadTestSpec, OpenAfterSwitch, parse_checks
 from slipway.clock import SystemClock
 from slipway.config import LoadedConfig, Loc
 from slipway.engine.events import Observer
@@ -28,6 +27,7 @@ from slipway.engine.masking import Masker
 from slipway.engine.planner import HostInfo, ReleaseInfo, template_context
 from slipway.engine.template import render
 from slipway.errors import CheckFailed, ConfigError, DependencyUnavailable
+from slipway.model.checks import CheckSpec, LoadTestSpec, OpenAfterSwitch, parse_checks
 from slipway.model.records import StageRecord
 from slipway.model.states import State
 from slipway.ports import Clock, Target

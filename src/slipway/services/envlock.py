@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from slipway.services import recovery
+from slipway.services import reconcile
 from slipway.services.app import App
 
 #: An environment lock outlives no deployment; the expiry only frees a lock of another machine that vanished.
@@ -26,8 +26,8 @@ def lock_name(environment: str) -> str:
 @contextmanager
 def environment_lock(app: App, environment: str, *, run_id: int | None) -> Iterator[None]:
     """Hold ``environment``'s lock for the block (LockHeld when a live process holds it)."""
-    name, holder = lock_name(environment), recovery.holder_text(app.settings.actor, run_id=run_id)
-    app.store.acquire_lock(name, holder, ttl=LOCK_TTL, is_dead=recovery.holder_is_dead)
+    name, holder = lock_name(environment), reconcile.holder_text(app.settings.actor, run_id=run_id)
+    app.store.acquire_lock(name, holder, ttl=LOCK_TTL, is_dead=reconcile.holder_is_dead)
     try:
         yield
     finally:

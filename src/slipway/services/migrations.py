@@ -38,7 +38,7 @@ from slipway.migrations import (
 )
 from slipway.model.config import MigrationsSpec
 from slipway.model.states import DeploymentKind, State
-from slipway.services import recovery
+from slipway.services import reconcile
 from slipway.services.app import App
 from slipway.services.environments import require_environment
 from slipway.services.secrets import resolve_secrets
@@ -480,8 +480,8 @@ async def contract_now(app: App, loaded: LoadedConfig, environment: str) -> list
     url = database_url(app, loaded, environment)
     migrations = await asyncio.to_thread(artifact_migrations, app, loaded, digest)
     lock = f"environment {environment}"
-    holder = recovery.holder_text(app.settings.actor, run_id=None, doing="migrations contract")
-    app.store.acquire_lock(lock, holder, ttl=3600, is_dead=recovery.holder_is_dead)
+    holder = reconcile.holder_text(app.settings.actor, run_id=None, doing="migrations contract")
+    app.store.acquire_lock(lock, holder, ttl=3600, is_dead=reconcile.holder_is_dead)
     try:
         return await run_contracts(
             app, loaded, environment, migrations, MigrationSteps(app, environment, None), url=url, release=release

@@ -118,7 +118,7 @@ class RouterGate:
         import httpx  # with the check runner: for deployments only, not for 'slipway status'
 
         from slipway.checks.runner import CheckRunner
-        from slipway.checks.spec import HttpCheck
+        from slipway.model.checks import HttpCheck
 
         spec = self.readiness
         check = HttpCheck(

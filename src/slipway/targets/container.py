@@ -43,7 +43,6 @@ from slipway.artifacts.image import (
     retarget_checks,
 )
 from slipway.checks.runner import raise_for_failures, run_checks
-from slipway.checks.spec import CheckSpec
 from slipway.clock import SystemClock
 from slipway.errors import (
     CheckFailed,
@@ -54,6 +53,7 @@ from slipway.errors import (
     SlipwayError,
     TargetError,
 )
+from slipway.model.checks import CheckSpec
 from slipway.model.containers import dependency_order
 from slipway.model.routing import Backend, Router
 from slipway.ports import Clock

@@ -28,7 +28,10 @@ The tree::
     ├── CheckFailed            a smoke/health check did not pass (carries evidence)
     │   └── DependencyUnavailable  an external service's breaker is open
     ├── GateError              an approval/promotion rule forbids the action
+    │   ├── NotAuthenticated   the server got no valid credentials (HTTP 401)
+    │   └── AccessDenied       the user's roles do not permit it (HTTP 403)
     ├── StateError             an illegal state transition, or a run not in the needed state
+    │   └── NotFound           no such run, project, environment or user (HTTP 404)
     ├── LockHeld               another process holds the environment lock (names the holder)
     ├── Cancelled              a signal (SIGINT, SIGTERM, SIGHUP) stopped the run: exit 128 + signal
     └── StoreError             the state store cannot be read or written
@@ -302,10 +305,22 @@ class GateError(SlipwayError):
     exit_code = 9
 
 
+class NotAuthenticated(GateError):
+    """The server got no valid credentials (a session, a token, a password): HTTP 401."""
+
+
+class AccessDenied(GateError):
+    """Signed in, but the user's roles do not permit the action: HTTP 403."""
+
+
 class StateError(SlipwayError):
     """An illegal state transition, or an object not in the state the action needs."""
 
     exit_code = 9
+
+
+class NotFound(StateError):
+    """No such run, project, environment, user ...: HTTP 404."""
 
 
 class LockHeld(SlipwayError):

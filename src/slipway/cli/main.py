@@ -36,6 +36,7 @@ from slipway.cli.common import (
     run_async,
 )
 from slipway.cli.migrations import migrations_app
+from slipway.cli.server import serve, users_app
 from slipway.errors import SlipwayError
 
 #: Exit code of an unexpected exception (sysexits' EX_SOFTWARE): never a traceback unless --debug.
@@ -49,6 +50,8 @@ cli = typer.Typer(
 )
 cli.add_typer(migrations_app, name="migrations")
 cli.add_typer(breakers_app, name="breakers")
+cli.add_typer(users_app, name="users")
+cli.command()(serve)
 
 
 @cli.callback()

@@ -173,3 +173,24 @@ class LockRecord:
     holder: str
     acquired_at: float
     expires_at: float
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A server account: its name, roles (role, environment pattern) and whether it may sign in."""
+
+    name: str
+    disabled: bool
+    created_at: float
+    grants: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token's metadata (the token itself is never stored)."""
+
+    id: int
+    user: str
+    label: str
+    created_at: float
+    last_used_at: float | None

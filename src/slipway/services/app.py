@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +38,8 @@ class App:
     observer: Observer = field(default_factory=NullObserver)
     masker: Masker = field(default_factory=Masker)
     _store: Store | None = None
+    #: False for an App that borrows another's store (:meth:`acting_as`): closing it leaves the store open.
+    _owns_store: bool = True
 
     @property
     def root(self) -> Path:
@@ -73,11 +75,23 @@ class App:
         """The configuration a run was started with (runs keep their own copy)."""
         return parse_config(text, path=Path(path))
 
+    def acting_as(self, actor: str, *, observer: Observer | None = None) -> App:
+        """This App for one request of a server: the same config and store, acting as ``actor`` (an
+        authenticated user), with its own observer and masker. Closing it leaves the shared store open."""
+        return App(
+            config=self.config,
+            settings=replace(self.settings, actor=actor),
+            environ=self.environ,
+            observer=observer or NullObserver(),
+            _store=self.store,
+            _owns_store=False,
+        )
+
     def close(self) -> None:
-        """Release the store's connections."""
-        if self._store is not None:
+        """Release the store's connections (an App borrowing another's store only lets go of it)."""
+        if self._store is not None and self._owns_store:
             self._store.close()
-            self._store = None
+        self._store = None
 
 
 def _pending_journal(exc: StoreError, directory: Path) -> StoreError:

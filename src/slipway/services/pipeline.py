@@ -131,6 +131,13 @@ async def approve(app: App, run_id: int, *, reason: str, allow_older: bool = Fal
     Refused before anything is recorded when a secret of an environment still ahead cannot be resolved
     in this process, or when a deploy still ahead would move an environment backwards (unless ``allow_older``).
     """
+    older = record_approval(app, run_id, reason=reason, allow_older=allow_older)
+    return await continue_run(app, run_id, allow_older=older)
+
+
+def record_approval(app: App, run_id: int, *, reason: str, allow_older: bool = False) -> str | None:
+    """:func:`approve` without driving the run on: check, record the approval, set the run running.
+    Returns the reason to pass to :func:`continue_run` as ``allow_older``."""
     run, stage = _waiting_gate(app, run_id)
     _check_reason(reason)
     loaded = app.config_of(run.config_text, run.config_path)
@@ -150,21 +157,35 @@ async def approve(app: App, run_id: int, *, reason: str, allow_older: bool = Fal
     if stage.kind is StageKind.APPROVAL:  # a parked canary's deploy stage is not done: it runs again, and goes on
         app.store.set_stage_state(stage.id, State.SUCCEEDED)
     app.store.set_run_state(run_id, State.RUNNING, actor=actor)
-    return await continue_run(app, run_id, allow_older=older)
+    return older
 
 
 async def reject(app: App, run_id: int, *, reason: str) -> RunOutcome:
     """Record a rejection and end the run; a parked canary's hosts go back to the release each ran."""
+    outcome = record_rejection(app, run_id, reason=reason)
+    if outcome is not None:
+        return outcome
+    return await finish_rejected_canary(app, run_id)
+
+
+async def finish_rejected_canary(app: App, run_id: int) -> RunOutcome:
+    """Drive a run whose parked canary was rejected: the deployment reverts its canary and fails the run."""
+    try:
+        return await continue_run(app, run_id)
+    except CanaryRejected:
+        return RunOutcome(run_id, State.FAILED, app.store.get_run(run_id).artifact_digest)
+
+
+def record_rejection(app: App, run_id: int, *, reason: str) -> RunOutcome | None:
+    """:func:`reject` without driving: record the rejection and end the run at a gate (its outcome), or,
+    for a parked canary, set the run running and return None: :func:`finish_rejected_canary` goes on."""
     run, stage = _waiting_gate(app, run_id)
     _check_reason(reason)
     actor = app.settings.actor
     app.store.add_approval(run_id=run_id, stage_name=stage.name, decision=Decision.REJECTED, by=actor, reason=reason)
     if stage.kind is StageKind.DEPLOY:
         app.store.set_run_state(run_id, State.RUNNING, actor=actor)
-        try:
-            return await continue_run(app, run_id)  # the deployment reverts its canary and fails the run
-        except CanaryRejected:
-            return RunOutcome(run_id, State.FAILED, run.artifact_digest)
+        return None
     app.store.set_stage_state(stage.id, State.FAILED, error=f"rejected by {actor}: {reason}")
     for later in run.stages:
         if later.index > stage.index and later.state is State.PENDING:
@@ -202,6 +223,12 @@ async def promote(
 ) -> RunOutcome:
     """Deploy an artifact that already passed every stage before ``environment`` (never rebuilt), then run
     the stages that follow that deploy in the pipeline (:func:`promotion_stages`), as a run would."""
+    run_id = create_promotion(app, digest, environment=environment, allow_older=allow_older)
+    return await continue_run(app, run_id, allow_older=allow_older)
+
+
+def create_promotion(app: App, digest: str, *, environment: str, allow_older: str | None = None) -> int:
+    """:func:`promote` without driving: every check, then the pending promotion run's id."""
     digest = normalise_digest(digest)
     if allow_older is not None:
         _check_reason(allow_older)
@@ -223,7 +250,7 @@ async def promote(
         )
     require_secrets(app.config, [environment], environ=app.environ, what=f"promoting to {environment}")
     ordering.check_pipeline_not_older(app, [environment], commit=record.commit, digest=digest, allow_older=allow_older)
-    run_id = app.store.create_run(
+    return app.store.create_run(
         project=project.name,
         kind=RunKind.PROMOTE,
         commit=record.commit,
@@ -233,7 +260,6 @@ async def promote(
         stages=promotion_stages(project, environment),
         artifact_digest=digest,
     )
-    return await continue_run(app, run_id, allow_older=allow_older)
 
 
 def promotion_stages(project: Project, environment: str) -> list[tuple[str, StageKind, str | None]]:
@@ -253,6 +279,14 @@ async def rollback(
     app: App, environment: str, *, to_release: str | None = None, reason: str | None = None
 ) -> RunOutcome:
     """Switch every target of ``environment`` back to an earlier release, without rebuilding."""
+    run_id, release_id = await create_rollback(app, environment, to_release=to_release, reason=reason)
+    return await drive_rollback(app, run_id, release_id=release_id, reason=reason)
+
+
+async def create_rollback(
+    app: App, environment: str, *, to_release: str | None = None, reason: str | None = None
+) -> tuple[int, str]:
+    """:func:`rollback` without driving: every check, then (the pending rollback run's id, its release)."""
     project = app.config.project
     if environment not in project.environments:
         raise ConfigError(
@@ -274,7 +308,12 @@ async def rollback(
         stages=[(f"rollback-{environment}", StageKind.DEPLOY, environment)],
         artifact_digest=target.digest,
     )
-    return await _drive_single(app, run_id, DeploymentKind.ROLLBACK, release_id=target.release_id, reason=reason)
+    return run_id, target.release_id
+
+
+async def drive_rollback(app: App, run_id: int, *, release_id: str, reason: str | None) -> RunOutcome:
+    """Drive a rollback run made by :func:`create_rollback`."""
+    return await _drive_single(app, run_id, DeploymentKind.ROLLBACK, release_id=release_id, reason=reason)
 
 
 async def _drive_single(

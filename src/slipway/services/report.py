@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from slipway.engine.strategy import BlueGreen
-from slipway.errors import SlipwayError
+from slipway.errors import NotFound, SlipwayError
 from slipway.model.containers import ImageArtifactSpec
-from slipway.model.records import RunRecord
+from slipway.model.records import RunRecord, StepRecord
+from slipway.model.states import State
 from slipway.services.app import App
 
 if TYPE_CHECKING:
@@ -149,20 +150,84 @@ def run_dict(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def history(app: App, *, limit: int = 20) -> list[dict[str, Any]]:
-    """The newest runs with their stages and approvals."""
-    out = []
-    for run in app.store.list_runs(limit=limit, project=app.config.project.name):
-        data = run_dict(run)
-        data["approvals"] = [
+def history(app: App, *, limit: int = 20, offset: int = 0, state: State | None = None) -> list[dict[str, Any]]:
+    """The newest runs (a page of them) with their stages and approvals."""
+    runs = app.store.list_runs(limit=limit, offset=offset, project=app.config.project.name, state=state)
+    decided: dict[int, list[dict[str, Any]]] = {run.id: [] for run in runs}
+    for a in app.store.approvals_of(list(decided)) if runs else ():
+        decided[a.run_id].append(
             {"stage": a.stage_name, "decision": a.decision.value, "by": a.by, "reason": a.reason, "at": a.at}
-            for a in app.store.approvals(run.id)
-        ]
-        out.append(data)
-    return out
+        )
+    return [{**run_dict(run), "approvals": decided[run.id]} for run in runs]
 
 
-def deployments(app: App, environment: str | None, *, limit: int = 20) -> list[dict[str, Any]]:
+def project_run(app: App, run_id: int) -> RunRecord:
+    """Run ``run_id`` of this project (NotFound for none, or another project's run in a shared store)."""
+    run = app.store.get_run(run_id)
+    if run.project != app.config.project.name:
+        raise NotFound(f"project {app.config.project.name} has no run {run_id}", hint="'slipway history' lists them")
+    return run
+
+
+def run_view(app: App, run_id: int) -> dict[str, Any]:
+    """One run of this project with its stages and approvals; NotFound if this project has no such run."""
+    run = project_run(app, run_id)
+    approvals = [
+        {"stage": a.stage_name, "decision": a.decision.value, "by": a.by, "reason": a.reason, "at": a.at}
+        for a in app.store.approvals(run_id)
+    ]
+    return {**run_dict(run), "approvals": approvals}
+
+
+def step_dict(stage: str, step: StepRecord) -> dict[str, Any]:
+    """One step of a run as JSON-ready data, with its (masked) output."""
+    return {
+        "id": step.id,
+        "stage": stage,
+        "name": step.name,
+        "host": step.host,
+        "command": step.command,
+        "state": step.state.value,
+        "exit_code": step.exit_code,
+        "started_at": step.started_at,
+        "finished_at": step.finished_at,
+        "duration": step.duration,
+        "log": step.log,
+    }
+
+
+def page(items: list[Any], *, total: int, limit: int, offset: int) -> dict[str, Any]:
+    """A page of a longer list: its items, how many there are in all, and where the page starts."""
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+def runs_page(app: App, *, limit: int = 20, offset: int = 0, state: State | None = None) -> dict[str, Any]:
+    """A page of :func:`history` and how many runs there are in all."""
+    total = app.store.count_runs(project=app.config.project.name, state=state)
+    items = history(app, limit=limit, offset=offset, state=state)
+    return page(items, total=total, limit=limit, offset=offset)
+
+
+def deployments_page(app: App, environment: str | None, *, limit: int = 20, offset: int = 0) -> dict[str, Any]:
+    """A page of :func:`deployments` and how many there are in all."""
+    items = deployments(app, environment, limit=limit, offset=offset)
+    return page(items, total=app.store.count_deployments(environment), limit=limit, offset=offset)
+
+
+def audit_page(app: App, *, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    """A page of :func:`audit` and how many entries there are in all."""
+    return page(audit(app, limit=limit, offset=offset), total=app.store.count_audit(), limit=limit, offset=offset)
+
+
+def audit(app: App, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+    """The newest audit entries: who did what to what, when."""
+    return [
+        {"id": a.id, "at": a.at, "actor": a.actor, "action": a.action, "subject": a.subject, "detail": a.detail}
+        for a in app.store.audit_log(limit=limit, offset=offset)
+    ]
+
+
+def deployments(app: App, environment: str | None, *, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
     """Recent deployments with outcome, duration, reason and per-host results."""
     return [
         {
@@ -184,5 +249,5 @@ def deployments(app: App, environment: str | None, *, limit: int = 20) -> list[d
                 for h in d.hosts
             ],
         }
-        for d in app.store.deployments(environment, limit=limit)
+        for d in app.store.deployments(environment, limit=limit, offset=offset)
     ]

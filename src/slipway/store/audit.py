@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from slipway.model import records as rec
 from slipway.model.states import Decision
@@ -27,10 +27,14 @@ class AuditStore(StoreBase):
 
     def approvals(self, run_id: int | None = None) -> list[rec.ApprovalRecord]:
         """Decisions on gates, oldest first."""
+        return self.approvals_of(None if run_id is None else [run_id])
+
+    def approvals_of(self, run_ids: list[int] | None) -> list[rec.ApprovalRecord]:
+        """Decisions on the gates of these runs (all runs: None), oldest first, in one query."""
         with self._tx() as s:
             q = select(t.Approval).order_by(t.Approval.id)
-            if run_id is not None:
-                q = q.where(t.Approval.run_id == run_id)
+            if run_ids is not None:
+                q = q.where(t.Approval.run_id.in_(run_ids))
             return [
                 rec.ApprovalRecord(a.id, a.run_id, a.stage_name, Decision(a.decision), a.by, a.reason, a.at)
                 for a in s.scalars(q).all()
@@ -42,8 +46,13 @@ class AuditStore(StoreBase):
         with self._tx() as s:
             self._audit(s, actor, action, subject, detail or {})
 
-    def audit_log(self, *, limit: int = 100) -> list[rec.AuditRecord]:
-        """The newest audit entries first."""
+    def audit_log(self, *, limit: int = 100, offset: int = 0) -> list[rec.AuditRecord]:
+        """The newest audit entries first (a page: ``offset`` skipped)."""
         with self._tx() as s:
-            rows = s.scalars(select(t.Audit).order_by(t.Audit.id.desc()).limit(limit)).all()
+            rows = s.scalars(select(t.Audit).order_by(t.Audit.id.desc()).limit(limit).offset(offset)).all()
             return [rec.AuditRecord(a.id, a.at, a.actor, a.action, a.subject, a.detail) for a in rows]
+
+    def count_audit(self) -> int:
+        """How many audit entries there are."""
+        with self._tx() as s:
+            return int(s.scalar(select(func.count()).select_from(t.Audit)) or 0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from slipway.errors import StateError
 from slipway.model import records as rec
@@ -153,39 +153,67 @@ class DeploymentStore(StoreBase):
                 for r in s.scalars(q).all()
             ]
 
-    def deployments(self, environment: str | None = None, *, limit: int = 20) -> list[rec.DeploymentRecord]:
-        """Recent deployments, newest first, each with its per-host results."""
+    def deployments(
+        self, environment: str | None = None, *, limit: int = 20, offset: int = 0
+    ) -> list[rec.DeploymentRecord]:
+        """Recent deployments, newest first (a page: ``offset`` skipped), each with its per-host results."""
         with self._tx() as s:
-            q = select(t.Deployment).order_by(t.Deployment.id.desc()).limit(limit)
+            q = select(t.Deployment).order_by(t.Deployment.id.desc()).limit(limit).offset(offset)
             if environment:
                 q = q.where(t.Deployment.environment == environment)
-            out = []
-            for d in s.scalars(q).all():
-                hosts = s.scalars(
+            rows = s.scalars(q).all()
+            hosts: dict[int, list[t.DeploymentHost]] = {d.id: [] for d in rows}
+            if rows:  # one query for the page's hosts
+                q_hosts = (
                     select(t.DeploymentHost)
-                    .where(t.DeploymentHost.deployment_id == d.id)
+                    .where(t.DeploymentHost.deployment_id.in_(hosts))
                     .order_by(t.DeploymentHost.host)
-                ).all()
-                out.append(
-                    rec.DeploymentRecord(
-                        d.id,
-                        d.environment,
-                        DeploymentKind(d.kind),
-                        d.run_id,
-                        d.artifact_digest,
-                        d.release_id,
-                        State(d.state),
-                        d.started_at,
-                        d.finished_at,
-                        d.deployed_by,
-                        d.reason,
-                        tuple(
-                            rec.HostDeployment(
-                                h.host, h.from_release, h.to_release, State(h.state), h.error, h.duration
-                            )
-                            for h in hosts
-                        ),
-                        d.strategy,
-                    )
                 )
-            return out
+                for h in s.scalars(q_hosts):
+                    hosts[h.deployment_id].append(h)
+            return [_deployment_record(d, hosts[d.id]) for d in rows]
+
+    def deployments_by_state(self) -> dict[tuple[str, str], int]:
+        """How many deployments each (environment, state) has (for /metrics)."""
+        with self._tx() as s:
+            q = select(t.Deployment.environment, t.Deployment.state, func.count()).group_by(
+                t.Deployment.environment, t.Deployment.state
+            )
+            return {(env, state): int(n) for env, state, n in s.execute(q).all()}
+
+    def deployment_durations(self, *, limit: int = 1000) -> list[tuple[str, float]]:
+        """(environment, seconds) of the newest finished deployments (for /metrics)."""
+        with self._tx() as s:
+            q = (
+                select(t.Deployment.environment, t.Deployment.finished_at - t.Deployment.started_at)
+                .where(t.Deployment.finished_at.is_not(None))
+                .order_by(t.Deployment.id.desc())
+                .limit(limit)
+            )
+            return [(env, float(seconds or 0.0)) for env, seconds in s.execute(q).all()]
+
+    def count_deployments(self, environment: str | None = None) -> int:
+        """How many deployments there are (of one environment)."""
+        with self._tx() as s:
+            q = select(func.count()).select_from(t.Deployment)
+            if environment:
+                q = q.where(t.Deployment.environment == environment)
+            return int(s.scalar(q) or 0)
+
+
+def _deployment_record(d: t.Deployment, hosts: list[t.DeploymentHost]) -> rec.DeploymentRecord:
+    return rec.DeploymentRecord(
+        d.id,
+        d.environment,
+        DeploymentKind(d.kind),
+        d.run_id,
+        d.artifact_digest,
+        d.release_id,
+        State(d.state),
+        d.started_at,
+        d.finished_at,
+        d.deployed_by,
+        d.reason,
+        tuple(rec.HostDeployment(h.host, h.from_release, h.to_release, State(h.state), h.error, h.duration) for h in hosts),
+        d.strategy,
+    )

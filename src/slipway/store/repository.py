@@ -15,6 +15,7 @@ object with the same methods. Each part is also a narrow type a caller can ask f
 
 from __future__ import annotations
 
+from slipway.store.accounts import AccountStore
 from slipway.store.artifacts import ArtifactStore
 from slipway.store.audit import AuditStore
 from slipway.store.base import ALEMBIC_DIR as ALEMBIC_DIR
@@ -30,5 +31,5 @@ from slipway.store.slots import SlotStore
 from slipway.store.steps import StepStore
 
 
-class Store(RunStore, StepStore, ArtifactStore, DeploymentStore, SlotStore, AuditStore, LockStore):
-    """Runs, stages, steps, artifacts, deployments, slots, approvals, the audit log and locks."""
+class Store(RunStore, StepStore, ArtifactStore, DeploymentStore, SlotStore, AuditStore, LockStore, AccountStore):
+    """Runs, stages, steps, artifacts, deployments, slots, approvals, the audit log, locks and accounts."""

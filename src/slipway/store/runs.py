@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from slipway.errors import StateError
+from slipway.errors import NotFound, StateError
 from slipway.model import records as rec
 from slipway.model.states import RunKind, StageKind, State, transition
 from slipway.store import schema as t
@@ -58,22 +58,57 @@ class RunStore(StoreBase):
         with self._tx() as s:
             run = s.get(t.Run, run_id)
             if run is None:
-                raise StateError(f"there is no run {run_id}", hint="'slipway history' lists the runs")
+                raise NotFound(f"there is no run {run_id}", hint="'slipway history' lists the runs")
             stages = s.scalars(select(t.Stage).where(t.Stage.run_id == run_id).order_by(t.Stage.idx)).all()
             return _run_record(run, stages)
 
-    def list_runs(self, *, limit: int = 20, project: str | None = None) -> list[rec.RunRecord]:
-        """The newest runs first."""
+    def list_runs(
+        self, *, limit: int = 20, offset: int = 0, project: str | None = None, state: State | None = None
+    ) -> list[rec.RunRecord]:
+        """The newest runs first (a page of them: ``offset`` runs skipped), with their stages."""
         with self._tx() as s:
-            q = select(t.Run).order_by(t.Run.id.desc()).limit(limit)
+            q = select(t.Run).order_by(t.Run.id.desc()).limit(limit).offset(offset)
             if project:
                 q = q.where(t.Run.project == project)
+            if state is not None:
+                q = q.where(t.Run.state == state.value)
             runs = s.scalars(q).all()
-            out = []
-            for run in runs:
-                stages = s.scalars(select(t.Stage).where(t.Stage.run_id == run.id).order_by(t.Stage.idx)).all()
-                out.append(_run_record(run, stages))
-            return out
+            stages: dict[int, list[t.Stage]] = {run.id: [] for run in runs}
+            if runs:  # one query for the page's stages, not one per run
+                for st in s.scalars(select(t.Stage).where(t.Stage.run_id.in_(stages)).order_by(t.Stage.idx)):
+                    stages[st.run_id].append(st)
+            return [_run_record(run, stages[run.id]) for run in runs]
+
+    def count_runs(self, *, project: str | None = None, state: State | None = None) -> int:
+        """How many runs there are (of a project, in a state)."""
+        with self._tx() as s:
+            q = select(func.count()).select_from(t.Run)
+            if project:
+                q = q.where(t.Run.project == project)
+            if state is not None:
+                q = q.where(t.Run.state == state.value)
+            return int(s.scalar(q) or 0)
+
+    def runs_by_state(self, *, project: str | None = None) -> dict[str, int]:
+        """How many runs are in each state (for /metrics)."""
+        with self._tx() as s:
+            q = select(t.Run.state, func.count()).group_by(t.Run.state)
+            if project:
+                q = q.where(t.Run.project == project)
+            return {state: int(n) for state, n in s.execute(q).all()}
+
+    def run_durations(self, *, project: str | None = None, limit: int = 1000) -> list[tuple[str, float]]:
+        """(kind, seconds) of the newest finished runs (for /metrics)."""
+        with self._tx() as s:
+            q = (
+                select(t.Run.kind, t.Run.finished_at - t.Run.created_at)
+                .where(t.Run.finished_at.is_not(None))
+                .order_by(t.Run.id.desc())
+                .limit(limit)
+            )
+            if project:
+                q = q.where(t.Run.project == project)
+            return [(kind, float(seconds or 0.0)) for kind, seconds in s.execute(q).all()]
 
     def unfinished_runs(self) -> list[rec.RunRecord]:
         """Every run whose state is not final (running, waiting, cancelled, ...), oldest first."""
@@ -88,7 +123,7 @@ class RunStore(StoreBase):
         with self._tx() as s:
             run = s.get(t.Run, run_id)
             if run is None:
-                raise StateError(f"there is no run {run_id}")
+                raise NotFound(f"there is no run {run_id}")
             run.state = transition(State(run.state), state, what=f"run {run_id}").value
             if state.has_ended:
                 run.finished_at = self._now()
@@ -108,7 +143,7 @@ class RunStore(StoreBase):
         with self._tx() as s:
             run = s.get(t.Run, run_id)
             if run is None:
-                raise StateError(f"there is no run {run_id}")
+                raise NotFound(f"there is no run {run_id}")
             run.state = transition(State(run.state), State.SUPERSEDED, what=f"run {run_id}").value
             run.finished_at, run.error = self._now(), reason
             for stage in s.scalars(select(t.Stage).where(t.Stage.run_id == run_id)).all():
@@ -123,7 +158,7 @@ class RunStore(StoreBase):
         with self._tx() as s:
             run = s.get(t.Run, run_id)
             if run is None:
-                raise StateError(f"there is no run {run_id}")
+                raise NotFound(f"there is no run {run_id}")
             if run.artifact_digest not in (None, digest):
                 raise StateError(f"run {run_id} already deploys {run.artifact_digest}; an artifact is never swapped")
             run.artifact_digest = digest

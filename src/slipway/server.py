@@ -1,0 +1,131 @@
+"""The FastAPI application of ``slipway serve``: assembles the JSON API (slipway.api), the web UI
+(slipway.web), sign-in and /metrics over one Hub (services/hub.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from slipway import __version__
+from slipway.api import errors
+from slipway.api.auth import SESSION_COOKIE, current_user, hub_of
+from slipway.api.events import run_events, sse
+from slipway.api.metrics import registry_for
+from slipway.api.routes import router
+from slipway.errors import SlipwayError
+from slipway.model.access import Action
+from slipway.services import accounts, report
+from slipway.services.accounts import Principal
+from slipway.services.hub import Hub
+
+
+class SignIn(BaseModel):
+    """A user name and password."""
+
+    user: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+def create_app(hub: Hub, *, open_metrics: bool = False) -> FastAPI:
+    """The server for ``hub``'s projects. ``open_metrics``: /metrics answers without a token."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        hub.close()  # SIGTERM or SIGINT: every run this server drives is cancelled, reverted, recorded
+
+    app = FastAPI(
+        title="Slipway",
+        version=__version__,
+        summary="Build once, deploy the same way everywhere.",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.hub = hub
+    app.add_exception_handler(SlipwayError, errors.slipway_error)
+    app.add_exception_handler(RequestValidationError, errors.invalid_request)
+    app.include_router(router)
+    _sessions(app)
+    _streams(app)
+    _metrics(app, open_metrics=open_metrics)
+    from slipway.web.views import router as pages
+
+    app.include_router(pages)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, Any]:
+        return {"ok": True, "version": __version__, "projects": sorted(hub.projects)}
+
+    return app
+
+
+def set_session_cookie(request: Request, response: Response, session_id: str) -> None:
+    """The session cookie: HttpOnly, SameSite=Lax, Secure whenever the server is reached over HTTPS
+    (directly, or behind a proxy that says so with X-Forwarded-Proto: see docs/server.md)."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_id,
+        max_age=int(accounts.SESSION_TTL),
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+def _sessions(app: FastAPI) -> None:
+    @app.post("/api/session", summary="Sign in: sets the session cookie; returns the CSRF token for forms")
+    def sign_in(request: Request, body: SignIn) -> JSONResponse:
+        store = hub_of(request).accounts.store
+        user = accounts.sign_in(store, body.user, body.password)
+        session_id, csrf = accounts.open_session(store, user.name)
+        response = JSONResponse({"name": user.name, "csrf_token": csrf})
+        set_session_cookie(request, response, session_id)
+        return response
+
+    @app.delete("/api/session", summary="Sign out")
+    def sign_out(request: Request, _user: Annotated[Principal, Depends(current_user)]) -> JSONResponse:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            hub_of(request).accounts.store.end_session(accounts.digest(cookie))
+        response = JSONResponse({"signed_out": True})
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+
+def _streams(app: FastAPI) -> None:
+    @app.get("/api/projects/{project}/runs/{run_id}/events", summary="Server-sent events of a run, live")
+    async def events(
+        request: Request, project: str, run_id: int, user: Annotated[Principal, Depends(current_user)]
+    ) -> StreamingResponse:
+        user.require(Action.VIEW)
+        hub = hub_of(request)
+        report.project_run(hub.project(project), run_id)  # 404 before the stream starts
+
+        async def stream() -> AsyncIterator[str]:
+            async for event, data in run_events(hub, project, run_id, disconnected=request.is_disconnected):
+                yield sse(event, data)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+def _metrics(app: FastAPI, *, open_metrics: bool) -> None:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    registry = registry_for(app.state.hub)
+
+    async def viewer(request: Request) -> None:
+        if not open_metrics:
+            (await current_user(request)).require(Action.VIEW)
+
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(viewer)])
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,200 @@
+"""What a long-running server keeps: the projects it serves, the runs it drives, and their live output.
+
+The API and the web UI are thin over this and the other services: each request borrows a project's App
+acting as the signed-in user (:meth:`App.acting_as`), calls the same service function the CLI calls, and
+hands the runs it starts to :class:`RunDriver`, which drives each in a thread of its own with its own event
+loop, so that pages keep answering while hosts deploy. A :class:`LiveFeed` per driven run keeps the newest
+events (already masked) for the pages that stream them. Stopping the server (SIGTERM, SIGINT) cancels every
+run it drives the way Ctrl-C cancels a CLI run: each deployment reverts, the run is recorded cancelled and
+its locks are released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slipway.errors import ConfigError, NotFound, StateError
+from slipway.model.states import State
+from slipway.services.app import App, open_app
+
+#: How many events a run's feed keeps (older lines are in the store once their step ends).
+FEED_EVENTS = 5000
+
+
+@dataclass
+class LiveFeed:
+    """The newest events of one driven run, numbered, for pages that stream them (an Observer)."""
+
+    run_id: int
+    events: deque[tuple[int, dict[str, Any]]] = field(default_factory=lambda: deque(maxlen=FEED_EVENTS))
+    seq: int = 0
+    done: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _add(self, kind: str, **data: Any) -> None:
+        with self._lock:
+            self.seq += 1
+            self.events.append((self.seq, {"kind": kind, "at": time.time(), **data}))
+
+    def since(self, seq: int) -> list[tuple[int, dict[str, Any]]]:
+        """The events numbered after ``seq`` that are still kept."""
+        with self._lock:
+            return [(n, e) for n, e in self.events if n > seq]
+
+    def stage_started(self, name: str, kind: str) -> None:
+        """Record."""
+        self._add("stage_started", stage=name, stage_kind=kind)
+
+    def stage_finished(self, name: str, state: State, duration: float, error: str | None) -> None:
+        """Record."""
+        self._add("stage_finished", stage=name, state=state.value, duration=duration, error=error)
+
+    def step_started(self, host: str, label: str) -> None:
+        """Record."""
+        self._add("step_started", host=host, label=label)
+
+    def output(self, host: str, stream: str, line: str) -> None:
+        """Record."""
+        self._add("output", host=host, stream=stream, line=line)
+
+    def step_finished(self, host: str, label: str, state: State, exit_code: int | None, duration: float) -> None:
+        """Record."""
+        self._add("step_finished", host=host, label=label, state=state.value, exit_code=exit_code, duration=duration)
+
+    def batch_started(self, index: int, total: int, kind: str, hosts: Sequence[str]) -> None:
+        """Record."""
+        self._add("batch_started", index=index, total=total, batch_kind=kind, hosts=list(hosts))
+
+    def batch_finished(self, index: int, total: int, failed: Sequence[str], duration: float) -> None:
+        """Record."""
+        self._add("batch_finished", index=index, total=total, failed=list(failed), duration=duration)
+
+    def message(self, text: str) -> None:
+        """Record."""
+        self._add("message", text=text)
+
+
+@dataclass
+class _Driven:
+    thread: threading.Thread
+    feed: LiveFeed
+    loop: asyncio.AbstractEventLoop | None = None
+    task: asyncio.Task[Any] | None = None
+    error: BaseException | None = None
+
+
+class RunDriver:
+    """Drives runs in background threads, one event loop each; cancels them all when the server stops."""
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[str, int], _Driven] = {}
+        self._lock = threading.Lock()
+        self.stopping = False
+
+    def feed(self, project: str, run_id: int) -> LiveFeed | None:
+        """The live feed of a run this server drives (or drove since it started), if any."""
+        with self._lock:
+            driven = self._runs.get((project, run_id))
+            return driven.feed if driven else None
+
+    def active(self) -> list[tuple[str, int]]:
+        """(project, run id) of every run being driven now."""
+        with self._lock:
+            return [key for key, d in self._runs.items() if d.thread.is_alive()]
+
+    def drive(self, project: str, run_id: int, work: Callable[[LiveFeed], Coroutine[Any, Any, Any]]) -> LiveFeed:
+        """Start ``work(feed)`` (a service coroutine driving run ``run_id``) in a thread of its own."""
+        if self.stopping:
+            raise StateError("the server is stopping", hint="start the run again once it is back")
+        feed = LiveFeed(run_id)
+        driven = _Driven(threading.Thread(target=lambda: self._thread(driven, work), name=f"run-{run_id}"), feed)
+        with self._lock:
+            self._runs[(project, run_id)] = driven
+        driven.thread.start()
+        return feed
+
+    def _thread(self, driven: _Driven, work: Callable[[LiveFeed], Coroutine[Any, Any, Any]]) -> None:
+        async def main() -> None:
+            driven.loop = asyncio.get_running_loop()
+            driven.task = asyncio.current_task()
+            if self.stopping:
+                return
+            await work(driven.feed)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # recorded on the run by the services; kept here for the feed
+            driven.error = exc
+            driven.feed.message(f"{type(exc).__name__}: {exc}")
+        finally:
+            driven.feed.done = True
+            driven.feed.message("done")
+
+    def stop(self, *, timeout: float = 120.0) -> list[int]:
+        """Cancel every driven run (each reverts and is recorded cancelled) and wait for them; returns the
+        ids of runs still going after ``timeout`` (their records say ``running``: the next command finds
+        them interrupted)."""
+        self.stopping = True
+        with self._lock:
+            driven = list(self._runs.values())
+        for d in driven:
+            if d.loop is not None and d.task is not None and not d.loop.is_closed():
+                d.loop.call_soon_threadsafe(d.task.cancel)
+        deadline = time.monotonic() + timeout
+        for d in driven:
+            d.thread.join(max(0.0, deadline - time.monotonic()))
+        return [d.feed.run_id for d in driven if d.thread.is_alive()]
+
+
+@dataclass
+class Hub:
+    """The projects a server serves, by name, each with an App whose store stays open; and the driver."""
+
+    projects: dict[str, App]
+    driver: RunDriver = field(default_factory=RunDriver)
+
+    @classmethod
+    def open(
+        cls, directories: Sequence[Path], *, database_url: str | None = None, artifact_dir: str | None = None
+    ) -> Hub:
+        """Load each project's slipway.yml (a directory or the file) and open its store."""
+        projects: dict[str, App] = {}
+        for directory in directories:
+            config = directory if directory.is_file() else None
+            app = open_app(config_path=config, cwd=directory, database_url=database_url, artifact_dir=artifact_dir)
+            name = app.config.project.name
+            if name in projects:
+                raise ConfigError(
+                    f"two projects are called {name}: {projects[name].config.path} and {app.config.path}",
+                    hint="serve each project once; names come from 'name:' in slipway.yml",
+                )
+            app.store  # noqa: B018 - opened (and reconciled) now, not on the first request
+            projects[name] = app
+        return cls(projects)
+
+    @property
+    def accounts(self) -> App:
+        """The App whose store keeps the server's accounts: the first project's (docs/server.md)."""
+        return next(iter(self.projects.values()))
+
+    def project(self, name: str) -> App:
+        """The project called ``name`` (StateError, a 404, naming the served ones)."""
+        try:
+            return self.projects[name]
+        except KeyError:
+            raise NotFound(
+                f"no project {name!r} is served here", hint="served: " + ", ".join(sorted(self.projects))
+            ) from None
+
+    def close(self) -> None:
+        """Stop driving runs, then close every store."""
+        self.driver.stop()
+        for app in self.projects.values():
+            app.close()

@@ -1,0 +1,128 @@
+"""A real ``slipway serve`` (uvicorn, in its own process) over a copy of the example project, with users.
+
+Users: ``admin`` (admin everywhere), ``approver`` (approver on production, viewer elsewhere), ``deployer``
+(deployer everywhere), ``viewer`` (viewer). Each has a password (``PASSWORD``) and an API token.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import SLIPWAY, Project, free_port, project  # noqa: F401 - the fixture is used here
+
+PASSWORD = "correct horse battery staple"
+USERS = {
+    "admin": ["admin"],
+    "approver": ["approver:production", "viewer"],
+    "deployer": ["deployer"],
+    "viewer": ["viewer"],
+}
+#: Bound for anything a test waits for (a busy machine is slow, not failing).
+PATIENCE = 120.0
+
+
+@dataclass
+class Server:
+    """A running ``slipway serve`` and what a test needs to talk to it."""
+
+    project: Project
+    url: str
+    process: subprocess.Popen[str]
+    log: Path
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def client(self, user: str | None = None) -> httpx.Client:
+        """An API client, authenticated by ``user``'s token (none: anonymous)."""
+        headers = {"Authorization": f"Bearer {self.tokens[user]}"} if user else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def wait_run(self, user: str, run_id: int, *states: str) -> dict[str, Any]:
+        """The run once it is in one of ``states`` (fails after PATIENCE seconds)."""
+        deadline = time.monotonic() + PATIENCE
+        with self.client(user) as c:
+            while True:
+                run: dict[str, Any] = c.get(f"/api/projects/webapp/runs/{run_id}").json()
+                if run["state"] in states:
+                    return run
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"run {run_id} is {run['state']}, not {states}; log:\n{self.log.read_text()}")
+                time.sleep(0.2)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Stop the server the way systemd does; its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=PATIENCE)
+
+
+def add_users(proj: Project) -> dict[str, str]:
+    """Create the users above with the CLI; their tokens."""
+    tokens = {}
+    for name, roles in USERS.items():
+        args = ["users", "add", name, "--password-stdin"] + [a for r in roles for a in ("--role", r)]
+        proc = subprocess.run(
+            [SLIPWAY, *args],
+            cwd=proj.root,
+            env=proj.env,
+            input=PASSWORD + "\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        tokens[name] = proj.slipway("users", "token", name).stdout.strip()
+    return tokens
+
+
+def start_server(proj: Project, tokens: dict[str, str], *extra: str) -> Server:
+    """Start ``slipway serve`` on a free port and wait until it answers."""
+    port = free_port()
+    log = proj.root.parent / f"serve-{port}.log"
+    with log.open("w") as out:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [SLIPWAY, "serve", "--port", str(port), *extra],
+            cwd=proj.root,
+            env=proj.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+    server = Server(proj, f"http://127.0.0.1:{port}", process, log, tokens)
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"slipway serve did not start (exit {process.poll()}):\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def server(project: Project) -> Iterator[Server]:  # noqa: F811 - the e2e fixture, extended
+    tokens = add_users(project)
+    srv = start_server(project, tokens)
+    try:
+        yield srv
+    finally:
+        if srv.process.poll() is None:
+            os.killpg(srv.process.pid, signal.SIGTERM)
+            try:
+                srv.process.wait(timeout=PATIENCE)
+            except subprocess.TimeoutExpired:
+                os.killpg(srv.process.pid, signal.SIGKILL)
+                srv.process.wait(timeout=10)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the real servers the tests start (OpenSSH, PostgreSQL, nginx, iptables, git, podman with runc,
-# docker-registry with Apache's htpasswd for its bcrypt login file, a static busybox for test images) when
-# missing.
+# docker-registry with Apache's htpasswd for its bcrypt login file, a static busybox for test images, Chromium
+# for the web UI's browser tests) when missing.
 # The one place that installs packages for the tests (`make testbed`; `make test` runs it first): the
 # benches in tests/support only check and fail with a hint to run this.
 # Needs root for apt-get; without root it only reports what is missing.
@@ -19,6 +19,8 @@ have podman /usr/bin/podman || need="$need podman"
 have runc /usr/sbin/runc || need="$need runc"
 have docker-registry /usr/bin/docker-registry || need="$need docker-registry"
 have htpasswd /usr/bin/htpasswd || need="$need apache2-utils"
+# The web UI's end-to-end tests: Playwright drives Debian's Chromium (playwright install cannot download here).
+have chromium /usr/bin/chromium || need="$need chromium"
 # Test images are FROM scratch: only the static busybox runs there (busybox may be the dynamic one).
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need="$need busybox-static"
 if [ -z "$need" ]; then

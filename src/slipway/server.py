@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from slipway import __version__
 from slipway.api import errors
-from slipway.api.auth import SESSION_COOKIE, current_user, hub_of
+from slipway.api.auth import SESSION_COOKIE, current_user, hub_of, set_session_cookie
 from slipway.api.events import run_events, sse
 from slipway.api.metrics import registry_for
 from slipway.api.routes import router
@@ -56,29 +56,15 @@ def create_app(hub: Hub, *, open_metrics: bool = False) -> FastAPI:
     _sessions(app)
     _streams(app)
     _metrics(app, open_metrics=open_metrics)
-    from slipway.web.views import router as pages
+    from slipway.web.views import install as install_web
 
-    app.include_router(pages)
+    install_web(app)  # its pages, /static, and error pages for browsers
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, Any]:
         return {"ok": True, "version": __version__, "projects": sorted(hub.projects)}
 
     return app
-
-
-def set_session_cookie(request: Request, response: Response, session_id: str) -> None:
-    """The session cookie: HttpOnly, SameSite=Lax, Secure whenever the server is reached over HTTPS
-    (directly, or behind a proxy that says so with X-Forwarded-Proto: see docs/server.md)."""
-    response.set_cookie(
-        SESSION_COOKIE,
-        session_id,
-        max_age=int(accounts.SESSION_TTL),
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
 
 
 def _sessions(app: FastAPI) -> None:

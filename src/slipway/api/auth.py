@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import Request
+from fastapi import Request, Response
 
 from slipway.errors import AccessDenied, NotAuthenticated
 from slipway.services import accounts
@@ -49,10 +49,15 @@ async def current_user(request: Request) -> Principal:
     return user
 
 
-async def _check_csrf(request: Request, expected: str) -> None:
+def check_origin(request: Request) -> None:
+    """AccessDenied for a request a browser sent from another site's page (its Origin is not this server)."""
     origin = request.headers.get("origin")
     if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
         raise AccessDenied(f"a request from {origin} may not act on this server (cross-site)")
+
+
+async def _check_csrf(request: Request, expected: str) -> None:
+    check_origin(request)
     sent = request.headers.get("x-csrf-token")
     if sent is None and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -61,3 +66,17 @@ async def _check_csrf(request: Request, expected: str) -> None:
         sent = field if isinstance(field, str) else None
     if not sent or not hmac.compare_digest(sent, expected):
         raise AccessDenied("the form's CSRF token is missing or does not match", hint="reload the page and try again")
+
+
+def set_session_cookie(request: Request, response: Response, session_id: str) -> None:
+    """The session cookie: HttpOnly, SameSite=Lax, Secure whenever the server is reached over HTTPS
+    (directly, or behind a proxy that says so with X-Forwarded-Proto: see docs/server.md)."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_id,
+        max_age=int(accounts.SESSION_TTL),
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )

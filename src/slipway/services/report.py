@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from slipway.engine.strategy import BlueGreen
 from slipway.errors import NotFound, SlipwayError
 from slipway.model.containers import ImageArtifactSpec
-from slipway.model.records import RunRecord, StepRecord
+from slipway.model.records import DeploymentRecord, RunRecord, StepRecord
 from slipway.model.states import State
 from slipway.services.app import App
 
@@ -153,12 +153,7 @@ def run_dict(run: RunRecord) -> dict[str, Any]:
 def history(app: App, *, limit: int = 20, offset: int = 0, state: State | None = None) -> list[dict[str, Any]]:
     """The newest runs (a page of them) with their stages and approvals."""
     runs = app.store.list_runs(limit=limit, offset=offset, project=app.config.project.name, state=state)
-    decided: dict[int, list[dict[str, Any]]] = {run.id: [] for run in runs}
-    for a in app.store.approvals_of(list(decided)) if runs else ():
-        decided[a.run_id].append(
-            {"stage": a.stage_name, "decision": a.decision.value, "by": a.by, "reason": a.reason, "at": a.at}
-        )
-    return [{**run_dict(run), "approvals": decided[run.id]} for run in runs]
+    return _with_approvals(app, runs)
 
 
 def project_run(app: App, run_id: int) -> RunRecord:
@@ -251,3 +246,80 @@ def deployments(app: App, environment: str | None, *, limit: int = 20, offset: i
         }
         for d in app.store.deployments(environment, limit=limit, offset=offset)
     ]
+
+
+def commit_runs_page(app: App, commit: str, *, limit: int = 20, offset: int = 0) -> dict[str, Any]:
+    """A commit's value stream: a page of every run of it (pipeline, promotions, rollbacks), newest first,
+    with stages and approvals; ``commit`` may be a prefix of the hash."""
+    project = app.config.project.name
+    runs = app.store.list_runs(limit=limit, offset=offset, project=project, commit=commit)
+    items = _with_approvals(app, runs)
+    return page(items, total=app.store.count_runs(project=project, commit=commit), limit=limit, offset=offset)
+
+
+def _with_approvals(app: App, runs: list[RunRecord]) -> list[dict[str, Any]]:
+    decided: dict[int, list[dict[str, Any]]] = {run.id: [] for run in runs}
+    for a in app.store.approvals_of(list(decided)) if runs else ():
+        decided[a.run_id].append(
+            {"stage": a.stage_name, "decision": a.decision.value, "by": a.by, "reason": a.reason, "at": a.at}
+        )
+    return [{**run_dict(run), "approvals": decided[run.id]} for run in runs]
+
+
+def dashboard(app: App) -> list[dict[str, Any]]:
+    """What runs in each environment, for the home page's matrix: :func:`status`'s release, commit,
+    digest and since-when, who deployed it, and a ``health``: ``none`` (nothing deployed), ``mixed``
+    (hosts differ), or the state of the environment's newest deployment (``failed`` after a failed one,
+    while the hosts still run the release before it)."""
+    out = []
+    for env in status(app)["environments"]:
+        newest = app.store.deployments(env["name"], limit=1)
+        if env["release"] == "mixed":
+            health = "mixed"
+        elif newest:
+            health = newest[0].state.value
+        else:
+            health = "none"
+        out.append(
+            {
+                "name": env["name"],
+                "release": env["release"],
+                "commit": env["commit"],
+                "artifact_digest": env["artifact_digest"],
+                "deployed_at": env["deployed_at"],
+                "run_id": env["run_id"],
+                "deployed_by": _deployed_by(app, env, newest[0] if newest else None),
+                "health": health,
+            }
+        )
+    return out
+
+
+def _deployed_by(app: App, env: dict[str, Any], newest: DeploymentRecord | None) -> str | None:
+    """Who deployed what runs in ``env``: its deployment's user, else the run's trigger."""
+    if newest is not None and newest.id == env["deployment_id"]:
+        return newest.deployed_by
+    return app.store.get_run(env["run_id"]).triggered_by if env["run_id"] else None
+
+
+def waiting_page(apps: dict[str, App], *, limit: int = 20, offset: int = 0) -> dict[str, Any]:
+    """Runs waiting at a gate across ``apps`` (by project name, then newest first): a page of them, each
+    with the environments approving it lets deploy."""
+    from slipway.services.accounts import run_environments_ahead
+
+    items: list[dict[str, Any]] = []
+    total, skip = 0, offset
+    for name in sorted(apps):
+        app = apps[name]
+        count = app.store.count_runs(project=name, state=State.WAITING)
+        total += count
+        if skip >= count:
+            skip -= count
+            continue
+        want = limit - len(items)
+        if want > 0:
+            for run in app.store.list_runs(limit=want, offset=skip, project=name, state=State.WAITING):
+                ahead = run_environments_ahead(run)
+                items.append({"project": name, "run": _with_approvals(app, [run])[0], "environments": ahead})
+        skip = 0
+    return page(items, total=total, limit=limit, offset=offset)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -63,30 +64,31 @@ class RunStore(StoreBase):
             return _run_record(run, stages)
 
     def list_runs(
-        self, *, limit: int = 20, offset: int = 0, project: str | None = None, state: State | None = None
+        self,
+        *,
+        limit: int = 20,
+        offset: int = 0,
+        project: str | None = None,
+        state: State | None = None,
+        commit: str | None = None,
     ) -> list[rec.RunRecord]:
-        """The newest runs first (a page of them: ``offset`` runs skipped), with their stages."""
+        """The newest runs first (a page of them: ``offset`` runs skipped), with their stages; ``commit``:
+        only the runs of commits starting with it."""
         with self._tx() as s:
-            q = select(t.Run).order_by(t.Run.id.desc()).limit(limit).offset(offset)
-            if project:
-                q = q.where(t.Run.project == project)
-            if state is not None:
-                q = q.where(t.Run.state == state.value)
-            runs = s.scalars(q).all()
+            q = _runs_where(select(t.Run), project=project, state=state, commit=commit)
+            runs = s.scalars(q.order_by(t.Run.id.desc()).limit(limit).offset(offset)).all()
             stages: dict[int, list[t.Stage]] = {run.id: [] for run in runs}
             if runs:  # one query for the page's stages, not one per run
                 for st in s.scalars(select(t.Stage).where(t.Stage.run_id.in_(stages)).order_by(t.Stage.idx)):
                     stages[st.run_id].append(st)
             return [_run_record(run, stages[run.id]) for run in runs]
 
-    def count_runs(self, *, project: str | None = None, state: State | None = None) -> int:
-        """How many runs there are (of a project, in a state)."""
+    def count_runs(
+        self, *, project: str | None = None, state: State | None = None, commit: str | None = None
+    ) -> int:
+        """How many runs there are (of a project, in a state, of commits starting with ``commit``)."""
         with self._tx() as s:
-            q = select(func.count()).select_from(t.Run)
-            if project:
-                q = q.where(t.Run.project == project)
-            if state is not None:
-                q = q.where(t.Run.state == state.value)
+            q = _runs_where(select(func.count()).select_from(t.Run), project=project, state=state, commit=commit)
             return int(s.scalar(q) or 0)
 
     def runs_by_state(self, *, project: str | None = None) -> dict[str, int]:
@@ -210,6 +212,17 @@ class RunStore(StoreBase):
         with self._tx() as s:
             ids = s.scalars(select(t.Run.id).where(t.Run.artifact_digest == digest).order_by(t.Run.id.desc())).all()
         return [self.get_run(i) for i in ids]
+
+
+def _runs_where(q: Any, *, project: str | None, state: State | None, commit: str | None) -> Any:
+    """``q`` narrowed to a project's runs, in a state, of a commit (a prefix of its hash)."""
+    if project:
+        q = q.where(t.Run.project == project)
+    if state is not None:
+        q = q.where(t.Run.state == state.value)
+    if commit:
+        q = q.where(t.Run.commit.startswith(commit, autoescape=True))
+    return q
 
 
 def _run_record(run: t.Run, stages: Sequence[t.Stage]) -> rec.RunRecord:

@@ -24,6 +24,10 @@ XDIST_GROUPS = {
     "rollback": "load",
 }
 
+#: Tests that use one of these fixtures join its group wherever they live: ``chromium`` (a real browser,
+#: heavy on a 2-core machine: one at a time), ``podman_service`` (below).
+FIXTURE_GROUPS = {"podman_service": "podman", "chromium": "browser"}
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Put every test of a grouped tier into its xdist group (a no-op without xdist).
@@ -35,8 +39,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         parts = item.path.relative_to(REPO / "tests").parts
         group = XDIST_GROUPS.get(parts[0]) if len(parts) > 1 else None
-        if "podman_service" in getattr(item, "fixturenames", ()):
-            group = "podman"
+        for fixture, shared in FIXTURE_GROUPS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                group = shared
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
 

@@ -29,6 +29,17 @@ USERS = {
 }
 #: Bound for anything a test waits for (a busy machine is slow, not failing).
 PATIENCE = 120.0
+#: Debian's Chromium (scripts/install-testbed.sh) and the flags it runs with here (../shared/TESTBED.md).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @dataclass
@@ -126,3 +137,19 @@ def server(project: Project) -> Iterator[Server]:  # noqa: F811 - the e2e fixtur
             except subprocess.TimeoutExpired:
                 os.killpg(srv.process.pid, signal.SIGKILL)
                 srv.process.wait(timeout=10)
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    """A headless Chromium driven by Playwright (sync API). Tests that use it run one at a time
+    (the "browser" xdist group: tests/conftest.py)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=PATIENCE * 1000
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -108,7 +108,8 @@ async def continue_run(app: App, run_id: int, *, allow_older: str | None = None)
     return RunOutcome(run_id, state, run.artifact_digest)
 
 
-def _waiting_gate(app: App, run_id: int) -> tuple[RunRecord, StageRecord]:
+def waiting_gate(app: App, run_id: int) -> tuple[RunRecord, StageRecord]:
+    """The run and the gate it waits at; GateError for a superseded run, StateError for one not waiting."""
     run = app.store.get_run(run_id)
     stage = next((s for s in run.stages if s.state is State.WAITING), None)
     if run.state is State.SUPERSEDED:
@@ -138,7 +139,7 @@ async def approve(app: App, run_id: int, *, reason: str, allow_older: bool = Fal
 def record_approval(app: App, run_id: int, *, reason: str, allow_older: bool = False) -> str | None:
     """:func:`approve` without driving the run on: check, record the approval, set the run running.
     Returns the reason to pass to :func:`continue_run` as ``allow_older``."""
-    run, stage = _waiting_gate(app, run_id)
+    run, stage = waiting_gate(app, run_id)
     _check_reason(reason)
     loaded = app.config_of(run.config_text, run.config_path)
     ahead = reached_environments(loaded.project, after=stage.index)
@@ -179,7 +180,7 @@ async def finish_rejected_canary(app: App, run_id: int) -> RunOutcome:
 def record_rejection(app: App, run_id: int, *, reason: str) -> RunOutcome | None:
     """:func:`reject` without driving: record the rejection and end the run at a gate (its outcome), or,
     for a parked canary, set the run running and return None: :func:`finish_rejected_canary` goes on."""
-    run, stage = _waiting_gate(app, run_id)
+    run, stage = waiting_gate(app, run_id)
     _check_reason(reason)
     actor = app.settings.actor
     app.store.add_approval(run_id=run_id, stage_name=stage.name, decision=Decision.REJECTED, by=actor, reason=reason)

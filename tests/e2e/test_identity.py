@@ -78,7 +78,7 @@ def approvals(project: Project, run_id: int) -> list[dict[str, str]]:
     return list(run["approvals"])
 
 
-def test_the_login_and_the_git_identity_are_recorded_and_an_approver_may_be_a_git_email(project: Project) -> None:
+def test_the_login_and_git_identity_are_recorded_an_approver_may_be_a_git_email_and_as_still_works(project: Project) -> None:
     git_config(project, "user.name", "Bob Roe")
     git_config(project, "user.email", "bob@example.com")
     run = project.json("run")
@@ -99,15 +99,14 @@ def test_the_login_and_the_git_identity_are_recorded_and_an_approver_may_be_a_gi
     assert (approval["by"], approval["decision"]) == (alice, "approved")
     assert project.status()["prod"]["commit"] == run["commit"]
     assert [d["deployed_by"] for d in project.json("deployments", "prod")] == [alice]
+    assert audit_actors(project, "approval.approved") == [alice]
 
-
-def test_without_the_policy_as_and_slipway_user_still_name_who_acts(project: Project) -> None:
-    git_config(project, "user.email", "bob@example.com")
-    run = json.loads(project.slipway("--as", "ci-bot", "run", "--json").stdout)
-    assert run["triggered_by"] == "ci-bot"
-    project.slipway("approve", str(run["id"]), "--reason", "ok", extra_env={"SLIPWAY_USER": "alice@example.com"})
-    assert [a["by"] for a in approvals(project, run["id"])] == ["alice@example.com"]
-    assert audit_actors(project, "approval.approved") == ["alice@example.com"]
+    # Without identity.require, --as and SLIPWAY_USER still name who acts, as they always did.
+    (project.root / "app/version.txt").write_text("2\n")
+    second = json.loads(project.slipway("--as", "ci-bot", "run", "--json", "--commit", project.commit("2")).stdout)
+    assert second["triggered_by"] == "ci-bot"
+    project.slipway("approve", str(second["id"]), "--reason", "ok", extra_env={"SLIPWAY_USER": "alice@example.com"})
+    assert [a["by"] for a in approvals(project, second["id"])] == ["alice@example.com"]
 
 
 def test_identity_require_refuses_as_and_slipway_user_and_records_nothing(project: Project) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from slipway.errors import GateError
 from slipway.model.states import State
 from slipway.services import pipeline
 from slipway.services.app import open_app
@@ -179,18 +180,24 @@ def test_identity_require_records_rejections_and_rollbacks_as_the_git_identity(p
 
 
 def test_a_user_a_server_authenticated_is_recorded_as_given_under_the_policy(project: Project) -> None:
-    """What ``slipway serve`` will do: open the App with ``actor=`` the logged-in user; neither the policy nor
-    a SLIPWAY_USER in the server's environment refuses or replaces it, and it needs no git identity."""
+    """What ``slipway serve`` does: one App per project, then per request ``acting_as`` the signed-in user
+    (or ``open_app(actor=...)``); neither the policy nor a SLIPWAY_USER in the server's environment refuses or
+    replaces that user, and it needs no git identity."""
     require_identity(project)
     git_config(project, "user.email", "alice@example.com")
     run = project.json("run")
     environ = {**project.env, "SLIPWAY_USER": "mallory"}
     subprocess.run(["git", "config", "--unset", "user.email"], cwd=project.root, check=True, env=project.env)
-    app = open_app(cwd=project.root, environ=environ, actor="alice@example.com")
+    direct = open_app(cwd=project.root, environ=environ, actor="carol")
+    assert direct.settings.actor == "carol" and direct.settings.identity.answers_to(["carol"])
+    base = open_app(cwd=project.root, environ=environ)
     try:
+        with pytest.raises(GateError, match="SLIPWAY_USER=mallory is refused"):
+            _ = base.settings.actor
+        app = base.acting_as("alice@example.com")
         outcome = asyncio.run(asyncio.wait_for(pipeline.approve(app, run["id"], reason="from the web"), 120))
     finally:
-        app.close()
+        base.close()
     assert outcome.state is State.SUCCEEDED
     assert [a["by"] for a in approvals(project, run["id"])] == ["alice@example.com"]
     assert audit_actors(project, "approval.approved") == ["alice@example.com"]

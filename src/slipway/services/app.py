@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,7 +80,7 @@ class App:
         authenticated user), with its own observer and masker. Closing it leaves the shared store open."""
         return App(
             config=self.config,
-            settings=replace(self.settings, actor=actor),
+            settings=self.settings.authenticated(actor),
             environ=self.environ,
             observer=observer or NullObserver(),
             _store=self.store,

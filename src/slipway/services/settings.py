@@ -12,7 +12,7 @@ import getpass
 import os
 import subprocess
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -125,6 +125,10 @@ class Settings:
     def actor(self) -> str:
         """Who acts, as recorded (:attr:`Identity.actor`); a GateError when slipway.yml's policy refuses it."""
         return self.identity.actor
+
+    def authenticated(self, actor: str) -> Settings:
+        """These settings acting as ``actor``, a user a server authenticated: recorded as given, never refused."""
+        return replace(self, identity=replace(self.identity, named=actor, override=""))
 
     @classmethod
     def resolve(

@@ -8,6 +8,7 @@ import asyncio
 import getpass
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -62,6 +63,18 @@ def login() -> str:
 
 def git_config(project: Project, key: str, value: str) -> None:
     subprocess.run(["git", "config", key, value], cwd=project.root, check=True, env=project.env, timeout=30)
+
+
+def watch_git(project: Project) -> Path:
+    """Put a ``git`` first on the project's PATH that logs its arguments, then runs the real git."""
+    real, bindir = shutil.which("git"), project.root.parent / "bin"
+    bindir.mkdir()
+    log = project.root.parent / "git.log"
+    log.write_text("")
+    (bindir / "git").write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
+    (bindir / "git").chmod(0o755)
+    project.env["PATH"] = f"{bindir}:{project.env['PATH']}"
+    return log
 
 
 def require_identity(project: Project) -> None:
@@ -146,11 +159,17 @@ def test_identity_require_without_a_git_email_refuses_what_records_and_says_how_
     assert "git has no user.email configured" in refused.stderr and "identity.require" in refused.stderr
     assert "git config user.email" in refused.stderr and "Traceback" not in refused.stderr
     assert project.json("history") == []
-    assert project.slipway("status").returncode == 0  # reads only: git is not even asked
 
+    log = watch_git(project)
+    assert project.slipway("status").returncode == 0  # records nothing: not refused, and git is not even asked
+    assert "user" not in log.read_text()
     git_config(project, "user.email", "alice@example.com")
+    log.write_text("")
     run = project.json("run")
     assert run["triggered_by"] == f"{login()} (git: <alice@example.com>)"
+    assert [line for line in log.read_text().splitlines() if "user" in line] == [
+        f"-C {project.root} config --get-regexp ^user\\.(name|email)$"  # asked once for the whole run
+    ]
     assert audit_actors(project, "run.create.pipeline") == [run["triggered_by"]]
 
 

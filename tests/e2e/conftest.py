@@ -83,10 +83,9 @@ class Project:
             subprocess.run(["sh", str(self.root / "bin/stop.sh"), str(shared)], check=False)
 
 
-@pytest.fixture
-def project(tmp_path: Path, repo_root: Path) -> Iterator[Project]:
-    root = tmp_path / "webapp"
-    shutil.copytree(repo_root / "examples/webapp", root)
+def make_project(root: Path, repo: Path) -> Project:
+    """examples/webapp copied to ``root`` with free ports, committed to a new git repository."""
+    shutil.copytree(repo / "examples/webapp", root)
     env = {**os.environ, **GIT_ENV, "SLIPWAY_USER": "tester"}
     env.pop("SLIPWAY_DATABASE_URL", None)
     proj = Project(root=root, env=env)
@@ -98,6 +97,12 @@ def project(tmp_path: Path, repo_root: Path) -> Iterator[Project]:
     config.write_text(text)
     subprocess.run(["git", "init", "-q"], cwd=root, check=True, env=env)
     proj.commit("webapp: first release")
+    return proj
+
+
+@pytest.fixture
+def project(tmp_path: Path, repo_root: Path) -> Iterator[Project]:
+    proj = make_project(tmp_path / "webapp", repo_root)
     try:
         yield proj
     finally:

@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import SLIPWAY, Project, free_port, project  # noqa: F401 - the fixture is used here
+from tests.conftest import REPO
+from tests.e2e.conftest import SLIPWAY, Project, free_port, make_project, project  # noqa: F401 - the fixture is used here
 
 PASSWORD = "correct horse battery staple"
 USERS = {
@@ -123,20 +124,37 @@ def start_server(proj: Project, tokens: dict[str, str], *extra: str) -> Server:
         time.sleep(0.1)
 
 
+def stop_server(srv: Server) -> None:
+    """SIGTERM to the server's process group; SIGKILL if it does not end."""
+    if srv.process.poll() is None:
+        os.killpg(srv.process.pid, signal.SIGTERM)
+        try:
+            srv.process.wait(timeout=PATIENCE)
+        except subprocess.TimeoutExpired:
+            os.killpg(srv.process.pid, signal.SIGKILL)
+            srv.process.wait(timeout=10)
+
+
 @pytest.fixture
 def server(project: Project) -> Iterator[Server]:  # noqa: F811 - the e2e fixture, extended
-    tokens = add_users(project)
-    srv = start_server(project, tokens)
+    """A server of its own for a test that changes what runs where."""
+    srv = start_server(project, add_users(project))
     try:
         yield srv
     finally:
-        if srv.process.poll() is None:
-            os.killpg(srv.process.pid, signal.SIGTERM)
-            try:
-                srv.process.wait(timeout=PATIENCE)
-            except subprocess.TimeoutExpired:
-                os.killpg(srv.process.pid, signal.SIGKILL)
-                srv.process.wait(timeout=10)
+        stop_server(srv)
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for a module's tests that only read, or make runs of their own and look only at those."""
+    proj = make_project(tmp_path_factory.mktemp("shared") / "webapp", REPO)
+    srv = start_server(proj, add_users(proj))
+    try:
+        yield srv
+    finally:
+        stop_server(srv)
+        proj.stop_apps()
 
 
 @pytest.fixture

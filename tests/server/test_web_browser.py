@@ -31,7 +31,7 @@ def project(project: Project) -> Project:
     project.edit(
         "slipway.yml",
         '    configure:\n      - echo "PORT={{ vars.port }}" > app.env\n',
-        f'    configure:\n      - echo "PORT={{{{ vars.port }}}}" > app.env\n      - echo \'<scr\'\'ipt>alert(1)</script>\'\n',
+        '    configure:\n      - echo "PORT={{ vars.port }}" > app.env\n      - echo \'<scr\'\'ipt>alert(1)</script>\'\n',
     )
     wait = (
         f"if [ {{{{ environment.name }}}} = production ]; then echo 'production says:' $(echo first) line; i=0; "

@@ -161,13 +161,18 @@ def reject(request: Request, project: str, run_id: int, body: Decide, user: User
 
 
 def _require_gate(app: App, run_id: int, user: Principal) -> None:
-    user.require_each(Action.APPROVE, accounts.run_environments_ahead(report.project_run(app, run_id)))
+    """404 for another project's run, 409 for one not waiting, then 403 unless ``user`` may decide its gate."""
+    report.project_run(app, run_id)
+    run, _gate = pipeline.waiting_gate(app, run_id)
+    user.require_each(Action.APPROVE, accounts.run_environments_ahead(run))
 
 
 @router.post("/projects/{project}/runs/{run_id}/resume", status_code=202, summary="Resume an interrupted run")
 def resume(request: Request, project: str, run_id: int, user: User) -> dict[str, Any]:
     app = project_app(request, project, user)
-    user.require_each(Action.DEPLOY, accounts.run_environments_ahead(report.project_run(app, run_id)))
+    run = report.project_run(app, run_id)
+    recovery.check_resumable(run)
+    user.require_each(Action.DEPLOY, accounts.run_environments_ahead(run))
     return drive(request, project, user, run_id, lambda a: pipeline.resume(a, run_id))
 
 

@@ -69,7 +69,7 @@ def open_app(ctx: typer.Context, *, json_mode: bool = False) -> App:
         observer=RichObserver(console(stderr=json_mode)),
         database_url=o.database_url,
         artifact_dir=o.artifact_dir,
-        actor=o.actor,
+        as_override=o.actor,
     )
 
 

@@ -65,7 +65,12 @@ def main_options(
         str | None, typer.Option(help="Artifact store directory (overrides SLIPWAY_ARTIFACT_DIR).")
     ] = None,
     actor: Annotated[
-        str | None, typer.Option("--as", help="Who is acting, for the audit log (overrides SLIPWAY_USER).")
+        str | None,
+        typer.Option(
+            "--as",
+            help="Who is acting, for the audit log (overrides SLIPWAY_USER); refused when slipway.yml sets "
+            "identity.require.",
+        ),
     ] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:

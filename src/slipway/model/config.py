@@ -323,6 +323,14 @@ class StoreSpec(Frozen):
     artifacts: str | None = None
 
 
+class IdentityPolicy(Frozen):
+    """Who the CLI may record as acting (docs/config.md, "identity")."""
+
+    #: Record the login and git's identity only: ``--as`` and SLIPWAY_USER are refused, git's
+    #: ``user.email`` must be set. A server's authenticated user is recorded as it says.
+    require: bool = False
+
+
 class Project(Frozen):
     """The whole slipway.yml."""
 
@@ -337,6 +345,8 @@ class Project(Frozen):
     pipeline: tuple[Stage, ...] = Field(min_length=1)
     #: The application's database migrations (docs/migrations.md).
     migrations: MigrationsSpec | None = None
+    #: Whether whoever acts must be recorded as who they are (docs/config.md, "identity").
+    identity: IdentityPolicy = IdentityPolicy()
 
     def stage(self, name: str) -> Stage:
         """The stage called ``name``; KeyError if there is none."""

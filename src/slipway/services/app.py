@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,7 +57,7 @@ class App:
             except StoreError as exc:
                 raise _pending_journal(exc, directory) from exc
             try:
-                reconcile(store, journal_dir=directory, actor=self.settings.actor)
+                reconcile(store, journal_dir=directory, actor=self.settings.identity.quick_actor)
             except StoreError as exc:
                 store.close()
                 raise _pending_journal(exc, directory) from exc
@@ -80,7 +80,7 @@ class App:
         authenticated user), with its own observer and masker. Closing it leaves the shared store open."""
         return App(
             config=self.config,
-            settings=replace(self.settings, actor=actor),
+            settings=self.settings.authenticated(actor),
             environ=self.environ,
             observer=observer or NullObserver(),
             _store=self.store,
@@ -115,8 +115,14 @@ def open_app(
     database_url: str | None = None,
     artifact_dir: str | None = None,
     actor: str | None = None,
+    as_override: str | None = None,
 ) -> App:
-    """Find and load slipway.yml, resolve settings, and wire an App."""
+    """Find and load slipway.yml, resolve settings, and wire an App.
+
+    ``actor`` is a user the caller has authenticated (a server's): recorded as given, never refused.
+    ``as_override`` is the CLI's ``--as``: refused, like SLIPWAY_USER, when slipway.yml sets
+    ``identity.require`` (a GateError when a command first records who acts).
+    """
     env = dict(os.environ if environ is None else environ)
     path = config_path or find_config(cwd or Path.cwd())
     loaded = load_config(path.resolve())
@@ -127,6 +133,9 @@ def open_app(
         database_url=database_url,
         artifact_dir=artifact_dir,
         actor=actor,
+        as_override=as_override,
+        identity=loaded.project.identity,
+        config_path=loaded.path,
     )
     return App(config=loaded, settings=settings, environ=env, observer=observer or NullObserver())
 

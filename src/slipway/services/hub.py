@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slipway.config import load_config
 from slipway.errors import ConfigError, NotFound, StateError
 from slipway.model.states import State
 from slipway.services.app import App, open_app
@@ -153,6 +154,24 @@ class RunDriver:
         return [d.feed.run_id for d in driven if d.thread.is_alive()]
 
 
+def reload_if_changed(app: App) -> None:
+    """Read ``app``'s slipway.yml again when its text changed (an invalid file: ConfigError, and the
+    loaded one stays). A project's name cannot change while it is served."""
+    try:
+        text = app.config.path.read_text()
+    except OSError:
+        return
+    if text == app.config.text:
+        return
+    loaded = load_config(app.config.path)
+    if loaded.project.name != app.config.project.name:
+        raise ConfigError(
+            f"{app.config.path}: the project's name changed from {app.config.project.name} to {loaded.project.name}",
+            hint="restart 'slipway serve' to serve it under its new name",
+        )
+    app.config = loaded
+
+
 @dataclass
 class Hub:
     """The projects a server serves, by name, each with an App whose store stays open; and the driver."""
@@ -185,13 +204,16 @@ class Hub:
         return next(iter(self.projects.values()))
 
     def project(self, name: str) -> App:
-        """The project called ``name`` (StateError, a 404, naming the served ones)."""
+        """The project called ``name`` (NotFound, a 404, naming the served ones), its slipway.yml read again
+        if the file changed since (a team commits changes to it while the server runs)."""
         try:
-            return self.projects[name]
+            app = self.projects[name]
         except KeyError:
             raise NotFound(
                 f"no project {name!r} is served here", hint="served: " + ", ".join(sorted(self.projects))
             ) from None
+        reload_if_changed(app)
+        return app
 
     def close(self) -> None:
         """Stop driving runs, then close every store."""

@@ -108,7 +108,8 @@ async def continue_run(app: App, run_id: int, *, allow_older: str | None = None)
     return RunOutcome(run_id, state, run.artifact_digest)
 
 
-def _waiting_gate(app: App, run_id: int) -> tuple[RunRecord, StageRecord]:
+def waiting_gate(app: App, run_id: int) -> tuple[RunRecord, StageRecord]:
+    """The run and the gate it waits at; GateError for a superseded run, StateError for one not waiting."""
     run = app.store.get_run(run_id)
     stage = next((s for s in run.stages if s.state is State.WAITING), None)
     if run.state is State.SUPERSEDED:
@@ -138,7 +139,7 @@ async def approve(app: App, run_id: int, *, reason: str, allow_older: bool = Fal
 def record_approval(app: App, run_id: int, *, reason: str, allow_older: bool = False) -> str | None:
     """:func:`approve` without driving the run on: check, record the approval, set the run running.
     Returns the reason to pass to :func:`continue_run` as ``allow_older``."""
-    run, stage = _waiting_gate(app, run_id)
+    run, stage = waiting_gate(app, run_id)
     _check_reason(reason)
     loaded = app.config_of(run.config_text, run.config_path)
     ahead = reached_environments(loaded.project, after=stage.index)
@@ -148,10 +149,10 @@ def record_approval(app: App, run_id: int, *, reason: str, allow_older: bool = F
     ordering.check_pipeline_not_older(app, deploys, commit=run.commit, digest=run.artifact_digest, allow_older=older)
     allowed = loaded.project.stage(stage.name).approvers if stage.kind is StageKind.APPROVAL else ()
     actor = app.settings.actor
-    if allowed and actor not in allowed and actor.split("@")[0] not in allowed:
+    if allowed and not app.settings.identity.answers_to(allowed):
         raise GateError(
             f"{actor} may not approve {stage.name}; approvers: {', '.join(allowed)}",
-            hint="ask one of them, or set SLIPWAY_USER when acting for them is allowed",
+            hint=_approvers_hint(app),
         )
     app.store.add_approval(run_id=run_id, stage_name=stage.name, decision=Decision.APPROVED, by=actor, reason=reason)
     if stage.kind is StageKind.APPROVAL:  # a parked canary's deploy stage is not done: it runs again, and goes on
@@ -179,7 +180,7 @@ async def finish_rejected_canary(app: App, run_id: int) -> RunOutcome:
 def record_rejection(app: App, run_id: int, *, reason: str) -> RunOutcome | None:
     """:func:`reject` without driving: record the rejection and end the run at a gate (its outcome), or,
     for a parked canary, set the run running and return None: :func:`finish_rejected_canary` goes on."""
-    run, stage = _waiting_gate(app, run_id)
+    run, stage = waiting_gate(app, run_id)
     _check_reason(reason)
     actor = app.settings.actor
     app.store.add_approval(run_id=run_id, stage_name=stage.name, decision=Decision.REJECTED, by=actor, reason=reason)
@@ -192,6 +193,15 @@ def record_rejection(app: App, run_id: int, *, reason: str) -> RunOutcome | None
             app.store.set_stage_state(later.id, State.SKIPPED)
     app.store.set_run_state(run_id, State.FAILED, error=f"rejected by {actor} at {stage.name}: {reason}", actor=actor)
     return RunOutcome(run_id, State.FAILED, run.artifact_digest)
+
+
+def _approvers_hint(app: App) -> str:
+    if app.settings.identity.required_by:  # --as and SLIPWAY_USER are refused (docs/config.md, "identity")
+        return "ask one of them; approvers match your login name or git user.email"
+    return (
+        "ask one of them; approvers match --as, SLIPWAY_USER, your login name or git user.email "
+        "(--as NAME when acting for them is allowed)"
+    )
 
 
 def _check_reason(reason: str) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from slipway.errors import LockHeld, StateError
+from slipway.model.records import RunRecord
 from slipway.model.states import RESUMABLE, DeploymentKind, RunKind, State
 from slipway.services.app import App
 from slipway.services.reconcile import RUN_LOCK as RUN_LOCK
@@ -36,15 +37,20 @@ def driving(app: App, run_id: int) -> Iterator[None]:
         app.store.release_lock(name, holder)
 
 
+def check_resumable(run: RunRecord) -> None:
+    """StateError unless ``run`` is interrupted or cancelled."""
+    if run.state not in RESUMABLE:
+        raise StateError(
+            f"run {run.id} is {run.state.value}; only an interrupted or cancelled run can be resumed",
+            hint="'slipway history' shows each run's state; a waiting run goes on with 'slipway approve'",
+        )
+
+
 def prepare_resume(app: App, run_id: int) -> None:
     """Check that a run can be resumed, and put its stopped stages back to pending and the run to running."""
     store = app.store
     run = store.get_run(run_id)
-    if run.state not in RESUMABLE:
-        raise StateError(
-            f"run {run_id} is {run.state.value}; only an interrupted or cancelled run can be resumed",
-            hint="'slipway history' shows each run's state; a waiting run goes on with 'slipway approve'",
-        )
+    check_resumable(run)
     for stage in run.stages:
         if stage.state in RESUMABLE:
             store.set_stage_state(stage.id, State.PENDING)

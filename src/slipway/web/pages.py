@@ -36,8 +36,9 @@ def parse_state(value: str | None) -> State | None:
 def matrix(request: Request) -> dict[str, Any]:
     """The home page's matrix: a row per project, a column per environment (of any project)."""
     rows, columns = [], []
-    for name, app in sorted(hub_of(request).projects.items()):
-        cells = {row["name"]: row for row in report.dashboard(app)}
+    hub = hub_of(request)
+    for name in sorted(hub.projects):
+        cells = {row["name"]: row for row in report.dashboard(hub.project(name))}
         columns += [env for env in cells if env not in columns]
         rows.append({"project": name, "cells": cells})
     return {"columns": columns, "rows": rows, "waiting": waiting_count(request)}

@@ -219,3 +219,46 @@ def test_the_vendored_files_are_served_as_recorded(server: Server, sign_in: Call
         assert f'<script src="/static/{name}"></script>' in page
         served = httpx.get(f"{server.url}/static/{name}", timeout=30)
         assert served.status_code == 200 and hashlib.sha256(served.content).hexdigest() == sha256
+
+
+def test_rollback_asks_for_a_reason_and_rolls_back_as_the_signed_in_user(
+    server: Server, sign_in: Callable[[str], Browser]
+) -> None:
+    releases = []
+    for _ in range(2):
+        run_id = waiting_run(server)
+        with server.client("approver") as api:
+            assert api.post(f"/api/projects/webapp/runs/{run_id}/approve", json={"reason": "go"}).status_code == 202
+        assert server.wait_run("admin", run_id, "succeeded", "failed")["state"] == "succeeded"
+        releases.append(production_release(server))
+    first, second = releases
+    assert first != second
+    deployer, viewer = sign_in("deployer"), sign_in("viewer")
+    environment = deployer.get("/projects/webapp/environments/production").text
+    link = f"/projects/webapp/environments/production/rollback?release={first}"
+    assert f'href="{link}"' in environment and f"release={second}" not in environment  # not to what runs now
+    form = deployer.get(link).text
+    assert field(form, "release") == first and 'name="reason" required' in form
+
+    url = "/projects/webapp/environments/production/rollback"
+    refused = viewer.post(url, {"release": first, "reason": "because", "csrf_token": viewer.csrf})
+    assert refused.status_code == 403 and "viewer may not rollback on production" in refused.text
+    no_reason = deployer.post(url, {"release": first, "reason": "", "csrf_token": deployer.csrf})
+    assert no_reason.status_code == 422 and production_release(server) == second
+
+    done = deployer.post(url, {"release": first, "reason": "the new one is slow", "csrf_token": deployer.csrf})
+    assert done.status_code == 303, done.text
+    rollback_id = int(done.headers["location"].rsplit("/", 1)[1])
+    assert server.wait_run("admin", rollback_id, "succeeded", "failed")["state"] == "succeeded"
+    assert production_release(server) == first
+    with server.client("viewer") as api:
+        newest = api.get("/api/projects/webapp/deployments", params={"environment": "production"}).json()["items"][0]
+    assert (newest["kind"], newest["deployed_by"], newest["reason"]) == ("rollback", "deployer", "the new one is slow")
+    missing = deployer.get("/no/such/page")
+    assert missing.status_code == 404 and "there is no such page" in missing.text
+
+
+def production_release(server: Server) -> str:
+    with server.client("viewer") as api:
+        envs = api.get("/api/projects/webapp/status").json()["environments"]
+    return str(next(e for e in envs if e["name"] == "production")["release"])

@@ -10,9 +10,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from slipway import errors as e
 from slipway.api import errors as api_errors
@@ -180,6 +182,15 @@ async def invalid_request(request: Request, exc: Exception) -> Response:
         for err in exc.errors()
     )
     return error_page(request, 422, "RequestError", problems, "go back and correct the form or the link")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no such page, a method a path does not take): a page for a browser."""
+    assert isinstance(exc, StarletteHTTPException)
+    if not api_errors.wants_html(request):
+        return await http_exception_handler(request, exc)
+    message = "there is no such page" if exc.status_code == 404 else str(exc.detail)
+    return error_page(request, exc.status_code, "HTTPError", message, "start again from the home page")
 
 
 def error_page(request: Request, status: int, kind: str, message: str, hint: str) -> HTMLResponse:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from slipway.api.auth import hub_of
 from slipway.api.routes import User, project_app, require_environment
@@ -38,6 +39,7 @@ def install(app: FastAPI) -> None:
     app.include_router(live.router)
     app.add_exception_handler(SlipwayError, render.slipway_error)
     app.add_exception_handler(RequestValidationError, render.invalid_request)
+    app.add_exception_handler(StarletteHTTPException, render.http_error)
 
 
 @router.get("/", response_class=HTMLResponse)

@@ -96,7 +96,8 @@ def state_of(server: Server, run_id: int) -> dict[str, Any]:
         return run
 
 
-def test_sign_in_goes_where_the_user_was_going_and_refuses_what_it_should(server: Server, sign_in: Callable[[str], Browser]) -> None:
+def test_sign_in_goes_where_the_user_was_going_and_refuses_what_it_should(shared_server: Server) -> None:
+    server = shared_server
     with httpx.Client(base_url=server.url, timeout=30, headers=HTML) as anonymous:
         sent_away = anonymous.get("/approvals")
         assert sent_away.status_code == 303 and sent_away.headers["location"] == "/login?next=/approvals"
@@ -210,11 +211,14 @@ def shown(html: str, prefix: str) -> list[int]:
     return [int(n) for n in re.findall(rf'id="{prefix}-(\d+)"', html)]
 
 
-def test_the_vendored_files_are_served_as_recorded(server: Server, sign_in: Callable[[str], Browser]) -> None:
+def test_the_vendored_files_are_served_as_recorded(shared_server: Server) -> None:
+    server = shared_server
     table = (resources.files("slipway.web") / "static" / "VENDORED.md").read_text()
     recorded = dict(re.findall(r"^\| `([^`]+\.js)` \|.*\| `([0-9a-f]{64})` \|$", table, re.MULTILINE))
     assert set(recorded) == {"htmx-2.0.11.min.js", "htmx-ext-sse-2.2.4.min.js"}
-    page = sign_in("viewer").get("/").text
+    viewer = Browser(server, "viewer")
+    page = viewer.get("/").text
+    viewer.client.close()
     for name, sha256 in recorded.items():
         assert f'<script src="/static/{name}"></script>' in page
         served = httpx.get(f"{server.url}/static/{name}", timeout=30)

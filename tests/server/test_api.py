@@ -8,6 +8,7 @@ state forbids it, 422 bad input.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from typing import Any
 
@@ -121,9 +122,10 @@ def test_a_viewer_may_read_but_not_act(shared_server: Server) -> None:
 def test_the_approver_role_decides_and_nothing_is_recorded_for_others(shared_server: Server) -> None:
     run = start_and_wait(shared_server)
     assert run["state"] == "waiting" and run["triggered_by"] == "deployer"
-    waiting = [a for a in shared_server.client("viewer").get("/api/approvals").json() if a["run"]["id"] == run["id"]]
+    with shared_server.client("viewer") as viewer, shared_server.client("approver") as approver:
+        waiting = [a for a in viewer.get("/api/approvals").json() if a["run"]["id"] == run["id"]]
+        mine = [a for a in approver.get("/api/approvals").json() if a["run"]["id"] == run["id"]]
     assert waiting and waiting[0]["environments"] == ["production"] and waiting[0]["you_may_approve"] is False
-    mine = [a for a in shared_server.client("approver").get("/api/approvals").json() if a["run"]["id"] == run["id"]]
     assert mine[0]["you_may_approve"] is True
 
     for user in ("viewer", "deployer"):
@@ -275,7 +277,13 @@ def test_sigterm_cancels_the_runs_the_server_drives_and_reverts_them(server: Ser
     with server.client("approver") as c:
         c.post(f"{P}/runs/{first['id']}/approve", json={"reason": "release 1"}).raise_for_status()
     server.wait_run("viewer", first["id"], "succeeded")
-    server.project.edit("slipway.yml", "    activate:\n", "    activate:\n      - sh -c 'if [ \"{{ environment.name }}\" = production ]; then touch {{ paths.shared }}/activating; sleep 60; fi'\n")
+    # slow only for the new release in production: putting the old one back must not wait for it
+    hook = (
+        "      - if [ {{ environment.name }} = production ] && [ -e {{ release.dir }}/app/slow ];"
+        " then touch {{ paths.shared }}/activating; sleep 60; fi\n"
+    )
+    server.project.edit("slipway.yml", "    activate:\n", "    activate:\n" + hook)
+    (server.project.root / "app/slow").write_text("")
     server.project.commit("webapp: a slow production activate")
     run = start_and_wait(server)
     with server.client("approver") as c:
@@ -285,7 +293,9 @@ def test_sigterm_cancels_the_runs_the_server_drives_and_reverts_them(server: Ser
     while not marker.exists():
         assert time.monotonic() < deadline, server.log.read_text()
         time.sleep(0.1)
-    assert server.stop(15) == 0, server.log.read_text()  # SIGTERM
+    # uvicorn shuts down gracefully, then re-raises the signal: the exit status is SIGTERM's, as systemd expects
+    assert server.stop(signal.SIGTERM) == -signal.SIGTERM
+    assert "Application shutdown complete" in server.log.read_text()
     status = server.project.status()
     assert status["production"]["artifact_digest"] == first["artifact_digest"]  # reverted
     history = {r["id"]: r for r in server.project.json("history")}

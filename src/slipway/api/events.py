@@ -31,6 +31,7 @@ async def run_events(
         current = hub.driver.feed(project, run_id)
         if current is not feed:  # driven (again) by this server since the last look
             feed, seen = current, 0
+        feed_done = feed is not None and feed.done  # read before the events: the last one is never missed
         if feed is not None:
             for seq, event in feed.since(seen):
                 seen = seq
@@ -40,8 +41,7 @@ async def run_events(
         if shape != last:
             last = shape
             yield "run", run
-        still_driven = feed is not None and not feed.done
-        if run["state"] not in ("pending", "running") and not still_driven:
+        if run["state"] not in ("pending", "running") and (feed is None or feed_done):
             yield "end", {"state": run["state"]}
             return
         if disconnected is not None and await disconnected():

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from slipway.services.app import App
     from slipway.services.pipeline import RunOutcome
+    from slipway.services.remote import Remote
 
 T = TypeVar("T")
 #: Options several commands share, declared once.
@@ -43,6 +44,8 @@ class Options:
     actor: str | None = None
     debug: bool = False
     json: bool = False
+    server: str | None = None
+    project: str | None = None
 
 
 def options(ctx: typer.Context) -> Options:
@@ -73,6 +76,44 @@ def open_app(ctx: typer.Context, *, json_mode: bool = False) -> App:
     )
 
 
+def remote(ctx: typer.Context) -> Remote | None:
+    """The server this command talks to (``--server`` or SLIPWAY_SERVER), or None for the local store."""
+    import os
+
+    o = options(ctx)
+    url = o.server or os.environ.get("SLIPWAY_SERVER")
+    if not url:
+        return None
+    from slipway.errors import ConfigError
+    from slipway.services.remote import connect
+
+    if o.actor:
+        raise ConfigError(
+            "--as cannot be used with a server: the server records the user its token belongs to",
+            hint="drop --as, or use the local store (no --server, SLIPWAY_SERVER unset)",
+        )
+    return connect(url, dict(os.environ), project=o.project, local_project=_local_project(o.config))
+
+
+def _local_project(config: Path | None) -> str | None:
+    """The name in the nearest slipway.yml, if there is one (the project to address on a server)."""
+    from slipway.config import find_config, load_config
+    from slipway.errors import ConfigError
+
+    try:
+        return load_config(config or find_config(Path.cwd())).project.name
+    except ConfigError:
+        return None
+
+
+def follow(server: Remote, run: dict[str, Any], json_out: bool) -> None:
+    """Print a run the server drives as it happens, then how it ended (as :func:`finish` does)."""
+    from slipway.cli.render import RichObserver
+
+    final = server.follow(run["id"], RichObserver(console(stderr=json_out)))
+    print_outcome(final, json_out)
+
+
 def run_async(app: App, coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a command's coroutine; SIGINT, SIGTERM and SIGHUP stop it the same way (cli/signals.py)."""
     import asyncio
@@ -90,9 +131,6 @@ def run_async(app: App, coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 def finish(app: App, outcome: RunOutcome, json_out: bool) -> None:
     """Print how a run ended (or where it waits), as one line or as JSON."""
-    import json
-
-    from slipway.model.states import State
     from slipway.services.queries import get_run
     from slipway.services.report import run_dict
 
@@ -100,12 +138,19 @@ def finish(app: App, outcome: RunOutcome, json_out: bool) -> None:
         run = get_run(app, outcome.run_id)
     finally:
         app.close()
+    print_outcome({**run_dict(run), "state": outcome.state.value}, json_out)
+
+
+def print_outcome(run: dict[str, Any], json_out: bool) -> None:
+    """How a run ended (or where it waits), as one line or as JSON (``report.run_dict``)."""
+    import json
+
     if json_out:
-        print(json.dumps(run_dict(run), indent=2))
-    elif outcome.state is State.WAITING:
+        print(json.dumps(run, indent=2))
+    elif run["state"] == "waiting":
         console().print(
-            f"[cyan]run {run.id} is waiting for approval[/]: slipway approve {run.id} --reason TEXT "
-            f"(or slipway reject {run.id} --reason TEXT)"
+            f"[cyan]run {run['id']} is waiting for approval[/]: slipway approve {run['id']} --reason TEXT "
+            f"(or slipway reject {run['id']} --reason TEXT)"
         )
     else:
-        console().print(f"run {run.id} {outcome.state.value}; artifact {run.artifact_digest or '-'}")
+        console().print(f"run {run['id']} {run['state']}; artifact {run['artifact_digest'] or '-'}")

@@ -32,7 +32,9 @@ from slipway.cli.common import (
     WaitingRun,
     console,
     finish,
+    follow,
     open_app,
+    remote,
     run_async,
 )
 from slipway.cli.migrations import migrations_app
@@ -73,9 +75,27 @@ def main_options(
         ),
     ] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="Talk to 'slipway serve' at this URL (overrides SLIPWAY_SERVER; token in SLIPWAY_TOKEN).",
+        ),
+    ] = None,
+    project: Annotated[
+        str | None, typer.Option("--project", help="The project on the server (default: this slipway.yml's).")
+    ] = None,
 ) -> None:
     """Build once, deploy the same way everywhere."""
-    ctx.obj = Options(config=config, database_url=database_url, artifact_dir=artifact_dir, actor=actor, debug=debug)
+    ctx.obj = Options(
+        config=config,
+        database_url=database_url,
+        artifact_dir=artifact_dir,
+        actor=actor,
+        debug=debug,
+        server=server,
+        project=project,
+    )
 
 
 @cli.command()
@@ -125,6 +145,11 @@ def run(
     """Run the pipeline for a commit: build once, test, deploy, gate, promote."""
     from slipway.services import pipeline
 
+    older = (reason or "") if allow_older else None
+    if not dry_run and (server := remote(ctx)):
+        body = {"commit": commit, "allow_dirty": allow_dirty, "allow_older_reason": older}
+        follow(server, server.call("POST", "/runs", body=body), json_out)
+        return
     app = open_app(ctx, json_mode=json_out)
     if dry_run:
         from slipway.cli.render import plan_lines
@@ -133,7 +158,6 @@ def run(
         for line in plan_lines(plan_run(app, rev=commit, allow_dirty=allow_dirty)):
             print(line)
         return
-    older = (reason or "") if allow_older else None
     outcome = run_async(app, lambda: pipeline.start_run(app, rev=commit, allow_dirty=allow_dirty, allow_older=older))
     finish(app, outcome, json_out)
 
@@ -149,6 +173,10 @@ def approve(
     """Approve the gate a run waits at, and continue the run."""
     from slipway.services import pipeline
 
+    if server := remote(ctx):
+        body = {"reason": reason, "allow_older": allow_older}
+        follow(server, server.call("POST", f"/runs/{run_id}/approve", body=body), json_out)
+        return
     app = open_app(ctx, json_mode=json_out)
     outcome = run_async(app, lambda: pipeline.approve(app, run_id, reason=reason, allow_older=allow_older))
     finish(app, outcome, json_out)
@@ -163,6 +191,12 @@ def reject(
     """Reject the gate a run waits at (a parked canary: its hosts go back); the run ends as failed."""
     from slipway.services import pipeline
 
+    if server := remote(ctx):
+        run = server.call("POST", f"/runs/{run_id}/reject", body={"reason": reason})
+        if run["state"] == "running":  # a parked canary: its hosts go back
+            follow(server, run, json_out=False)
+        print(f"run {run_id} rejected")
+        return
     app = open_app(ctx)
     outcome = run_async(app, lambda: pipeline.reject(app, run_id, reason=reason))
     print(f"run {outcome.run_id} rejected")
@@ -180,8 +214,12 @@ def promote(
     """Deploy an artifact that already passed every stage before ENV, then ENV's stages after it. Never rebuilds."""
     from slipway.services import pipeline
 
-    app = open_app(ctx, json_mode=json_out)
     older = (reason or "") if allow_older else None
+    if server := remote(ctx):
+        body = {"digest": digest, "environment": to, "allow_older_reason": older}
+        follow(server, server.call("POST", "/promotions", body=body), json_out)
+        return
+    app = open_app(ctx, json_mode=json_out)
     outcome = run_async(app, lambda: pipeline.promote(app, digest, environment=to, allow_older=older))
     finish(app, outcome, json_out)
 
@@ -199,6 +237,10 @@ def rollback(
     """Switch ENV back to an earlier release (no rebuild, no upload)."""
     from slipway.services import pipeline
 
+    if server := remote(ctx):
+        body = {"to_release": to, "reason": reason or ""}
+        follow(server, server.call("POST", f"/environments/{environment}/rollback", body=body), json_out)
+        return
     app = open_app(ctx, json_mode=json_out)
     outcome = run_async(app, lambda: pipeline.rollback(app, environment, to_release=to, reason=reason))
     finish(app, outcome, json_out)
@@ -209,11 +251,14 @@ def status(ctx: typer.Context, json_out: JsonView = False) -> None:
     """Which release of which artifact runs on every environment and host."""
     from slipway.services import report
 
-    app = open_app(ctx, json_mode=json_out)
-    try:
-        data = report.status(app)
-    finally:
-        app.close()
+    if server := remote(ctx):
+        data = server.call("GET", "/status")
+    else:
+        app = open_app(ctx, json_mode=json_out)
+        try:
+            data = report.status(app)
+        finally:
+            app.close()
     if json_out:
         _print_json(data)
         return
@@ -234,11 +279,14 @@ def history(
     """Recent runs with their stages, artifacts and approvals."""
     from slipway.services import report
 
-    app = open_app(ctx, json_mode=json_out)
-    try:
-        data = report.history(app, limit=limit)
-    finally:
-        app.close()
+    if server := remote(ctx):
+        data = server.call("GET", "/runs", limit=limit)["items"]
+    else:
+        app = open_app(ctx, json_mode=json_out)
+        try:
+            data = report.history(app, limit=limit)
+        finally:
+            app.close()
     if json_out:
         _print_json(data)
         return
@@ -257,11 +305,14 @@ def deployments(
     """Recent deployments: kind, release, outcome, duration, who, why."""
     from slipway.services import report
 
-    app = open_app(ctx, json_mode=json_out)
-    try:
-        data = report.deployments(app, environment, limit=limit)
-    finally:
-        app.close()
+    if server := remote(ctx):
+        data = server.call("GET", "/deployments", environment=environment, limit=limit)["items"]
+    else:
+        app = open_app(ctx, json_mode=json_out)
+        try:
+            data = report.deployments(app, environment, limit=limit)
+        finally:
+            app.close()
     if json_out:
         _print_json(data)
         return
@@ -278,14 +329,19 @@ def logs(
 ) -> None:
     """The stored output of every step of a run, with timings and exit codes."""
     from slipway.cli.render import print_logs
-    from slipway.services.queries import run_logs
 
-    app = open_app(ctx)
-    try:
-        found = run_logs(app, run_id, stage=stage)
-    finally:
-        app.close()
-    print_logs(console(), found)
+    if server := remote(ctx):
+        steps = server.call("GET", f"/runs/{run_id}/logs", stage=stage)["steps"]
+    else:
+        from slipway.services.queries import run_logs
+        from slipway.services.report import step_dict
+
+        app = open_app(ctx)
+        try:
+            steps = [step_dict(s.stage, s.step) for s in run_logs(app, run_id, stage=stage).steps]
+        finally:
+            app.close()
+    print_logs(console(), steps, stage)
 
 
 @cli.command()
@@ -299,11 +355,14 @@ def unlock(
     """Remove an environment's deployment lock. A live holder's lock only with --force; both are audited."""
     from slipway.services import recovery
 
-    app = open_app(ctx)
-    try:
-        removed = recovery.unlock(app, environment, force=force)
-    finally:
-        app.close()
+    if server := remote(ctx):
+        removed = server.call("POST", f"/environments/{environment}/unlock", body={"force": force})["removed"]
+    else:
+        app = open_app(ctx)
+        try:
+            removed = recovery.unlock(app, environment, force=force)
+        finally:
+            app.close()
     print(f"lock on {environment} removed" if removed else f"{environment} was not locked")
 
 
@@ -316,6 +375,9 @@ def resume(
     """Continue an interrupted or cancelled run from its first stage that did not finish."""
     from slipway.services import pipeline
 
+    if server := remote(ctx):
+        follow(server, server.call("POST", f"/runs/{run_id}/resume"), json_out)
+        return
     app = open_app(ctx, json_mode=json_out)
     outcome = run_async(app, lambda: pipeline.resume(app, run_id))
     finish(app, outcome, json_out)

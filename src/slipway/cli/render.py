@@ -15,7 +15,6 @@ from slipway.model.states import State
 
 if TYPE_CHECKING:
     from slipway.services.plan import RunPlan
-    from slipway.services.queries import RunLogs
 
 ICONS = {
     State.SUCCEEDED: "[green]✓[/]",
@@ -184,18 +183,19 @@ def plan_lines(plan: RunPlan) -> list[str]:
     return lines
 
 
-def print_logs(console: Console, logs: RunLogs) -> None:
-    """``slipway logs``: each stage as a rule, each step with its host, timing, exit code and output."""
+def print_logs(console: Console, steps: Sequence[dict[str, Any]], stage: str | None = None) -> None:
+    """``slipway logs``: each stage as a rule, each step (``report.step_dict``: from the store or a server)
+    with its host, timing, exit code and output."""
     current = None
-    for entry in logs.steps:
-        step = entry.step
-        if entry.stage != current:
-            console.rule(f"[bold]{escape(entry.stage)}[/]", align="left")
-            current = entry.stage
-        dur = f"{step.duration:.2f}s" if step.duration is not None else "-"
-        code = f" exit {step.exit_code}" if step.exit_code is not None else ""
-        console.print(f"{ICONS[step.state]} [magenta]\\[{escape(step.host)}][/] {escape(step.name)} [dim]{dur}{code}[/]")
-        for line in step.log.splitlines():
+    for step in steps:
+        if step["stage"] != current:
+            console.rule(f"[bold]{escape(step['stage'])}[/]", align="left")
+            current = step["stage"]
+        dur = f"{step['duration']:.2f}s" if step["duration"] is not None else "-"
+        code = f" exit {step['exit_code']}" if step["exit_code"] is not None else ""
+        icon = ICONS[State(step["state"])]
+        console.print(f"{icon} [magenta]\\[{escape(step['host'])}][/] {escape(step['name'])} [dim]{dur}{code}[/]")
+        for line in step["log"].splitlines():
             console.print(f"    {escape(line)}")
     if current is None:
-        console.print("no steps recorded" + (f" for stage {logs.stage}" if logs.stage else ""))
+        console.print("no steps recorded" + (f" for stage {stage}" if stage else ""))

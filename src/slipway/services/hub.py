@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from slipway.config import load_config
-from slipway.errors import ConfigError, NotFound, StateError
+from slipway.errors import ConfigError, NotFound, SlipwayError, StateError
 from slipway.model.states import State
 from slipway.services.app import App, open_app
 
@@ -81,6 +81,26 @@ class LiveFeed:
         """Record."""
         self._add("message", text=text)
 
+    def finished(self, error: BaseException | None) -> None:
+        """The driving ended: how (the error a CLI would have exited with, if any). The last event."""
+        if isinstance(error, SlipwayError):
+            self._add(
+                "finished",
+                error={
+                    "type": type(error).__name__,
+                    "message": error.message,
+                    "hint": error.hint,
+                    "exit_code": error.exit_code,
+                },
+            )
+        elif error is not None:
+            self._add(
+                "finished", error={"type": type(error).__name__, "message": str(error), "hint": "", "exit_code": 70}
+            )
+        else:
+            self._add("finished", error=None)
+        self.done = True
+
 
 @dataclass
 class _Driven:
@@ -131,12 +151,11 @@ class RunDriver:
 
         try:
             asyncio.run(main())
-        except BaseException as exc:  # recorded on the run by the services; kept here for the feed
+        except BaseException as exc:  # recorded on the run by the services; told to whoever follows the feed
             driven.error = exc
-            driven.feed.message(f"{type(exc).__name__}: {exc}")
-        finally:
-            driven.feed.done = True
-            driven.feed.message("done")
+            driven.feed.finished(exc)
+        else:
+            driven.feed.finished(None)
 
     def stop(self, *, timeout: float = 120.0) -> list[int]:
         """Cancel every driven run (each reverts and is recorded cancelled) and wait for them; returns the

@@ -124,8 +124,9 @@ def test_an_approver_approves_in_the_browser_and_watches_production_deploy_live(
         print(f"screenshot: {shots / shot}")
 
 
-def test_the_home_matrix_refreshes_by_itself(server: Server, chromium: Any) -> None:
-    page = chromium.new_context(base_url=server.url).new_page()
+def test_the_home_matrix_refreshes_by_itself_until_the_session_ends(server: Server, chromium: Any) -> None:
+    context = chromium.new_context(base_url=server.url)
+    page = context.new_page()
     sign_in(page, "viewer")
     cell = page.locator("#cell-webapp-dev")
     expect(cell).to_contain_text("nothing deployed", timeout=WAIT)
@@ -134,3 +135,8 @@ def test_the_home_matrix_refreshes_by_itself(server: Server, chromium: Any) -> N
     server.wait_run("admin", run_id, "waiting")
     expect(cell).to_contain_text(f"run #{run_id}", timeout=WAIT)  # no reload: the page polls
     expect(page.locator(".waiting")).to_contain_text("1 run awaiting approval", timeout=WAIT)
+    other = context.new_page()  # the same browser signs out in another tab
+    other.goto("/approvals")
+    other.click("form.signout button")
+    other.wait_for_url("**/login", timeout=WAIT)
+    page.wait_for_url("**/login?next=%2F", timeout=WAIT)  # the next refresh finds the session ended

@@ -101,6 +101,8 @@ def test_sign_in_goes_where_the_user_was_going_and_refuses_what_it_should(shared
     with httpx.Client(base_url=server.url, timeout=30, headers=HTML) as anonymous:
         sent_away = anonymous.get("/approvals")
         assert sent_away.status_code == 303 and sent_away.headers["location"] == "/login?next=/approvals"
+        polled = anonymous.get("/fragments/matrix", headers={"HX-Request": "true", "HX-Current-URL": f"{server.url}/?x=1"})
+        assert polled.status_code == 401 and polled.headers["hx-redirect"] == "/login?next=%2F%3Fx%3D1"
         form = anonymous.get("/login", params={"next": "/approvals"})
         token = login_token(form)
         assert field(form.text, "next") == "/approvals"

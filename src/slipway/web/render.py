@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import Request
 from fastapi.exception_handlers import http_exception_handler
@@ -167,9 +167,19 @@ async def slipway_error(request: Request, exc: Exception) -> Response:
     """A SlipwayError: a readable page for a browser's page request, the API's JSON for anything else."""
     assert isinstance(exc, e.SlipwayError)
     status = api_errors.status_of(exc)
+    if status == 401 and request.headers.get("hx-request") and not request.url.path.startswith("/api/"):
+        return signed_out(request)
     if status == 401 or not api_errors.wants_html(request):
         return await api_errors.slipway_error(request, exc)
     return error_page(request, status, type(exc).__name__, exc.message, exc.hint)
+
+
+def signed_out(request: Request) -> Response:
+    """htmx's own request (a page refreshing itself) whose session ended: the page goes to the sign-in
+    page and back to itself afterwards, instead of going stale without a word."""
+    current = urlsplit(request.headers.get("hx-current-url", ""))
+    back = current.path + (f"?{current.query}" if current.query else "") if current.path.startswith("/") else "/"
+    return Response(status_code=401, headers={"HX-Redirect": f"/login?{urlencode({'next': back})}"})
 
 
 async def invalid_request(request: Request, exc: Exception) -> Response:

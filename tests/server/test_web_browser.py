@@ -88,6 +88,7 @@ def test_an_approver_approves_in_the_browser_and_watches_production_deploy_live(
     waiting = page.locator(f"#waiting-webapp-{run_id}")
     expect(waiting).to_be_visible(timeout=WAIT)
     waiting.locator('form.approve input[name="reason"]').fill("staging looks right; ship it")
+    page.screenshot(path=str(shots / "approvals.png"), full_page=True)
     waiting.locator(".approve-button").click()
 
     page.wait_for_url(f"**{run_url}", timeout=WAIT)
@@ -119,7 +120,7 @@ def test_an_approver_approves_in_the_browser_and_watches_production_deploy_live(
     expect(page.locator(".waiting")).to_contain_text("0 runs awaiting approval", timeout=WAIT)
     page.screenshot(path=str(shots / "home.png"), full_page=True)
     assert dialogs == []  # no script of the output ran
-    for shot in ("run-live.png", "run.png", "home.png"):
+    for shot in ("approvals.png", "run-live.png", "run.png", "home.png"):
         assert (shots / shot).stat().st_size > 0
         print(f"screenshot: {shots / shot}")
 

@@ -58,7 +58,7 @@ def status(app: App) -> dict[str, Any]:
                 slots.setdefault(row.host, {})[row.slot] = {"release": row.release_id, "serving": row.serving}
             for host in envs[-1]["hosts"]:
                 host["slots"] = slots.get(host["name"], {})
-    waiting = [r.id for r in app.store.list_runs(limit=50) if r.state.value == "waiting"]
+    waiting = [r.id for r in app.store.list_runs(limit=50, project=app.config.project.name, state=State.WAITING)]
     return {"project": app.config.project.name, "environments": envs, "waiting_runs": waiting}
 
 

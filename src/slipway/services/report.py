@@ -251,3 +251,22 @@ def deployments(app: App, environment: str | None, *, limit: int = 20, offset: i
         }
         for d in app.store.deployments(environment, limit=limit, offset=offset)
     ]
+
+
+def figures(app: App) -> dict[str, Any]:
+    """What /metrics reports for this project: runs by state, deployments by (environment, state) and the
+    durations (seconds) of the newest 1,000 finished runs by kind and deployments by environment."""
+    environments = set(app.config.project.environments)
+    run_times: dict[str, list[float]] = {}
+    for kind, seconds in app.store.run_durations(project=app.config.project.name):
+        run_times.setdefault(kind, []).append(seconds)
+    deployment_times: dict[str, list[float]] = {}
+    for env, seconds in app.store.deployment_durations():
+        if env in environments:
+            deployment_times.setdefault(env, []).append(seconds)
+    return {
+        "runs": app.store.runs_by_state(project=app.config.project.name),
+        "deployments": {k: n for k, n in app.store.deployments_by_state().items() if k[0] in environments},
+        "run_durations": run_times,
+        "deployment_durations": deployment_times,
+    }

@@ -19,6 +19,7 @@ BENCHMARKS = {
     "fleet": "benchmarks.bench_fleet",
     "zero_downtime": "benchmarks.bench_zero_downtime",
     "startup": "benchmarks.bench_startup",
+    "server": "benchmarks.bench_server",
 }
 OUT = ROOT / "BENCHMARKS.md"
 MARK = "<!-- section: {} -->"

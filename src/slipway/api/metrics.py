@@ -11,12 +11,12 @@ servers or workers count as well as this server's.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from slipway.services import report
 from slipway.services.hub import Hub
 
 BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -44,23 +44,20 @@ class StoreCollector(Collector):
             "slipway_deployments", "Deployments in each state.", labels=["project", "environment", "state"]
         )
         driven = GaugeMetricFamily("slipway_runs_driven", "Runs this server drives now.", labels=["project"])
-        run_times: dict[tuple[str, ...], list[float]] = defaultdict(list)
-        dep_times: dict[tuple[str, ...], list[float]] = defaultdict(list)
+        run_times: dict[tuple[str, ...], list[float]] = {}
+        dep_times: dict[tuple[str, ...], list[float]] = {}
         active = self.hub.driver.active()
         for name, app in self.hub.projects.items():
-            store, environments = app.store, set(app.config.project.environments)
-            counts = store.runs_by_state(project=name)
-            for state, n in sorted(counts.items()):
+            found = report.figures(app)
+            for state, n in sorted(found["runs"].items()):
                 runs.add_metric([name, state], n)
-            waiting.add_metric([name], counts.get("waiting", 0))
-            for (env, state), n in sorted(store.deployments_by_state().items()):
-                if env in environments:
-                    deps.add_metric([name, env, state], n)
-            for kind, seconds in store.run_durations(project=name):
-                run_times[(name, kind)].append(seconds)
-            for env, seconds in store.deployment_durations():
-                if env in environments:
-                    dep_times[(name, env)].append(seconds)
+            waiting.add_metric([name], found["runs"].get("waiting", 0))
+            for (env, state), n in sorted(found["deployments"].items()):
+                deps.add_metric([name, env, state], n)
+            for kind, seconds in found["run_durations"].items():
+                run_times[(name, kind)] = seconds
+            for env, seconds in found["deployment_durations"].items():
+                dep_times[(name, env)] = seconds
             driven.add_metric([name], sum(1 for project, _ in active if project == name))
         yield from (runs, waiting, deps, driven)
         yield _histogram("slipway_run_duration_seconds", "Durations of finished runs.", ["project", "kind"], run_times)

@@ -58,7 +58,7 @@ def status(app: App) -> dict[str, Any]:
                 slots.setdefault(row.host, {})[row.slot] = {"release": row.release_id, "serving": row.serving}
             for host in envs[-1]["hosts"]:
                 host["slots"] = slots.get(host["name"], {})
-    waiting = [r.id for r in app.store.list_runs(limit=50) if r.state.value == "waiting"]
+    waiting = [r.id for r in app.store.list_runs(limit=50, project=app.config.project.name, state=State.WAITING)]
     return {"project": app.config.project.name, "environments": envs, "waiting_runs": waiting}
 
 
@@ -323,3 +323,22 @@ def waiting_page(apps: dict[str, App], *, limit: int = 20, offset: int = 0) -> d
                 items.append({"project": name, "run": _with_approvals(app, [run])[0], "environments": ahead})
         skip = 0
     return page(items, total=total, limit=limit, offset=offset)
+
+
+def figures(app: App) -> dict[str, Any]:
+    """What /metrics reports for this project: runs by state, deployments by (environment, state) and the
+    durations (seconds) of the newest 1,000 finished runs by kind and deployments by environment."""
+    environments = set(app.config.project.environments)
+    run_times: dict[str, list[float]] = {}
+    for kind, seconds in app.store.run_durations(project=app.config.project.name):
+        run_times.setdefault(kind, []).append(seconds)
+    deployment_times: dict[str, list[float]] = {}
+    for env, seconds in app.store.deployment_durations():
+        if env in environments:
+            deployment_times.setdefault(env, []).append(seconds)
+    return {
+        "runs": app.store.runs_by_state(project=app.config.project.name),
+        "deployments": {k: n for k, n in app.store.deployments_by_state().items() if k[0] in environments},
+        "run_durations": run_times,
+        "deployment_durations": deployment_times,
+    }

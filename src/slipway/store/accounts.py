@@ -12,6 +12,9 @@ from slipway.model import records as rec
 from slipway.store import schema as t
 from slipway.store.base import StoreBase
 
+#: ``last_used_at`` of a token is updated at most this often (seconds).
+TOKEN_USE_GRANULARITY = 60.0
+
 
 class AccountStore(StoreBase):
     """Users, their role grants, API tokens and web sessions."""
@@ -100,7 +103,9 @@ class AccountStore(StoreBase):
             ).first()
             if row is None or row[1]:
                 return None
-            row[0].last_used_at = self._now()
+            now = self._now()
+            if row[0].last_used_at is None or now - row[0].last_used_at > TOKEN_USE_GRANULARITY:
+                row[0].last_used_at = now  # not on every request: a write per API call would cost more than the call
             return row[0].user
 
     def tokens(self, name: str | None = None) -> list[rec.TokenRecord]:

@@ -123,8 +123,8 @@ def test_the_approver_role_decides_and_nothing_is_recorded_for_others(shared_ser
     run = start_and_wait(shared_server)
     assert run["state"] == "waiting" and run["triggered_by"] == "deployer"
     with shared_server.client("viewer") as viewer, shared_server.client("approver") as approver:
-        waiting = [a for a in viewer.get("/api/approvals").json() if a["run"]["id"] == run["id"]]
-        mine = [a for a in approver.get("/api/approvals").json() if a["run"]["id"] == run["id"]]
+        waiting = [a for a in viewer.get("/api/approvals").json()["items"] if a["run"]["id"] == run["id"]]
+        mine = [a for a in approver.get("/api/approvals").json()["items"] if a["run"]["id"] == run["id"]]
     assert waiting and waiting[0]["environments"] == ["production"] and waiting[0]["you_may_approve"] is False
     assert mine[0]["you_may_approve"] is True
 
@@ -263,7 +263,7 @@ def test_metrics_count_runs_by_state_and_need_a_token(shared_server: Server) -> 
     assert httpx.get(f"{shared_server.url}/metrics").status_code == 401
     with shared_server.client("viewer") as c:
         text = c.get("/metrics").text
-        waiting = len([a for a in c.get("/api/approvals").json() if a["project"] == "webapp"])
+        waiting = c.get("/api/approvals").json()["total"]
     assert run["state"] == "waiting"
     assert f'slipway_approvals_waiting{{project="webapp"}} {float(waiting)}' in text
     assert f'slipway_runs{{project="webapp",state="waiting"}} {float(waiting)}' in text

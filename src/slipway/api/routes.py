@@ -242,14 +242,11 @@ def reset_breaker(request: Request, project: str, name: str, user: User) -> dict
     return breakers.reset_breaker(project_app(request, project, user), name)
 
 
-@router.get("/approvals", summary="Runs waiting for approval, in every project")
-def awaiting_approval(request: Request, user: User) -> list[dict[str, Any]]:
+@router.get("/approvals", summary="Runs waiting for approval, in every project (paginated)")
+def awaiting_approval(request: Request, user: User, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
     user.require(Action.VIEW)
-    out = []
-    for name, base in hub_of(request).projects.items():
-        app = base.acting_as(user.name)
-        for run in report.history(app, limit=200, state=State.WAITING):
-            ahead = accounts.run_environments_ahead(app.store.get_run(run["id"]))
-            may = user.may_each(Action.APPROVE, ahead)
-            out.append({"project": name, "run": run, "environments": ahead, "you_may_approve": may})
-    return out
+    hub = hub_of(request)
+    found = report.waiting_page({name: hub.project(name) for name in hub.projects}, limit=limit, offset=offset)
+    for item in found["items"]:
+        item["you_may_approve"] = user.may_each(Action.APPROVE, item["environments"])
+    return found

@@ -301,3 +301,23 @@ def test_sigterm_cancels_the_runs_the_server_drives_and_reverts_them(server: Ser
     history = {r["id"]: r for r in server.project.json("history")}
     assert history[run["id"]]["state"] == "cancelled"
     assert "not locked" in server.project.slipway("unlock", "production").stdout
+
+
+def test_projects_and_breakers(shared_server: Server) -> None:
+    with shared_server.client("viewer") as c:
+        projects = c.get("/api/projects").json()
+        breakers = c.get(f"{P}/breakers")
+    assert projects == [
+        {
+            "name": "webapp",
+            "environments": ["dev", "staging", "production"],
+            "stages": [
+                "build", "unit-tests", "deploy-dev", "acceptance-dev", "deploy-staging", "acceptance-staging",
+                "approve-production", "deploy-production", "smoke-production",
+            ],
+        }
+    ]  # fmt: skip
+    assert breakers.status_code == 200 and breakers.json() == []  # the example declares no dependencies
+    with shared_server.client("admin") as c:
+        error = error_of(c.post(f"{P}/breakers/payments/reset"), 422, "ConfigError")
+    assert "payments" in error["message"]

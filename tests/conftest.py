@@ -29,6 +29,11 @@ XDIST_GROUPS = {
 FIXTURE_GROUPS = {"podman_service": "podman", "chromium": "browser"}
 
 
+# tryfirst: pytest-xdist reads the xdist_group marks in its own pytest_collection_modifyitems (it appends
+# "@group" to each node id, which is what --dist loadgroup schedules by), and its worker plugin is
+# registered after this conftest, so without tryfirst it ran first, saw no marks, and every group was
+# silently split over both workers (two podman services cleaning each other's containers).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Put every test of a grouped tier into its xdist group (a no-op without xdist).
 

@@ -36,11 +36,16 @@ class RunOutcome:
 
 
 async def start_run(
-    app: App, *, rev: str = "HEAD", allow_dirty: bool = False, allow_older: str | None = None
+    app: App,
+    *,
+    rev: str = "HEAD",
+    allow_dirty: bool = False,
+    allow_older: str | None = None,
+    override_freeze: str | None = None,
 ) -> RunOutcome:
     """Create a run for ``rev`` (:func:`create_run`) and drive it (:func:`continue_run`)."""
     run = create_run(app, rev=rev, allow_dirty=allow_dirty, allow_older=allow_older)
-    return await continue_run(app, run.id, allow_older=allow_older)
+    return await continue_run(app, run.id, allow_older=allow_older, override_freeze=override_freeze)
 
 
 def create_run(
@@ -94,14 +99,20 @@ def _create_pipeline_run(app: App, commit: str, loaded: LoadedConfig) -> int:
     )
 
 
-async def continue_run(app: App, run_id: int, *, allow_older: str | None = None) -> RunOutcome:
+async def continue_run(
+    app: App, run_id: int, *, allow_older: str | None = None, override_freeze: str | None = None
+) -> RunOutcome:
     """Drive a run from its first stage that is not final, then prune the workspaces nothing needs.
 
     The process holds the lock ``run N`` while it drives, so a crash is found by the next command.
+    ``override_freeze`` (a reason) lets its deploy stages start inside a freeze (services/freeze.py).
     """
+    if override_freeze is not None:
+        _check_reason(override_freeze)
     try:
         with recovery.driving(app, run_id):
-            state = await PipelineRun(app, run_id, allow_older=allow_older).drive()
+            runner = PipelineRun(app, run_id, allow_older=allow_older, override_freeze=override_freeze)
+            state = await runner.drive()
     finally:
         _prune(app)
     run = app.store.get_run(run_id)
@@ -126,14 +137,16 @@ def waiting_gate(app: App, run_id: int) -> tuple[RunRecord, StageRecord]:
     return run, stage
 
 
-async def approve(app: App, run_id: int, *, reason: str, allow_older: bool = False) -> RunOutcome:
+async def approve(
+    app: App, run_id: int, *, reason: str, allow_older: bool = False, override_freeze: str | None = None
+) -> RunOutcome:
     """Record an approval (who and why) and continue the run from the store.
 
     Refused before anything is recorded when a secret of an environment still ahead cannot be resolved
     in this process, or when a deploy still ahead would move an environment backwards (unless ``allow_older``).
     """
     older = record_approval(app, run_id, reason=reason, allow_older=allow_older)
-    return await continue_run(app, run_id, allow_older=older)
+    return await continue_run(app, run_id, allow_older=older, override_freeze=override_freeze)
 
 
 def record_approval(app: App, run_id: int, *, reason: str, allow_older: bool = False) -> str | None:
@@ -229,12 +242,12 @@ def missing_for_promotion(app: App, project: Project, digest: str, environment: 
 
 
 async def promote(
-    app: App, digest: str, *, environment: str, allow_older: str | None = None
+    app: App, digest: str, *, environment: str, allow_older: str | None = None, override_freeze: str | None = None
 ) -> RunOutcome:
     """Deploy an artifact that already passed every stage before ``environment`` (never rebuilt), then run
     the stages that follow that deploy in the pipeline (:func:`promotion_stages`), as a run would."""
     run_id = create_promotion(app, digest, environment=environment, allow_older=allow_older)
-    return await continue_run(app, run_id, allow_older=allow_older)
+    return await continue_run(app, run_id, allow_older=allow_older, override_freeze=override_freeze)
 
 
 def create_promotion(app: App, digest: str, *, environment: str, allow_older: str | None = None) -> int:

@@ -79,6 +79,9 @@ def test_a_freeze_blocks_the_deploy_stage_from_its_first_minute_and_an_override_
         assert detail["freeze"] == "release-train" and detail["reason"] == "hotfix for INC-42"
         assert detail["run"] == after.run_id
 
+        back = asyncio.run(pipeline.rollback(app, "staging", reason="bad release"))  # the way out: never frozen
+        assert back.state is State.SUCCEEDED and staging_release(app) == released
+
         app.clock = FakeClock(start=at("2026-12-04T14:30:00"))  # the first second after it
         assert asyncio.run(pipeline.start_run(app)).state is State.WAITING
     finally:

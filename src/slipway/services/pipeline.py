@@ -10,12 +10,13 @@ from slipway.config import LoadedConfig
 from slipway.engine.runner import drive_run
 from slipway.engine.strategy import BlueGreen
 from slipway.errors import CanaryRejected, ConfigError, GateError, StateError, StoreError
-from slipway.model.config import Project
+from slipway.model.config import Project, Stage
 from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import RunRecord, StageRecord
 from slipway.model.states import Decision, DeploymentKind, RunKind, StageKind, State
 from slipway.services import canary, ordering, recovery, releases, switchback
 from slipway.services import deployments as dep
+from slipway.services import freeze as freezes
 from slipway.services import migrations as database
 from slipway.services.app import App
 from slipway.services.environments import require_environment
@@ -347,6 +348,9 @@ async def _drive_single(
 
     async def handler(stage: StageRecord) -> State:
         assert stage.environment is not None and run.artifact_digest is not None
+        if kind is not DeploymentKind.ROLLBACK:  # a resumed promotion; a rollback is never frozen
+            timeout = Stage.model_fields["timeout"].default
+            await freezes.enforce(app, loaded.project, stage.environment, override=None, timeout=timeout, run_id=run_id)
         await dep.deploy(
             app,
             loaded,

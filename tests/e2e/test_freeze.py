@@ -133,5 +133,7 @@ def test_cli_run_inside_a_date_freeze_exits_9_and_the_override_is_audited(projec
     detail = json.loads(entries[0].detail)
     assert detail["freeze"] == "year-end" and detail["reason"] == "security fix"
 
+    runs = len(project.json("history"))
     empty = project.slipway("run", "--override-freeze", " ", check=False)
-    assert empty.returncode == 9 and "reason is required" in empty.stderr
+    assert empty.returncode == 9 and "reason is required to override a freeze" in empty.stderr
+    assert len(project.json("history")) == runs, "a blank override reason created a run"

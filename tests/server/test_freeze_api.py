@@ -40,6 +40,8 @@ def test_an_override_needs_the_admin_role_and_is_audited_as_its_user(frozen: Ser
     assert failed["state"] == "failed" and "freeze year-end" in failed["error"], failed
     with frozen.client("admin") as c:
         error_of(c.post(f"{P}/runs", json={"override_freeze": ""}), 422, "RequestError")
+        error_of(c.post(f"{P}/runs", json={"override_freeze": "  "}), 409, "GateError")
+        assert len(c.get(f"{P}/runs").json()["items"]) == 1, "a blank override reason started a run"
         run = c.post(f"{P}/runs", json={"override_freeze": "security fix"}).json()
     assert frozen.wait_run("admin", run["id"], "failed", "waiting", "succeeded")["state"] == "waiting"
     with frozen.client("viewer") as c:

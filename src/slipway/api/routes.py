@@ -178,6 +178,7 @@ def _override_freeze(user: Principal, reason: str | None, environments: Sequence
     """``reason``, after a 403 unless ``user`` is an admin of every environment the override may deploy to."""
     if reason is not None:
         user.require_each(Action.ADMIN, environments)
+        pipeline.check_freeze_override(reason)
     return reason
 
 

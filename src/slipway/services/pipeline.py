@@ -45,6 +45,7 @@ async def start_run(
     override_freeze: str | None = None,
 ) -> RunOutcome:
     """Create a run for ``rev`` (:func:`create_run`) and drive it (:func:`continue_run`)."""
+    check_freeze_override(override_freeze)
     run = create_run(app, rev=rev, allow_dirty=allow_dirty, allow_older=allow_older)
     return await continue_run(app, run.id, allow_older=allow_older, override_freeze=override_freeze)
 
@@ -108,8 +109,7 @@ async def continue_run(
     The process holds the lock ``run N`` while it drives, so a crash is found by the next command.
     ``override_freeze`` (a reason) lets its deploy stages start inside a freeze (services/freeze.py).
     """
-    if override_freeze is not None:
-        _check_reason(override_freeze)
+    check_freeze_override(override_freeze)
     try:
         with recovery.driving(app, run_id):
             runner = PipelineRun(app, run_id, allow_older=allow_older, override_freeze=override_freeze)
@@ -146,6 +146,7 @@ async def approve(
     Refused before anything is recorded when a secret of an environment still ahead cannot be resolved
     in this process, or when a deploy still ahead would move an environment backwards (unless ``allow_older``).
     """
+    check_freeze_override(override_freeze)
     older = record_approval(app, run_id, reason=reason, allow_older=allow_older)
     return await continue_run(app, run_id, allow_older=older, override_freeze=override_freeze)
 
@@ -223,6 +224,14 @@ def _check_reason(reason: str) -> None:
         raise GateError("a reason is required", hint="pass --reason TEXT; it is kept in the audit log")
 
 
+def check_freeze_override(reason: str | None) -> None:
+    """GateError for a blank ``--override-freeze`` reason, before anything is recorded (services/freeze.py)."""
+    if reason is not None and not reason.strip():
+        raise GateError(
+            "a reason is required to override a freeze", hint="pass --override-freeze REASON; it is kept in the audit log"
+        )
+
+
 def normalise_digest(digest: str) -> str:
     """``sha256:<hex>`` from either form."""
     return PREFIX + parse_digest(digest)
@@ -247,6 +256,7 @@ async def promote(
 ) -> RunOutcome:
     """Deploy an artifact that already passed every stage before ``environment`` (never rebuilt), then run
     the stages that follow that deploy in the pipeline (:func:`promotion_stages`), as a run would."""
+    check_freeze_override(override_freeze)
     run_id = create_promotion(app, digest, environment=environment, allow_older=allow_older)
     return await continue_run(app, run_id, allow_older=allow_older, override_freeze=override_freeze)
 

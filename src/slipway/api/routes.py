@@ -4,7 +4,7 @@ continues one answers 202 with the run as it is once the checks passed and the r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -25,6 +25,8 @@ User = Annotated[Principal, Depends(current_user)]
 Limit = Annotated[int, Query(ge=1, le=200, description="How many items (a page).")]
 Offset = Annotated[int, Query(ge=0, description="How many items to skip.")]
 Reason = Annotated[str, Field(min_length=1, max_length=2000, description="Why; kept in the audit log.")]
+#: Deploy inside a freeze for this reason (docs/config.md "freezes"); needs the admin role on the environments.
+OverrideFreeze = Annotated[str | None, Field(None, min_length=1, max_length=2000)]
 
 
 class StartRun(BaseModel):
@@ -33,6 +35,7 @@ class StartRun(BaseModel):
     commit: str = Field("HEAD", min_length=1, max_length=200)
     allow_dirty: bool = False
     allow_older_reason: str | None = Field(None, min_length=1, max_length=2000)
+    override_freeze: OverrideFreeze = None
 
 
 class Decide(BaseModel):
@@ -40,6 +43,7 @@ class Decide(BaseModel):
 
     reason: Reason
     allow_older: bool = False
+    override_freeze: OverrideFreeze = None
 
 
 class Promote(BaseModel):
@@ -48,6 +52,7 @@ class Promote(BaseModel):
     digest: str = Field(min_length=1, max_length=80)
     environment: str = Field(min_length=1, max_length=200)
     allow_older_reason: str | None = Field(None, min_length=1, max_length=2000)
+    override_freeze: OverrideFreeze = None
 
 
 class Rollback(BaseModel):
@@ -123,9 +128,13 @@ def runs(
 def start_run(request: Request, project: str, body: StartRun, user: User) -> dict[str, Any]:
     app = project_app(request, project, user)
     user.require_each(Action.DEPLOY, accounts.pipeline_environments(app.config.project))
+    freeze = _override_freeze(user, body.override_freeze, accounts.pipeline_environments(app.config.project))
     older = body.allow_older_reason
     run = pipeline.create_run(app, rev=body.commit, allow_dirty=body.allow_dirty, allow_older=older)
-    return drive(request, project, user, run.id, lambda a: pipeline.continue_run(a, run.id, allow_older=older))
+    return drive(
+        request, project, user, run.id,
+        lambda a: pipeline.continue_run(a, run.id, allow_older=older, override_freeze=freeze),
+    )
 
 
 @router.get("/projects/{project}/runs/{run_id}", summary="One run: stages, artifact, approvals")
@@ -147,8 +156,13 @@ def logs(request: Request, project: str, run_id: int, user: User, stage: str | N
 def approve(request: Request, project: str, run_id: int, body: Decide, user: User) -> dict[str, Any]:
     app = project_app(request, project, user)
     _require_gate(app, run_id, user)
+    ahead = accounts.run_environments_ahead(app.store.get_run(run_id))
+    freeze = _override_freeze(user, body.override_freeze, ahead)
     older = pipeline.record_approval(app, run_id, reason=body.reason, allow_older=body.allow_older)
-    return drive(request, project, user, run_id, lambda a: pipeline.continue_run(a, run_id, allow_older=older))
+    return drive(
+        request, project, user, run_id,
+        lambda a: pipeline.continue_run(a, run_id, allow_older=older, override_freeze=freeze),
+    )
 
 
 @router.post("/projects/{project}/runs/{run_id}/reject", summary="Reject the gate a run waits at")
@@ -158,6 +172,14 @@ def reject(request: Request, project: str, run_id: int, body: Decide, user: User
     if pipeline.record_rejection(app, run_id, reason=body.reason) is None:  # a parked canary goes back
         return drive(request, project, user, run_id, lambda a: pipeline.finish_rejected_canary(a, run_id))
     return report.run_view(app, run_id)
+
+
+def _override_freeze(user: Principal, reason: str | None, environments: Sequence[str]) -> str | None:
+    """``reason``, after a 403 unless ``user`` is an admin of every environment the override may deploy to."""
+    if reason is not None:
+        user.require_each(Action.ADMIN, environments)
+        pipeline.check_freeze_override(reason)
+    return reason
 
 
 def _require_gate(app: App, run_id: int, user: Principal) -> None:
@@ -181,9 +203,13 @@ def promote(request: Request, project: str, body: Promote, user: User) -> dict[s
     app = project_app(request, project, user)
     require_environment(app, body.environment)
     user.require(Action.DEPLOY, body.environment)
+    freeze = _override_freeze(user, body.override_freeze, [body.environment])
     older = body.allow_older_reason
     run_id = pipeline.create_promotion(app, body.digest, environment=body.environment, allow_older=older)
-    return drive(request, project, user, run_id, lambda a: pipeline.continue_run(a, run_id, allow_older=older))
+    return drive(
+        request, project, user, run_id,
+        lambda a: pipeline.continue_run(a, run_id, allow_older=older, override_freeze=freeze),
+    )
 
 
 @router.get("/projects/{project}/environments", summary="Environments with what runs there")

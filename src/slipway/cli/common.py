@@ -31,6 +31,15 @@ Environment = Annotated[str, typer.Argument(metavar="ENV")]
 AllowOlder = Annotated[
     bool, typer.Option("--allow-older", help="Deploy even an artifact older than what an environment runs (needs --reason).")
 ]
+OverrideFreeze = Annotated[
+    str | None,
+    typer.Option(
+        "--override-freeze",
+        metavar="REASON",
+        help="Deploy even inside a freeze of the environment, for this reason (kept in the audit log; "
+        "on a server it needs the admin role there).",
+    ),
+]
 OlderReason = Annotated[str | None, typer.Option("--reason", "-r", help="Why (with --allow-older); kept in the audit log.")]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -28,6 +28,7 @@ from slipway.cli.common import (
     JsonView,
     OlderReason,
     Options,
+    OverrideFreeze,
     Reason,
     WaitingRun,
     console,
@@ -140,6 +141,7 @@ def run(
     ] = False,
     allow_older: AllowOlder = False,
     reason: OlderReason = None,
+    override_freeze: OverrideFreeze = None,
     json_out: JsonOut = False,
 ) -> None:
     """Run the pipeline for a commit: build once, test, deploy, gate, promote."""
@@ -148,7 +150,7 @@ def run(
     older = (reason or "") if allow_older else None
     if not dry_run and (server := remote(ctx)):
         body = {"commit": commit, "allow_dirty": allow_dirty, "allow_older_reason": older}
-        follow(server, server.call("POST", "/runs", body=body), json_out)
+        follow(server, server.call("POST", "/runs", body=_with_override(body, override_freeze)), json_out)
         return
     app = open_app(ctx, json_mode=json_out)
     if dry_run:
@@ -158,7 +160,12 @@ def run(
         for line in plan_lines(plan_run(app, rev=commit, allow_dirty=allow_dirty)):
             print(line)
         return
-    outcome = run_async(app, lambda: pipeline.start_run(app, rev=commit, allow_dirty=allow_dirty, allow_older=older))
+    outcome = run_async(
+        app,
+        lambda: pipeline.start_run(
+            app, rev=commit, allow_dirty=allow_dirty, allow_older=older, override_freeze=override_freeze
+        ),
+    )
     finish(app, outcome, json_out)
 
 
@@ -168,17 +175,23 @@ def approve(
     run_id: WaitingRun,
     reason: Reason,
     allow_older: AllowOlder = False,
+    override_freeze: OverrideFreeze = None,
     json_out: JsonOut = False,
 ) -> None:
     """Approve the gate a run waits at, and continue the run."""
     from slipway.services import pipeline
 
     if server := remote(ctx):
-        body = {"reason": reason, "allow_older": allow_older}
+        body = _with_override({"reason": reason, "allow_older": allow_older}, override_freeze)
         follow(server, server.call("POST", f"/runs/{run_id}/approve", body=body), json_out)
         return
     app = open_app(ctx, json_mode=json_out)
-    outcome = run_async(app, lambda: pipeline.approve(app, run_id, reason=reason, allow_older=allow_older))
+    outcome = run_async(
+        app,
+        lambda: pipeline.approve(
+            app, run_id, reason=reason, allow_older=allow_older, override_freeze=override_freeze
+        ),
+    )
     finish(app, outcome, json_out)
 
 
@@ -209,6 +222,7 @@ def promote(
     to: Annotated[str, typer.Option("--to", help="The environment to deploy it to.")],
     allow_older: AllowOlder = False,
     reason: OlderReason = None,
+    override_freeze: OverrideFreeze = None,
     json_out: JsonOut = False,
 ) -> None:
     """Deploy an artifact that already passed every stage before ENV, then ENV's stages after it. Never rebuilds."""
@@ -217,11 +231,19 @@ def promote(
     older = (reason or "") if allow_older else None
     if server := remote(ctx):
         body = {"digest": digest, "environment": to, "allow_older_reason": older}
-        follow(server, server.call("POST", "/promotions", body=body), json_out)
+        follow(server, server.call("POST", "/promotions", body=_with_override(body, override_freeze)), json_out)
         return
     app = open_app(ctx, json_mode=json_out)
-    outcome = run_async(app, lambda: pipeline.promote(app, digest, environment=to, allow_older=older))
+    outcome = run_async(
+        app,
+        lambda: pipeline.promote(app, digest, environment=to, allow_older=older, override_freeze=override_freeze),
+    )
     finish(app, outcome, json_out)
+
+
+def _with_override(body: dict[str, Any], override_freeze: str | None) -> dict[str, Any]:
+    """A POST body with ``override_freeze`` when one is given (an older server knows no such field)."""
+    return {**body, "override_freeze": override_freeze} if override_freeze is not None else body
 
 
 @cli.command()
@@ -266,6 +288,9 @@ def status(ctx: typer.Context, json_out: JsonView = False) -> None:
 
     out = console()
     out.print(status_table(data))
+    for env in data["environments"]:
+        if env.get("freeze"):  # an older server's status has no freeze key
+            out.print(f"[yellow]{env['name']} is frozen[/] by {env['freeze']['name']} until {env['freeze']['until_text']}")
     if data["waiting_runs"]:
         out.print(f"waiting for approval: runs {', '.join(map(str, data['waiting_runs']))}")
 

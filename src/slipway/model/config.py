@@ -18,6 +18,7 @@ from slipway.model.base import Frozen as Frozen
 from slipway.model.base import SecretRef as SecretRef
 from slipway.model.checks import CheckSpec, DependencySpec, LoadTestSpec
 from slipway.model.containers import ContainerTargetSpec, ImageArtifactSpec, ServiceConfig
+from slipway.model.freeze import Freeze, OnFreeze, unique_names
 from slipway.model.states import StageKind
 from slipway.model.strategy import AllAtOnce, BlueGreen, Canary, CircuitBreakerPolicy, Rolling
 from slipway.model.traffic import NginxRouterSpec, ReadinessSpec
@@ -233,6 +234,15 @@ class Environment(Frozen):
     router: NginxRouterSpec | None = None
     #: The health gate before a host takes traffic again (needs ``router``).
     readiness: ReadinessSpec | None = None
+    #: When deploy stages may not start here (model/freeze.py, docs/config.md "freezes").
+    freezes: tuple[Freeze, ...] = ()
+    #: What a deploy stage that would start inside a freeze does: fail (default) or wait for its end.
+    on_freeze: OnFreeze = OnFreeze.FAIL
+
+    @field_validator("freezes")
+    @classmethod
+    def _unique_freezes(cls, value: tuple[Freeze, ...]) -> tuple[Freeze, ...]:
+        return unique_names(value)
 
     @model_validator(mode="after")
     def _strategy_is_wired(self) -> Environment:

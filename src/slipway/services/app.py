@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from slipway.clock import SystemClock
 from slipway.config import LoadedConfig, find_config, load_config, parse_config
 from slipway.engine.events import NullObserver, Observer
 from slipway.engine.masking import Masker
 from slipway.errors import ConfigError, StoreError
 from slipway.model.config import LocalTargetSpec, SSHTargetSpec, TargetSpec
 from slipway.model.containers import ContainerTargetSpec
-from slipway.ports import Target
+from slipway.ports import Clock, Target
 from slipway.private import secure_state_dir
 from slipway.services.reconcile import reconcile
 from slipway.services.settings import Settings
@@ -37,6 +38,8 @@ class App:
     environ: Mapping[str, str]
     observer: Observer = field(default_factory=NullObserver)
     masker: Masker = field(default_factory=Masker)
+    #: The wall clock of rules about time (deploy freezes); tests inject a FakeClock.
+    clock: Clock = field(default_factory=SystemClock)
     _store: Store | None = None
     #: False for an App that borrows another's store (:meth:`acting_as`): closing it leaves the store open.
     _owns_store: bool = True
@@ -83,6 +86,7 @@ class App:
             settings=self.settings.authenticated(actor),
             environ=self.environ,
             observer=observer or NullObserver(),
+            clock=self.clock,
             _store=self.store,
             _owns_store=False,
         )

@@ -10,12 +10,13 @@ from slipway.config import LoadedConfig
 from slipway.engine.runner import drive_run
 from slipway.engine.strategy import BlueGreen
 from slipway.errors import CanaryRejected, ConfigError, GateError, StateError, StoreError
-from slipway.model.config import Project
+from slipway.model.config import Project, Stage
 from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import RunRecord, StageRecord
 from slipway.model.states import Decision, DeploymentKind, RunKind, StageKind, State
 from slipway.services import canary, ordering, recovery, releases, switchback
 from slipway.services import deployments as dep
+from slipway.services import freeze as freezes
 from slipway.services import migrations as database
 from slipway.services.app import App
 from slipway.services.environments import require_environment
@@ -36,11 +37,17 @@ class RunOutcome:
 
 
 async def start_run(
-    app: App, *, rev: str = "HEAD", allow_dirty: bool = False, allow_older: str | None = None
+    app: App,
+    *,
+    rev: str = "HEAD",
+    allow_dirty: bool = False,
+    allow_older: str | None = None,
+    override_freeze: str | None = None,
 ) -> RunOutcome:
     """Create a run for ``rev`` (:func:`create_run`) and drive it (:func:`continue_run`)."""
+    check_freeze_override(override_freeze)
     run = create_run(app, rev=rev, allow_dirty=allow_dirty, allow_older=allow_older)
-    return await continue_run(app, run.id, allow_older=allow_older)
+    return await continue_run(app, run.id, allow_older=allow_older, override_freeze=override_freeze)
 
 
 def create_run(
@@ -94,14 +101,19 @@ def _create_pipeline_run(app: App, commit: str, loaded: LoadedConfig) -> int:
     )
 
 
-async def continue_run(app: App, run_id: int, *, allow_older: str | None = None) -> RunOutcome:
+async def continue_run(
+    app: App, run_id: int, *, allow_older: str | None = None, override_freeze: str | None = None
+) -> RunOutcome:
     """Drive a run from its first stage that is not final, then prune the workspaces nothing needs.
 
     The process holds the lock ``run N`` while it drives, so a crash is found by the next command.
+    ``override_freeze`` (a reason) lets its deploy stages start inside a freeze (services/freeze.py).
     """
+    check_freeze_override(override_freeze)
     try:
         with recovery.driving(app, run_id):
-            state = await PipelineRun(app, run_id, allow_older=allow_older).drive()
+            runner = PipelineRun(app, run_id, allow_older=allow_older, override_freeze=override_freeze)
+            state = await runner.drive()
     finally:
         _prune(app)
     run = app.store.get_run(run_id)
@@ -126,14 +138,17 @@ def waiting_gate(app: App, run_id: int) -> tuple[RunRecord, StageRecord]:
     return run, stage
 
 
-async def approve(app: App, run_id: int, *, reason: str, allow_older: bool = False) -> RunOutcome:
+async def approve(
+    app: App, run_id: int, *, reason: str, allow_older: bool = False, override_freeze: str | None = None
+) -> RunOutcome:
     """Record an approval (who and why) and continue the run from the store.
 
     Refused before anything is recorded when a secret of an environment still ahead cannot be resolved
     in this process, or when a deploy still ahead would move an environment backwards (unless ``allow_older``).
     """
+    check_freeze_override(override_freeze)
     older = record_approval(app, run_id, reason=reason, allow_older=allow_older)
-    return await continue_run(app, run_id, allow_older=older)
+    return await continue_run(app, run_id, allow_older=older, override_freeze=override_freeze)
 
 
 def record_approval(app: App, run_id: int, *, reason: str, allow_older: bool = False) -> str | None:
@@ -209,6 +224,14 @@ def _check_reason(reason: str) -> None:
         raise GateError("a reason is required", hint="pass --reason TEXT; it is kept in the audit log")
 
 
+def check_freeze_override(reason: str | None) -> None:
+    """GateError for a blank ``--override-freeze`` reason, before anything is recorded (services/freeze.py)."""
+    if reason is not None and not reason.strip():
+        raise GateError(
+            "a reason is required to override a freeze", hint="pass --override-freeze REASON; it is kept in the audit log"
+        )
+
+
 def normalise_digest(digest: str) -> str:
     """``sha256:<hex>`` from either form."""
     return PREFIX + parse_digest(digest)
@@ -229,12 +252,13 @@ def missing_for_promotion(app: App, project: Project, digest: str, environment: 
 
 
 async def promote(
-    app: App, digest: str, *, environment: str, allow_older: str | None = None
+    app: App, digest: str, *, environment: str, allow_older: str | None = None, override_freeze: str | None = None
 ) -> RunOutcome:
     """Deploy an artifact that already passed every stage before ``environment`` (never rebuilt), then run
     the stages that follow that deploy in the pipeline (:func:`promotion_stages`), as a run would."""
+    check_freeze_override(override_freeze)
     run_id = create_promotion(app, digest, environment=environment, allow_older=allow_older)
-    return await continue_run(app, run_id, allow_older=allow_older)
+    return await continue_run(app, run_id, allow_older=allow_older, override_freeze=override_freeze)
 
 
 def create_promotion(app: App, digest: str, *, environment: str, allow_older: str | None = None) -> int:
@@ -334,6 +358,9 @@ async def _drive_single(
 
     async def handler(stage: StageRecord) -> State:
         assert stage.environment is not None and run.artifact_digest is not None
+        if kind is not DeploymentKind.ROLLBACK:  # a resumed promotion; a rollback is never frozen
+            timeout = Stage.model_fields["timeout"].default
+            await freezes.enforce(app, loaded.project, stage.environment, override=None, timeout=timeout, run_id=run_id)
         await dep.deploy(
             app,
             loaded,

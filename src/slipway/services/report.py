@@ -58,8 +58,24 @@ def status(app: App) -> dict[str, Any]:
                 slots.setdefault(row.host, {})[row.slot] = {"release": row.release_id, "serving": row.serving}
             for host in envs[-1]["hosts"]:
                 host["slots"] = slots.get(host["name"], {})
+    _add_freezes(app, envs)
     waiting = [r.id for r in app.store.list_runs(limit=50, project=app.config.project.name, state=State.WAITING)]
     return {"project": app.config.project.name, "environments": envs, "waiting_runs": waiting}
+
+
+def _add_freezes(app: App, envs: list[dict[str, Any]]) -> None:
+    """Each environment's ``freeze``: the one in force now (name, since, until as ISO UTC), or None."""
+    from slipway.services.freeze import active_freezes
+
+    frozen = active_freezes(app, app.config.project)
+    for env in envs:
+        active = frozen.get(env["name"])
+        env["freeze"] = (
+            {"name": active.name, "since": active.start.isoformat(), "until": active.until.isoformat(),
+             "until_text": active.until_text()}
+            if active is not None
+            else None
+        )
 
 
 def router_rotations(app: App) -> dict[str, Rotation]:

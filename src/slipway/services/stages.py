@@ -17,13 +17,14 @@ from slipway.engine.runner import drive_run
 from slipway.engine.steps import StepRunner
 from slipway.engine.template import render
 from slipway.errors import ArtifactError, ArtifactNotFound, StateError
-from slipway.model.config import Project
+from slipway.model.config import Project, Stage
 from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import StageRecord
 from slipway.model.states import StageKind, State
 from slipway.private import make_private_dir
 from slipway.services import checks, ordering, releases
 from slipway.services import deployments as dep
+from slipway.services import freeze as freezes
 from slipway.services.app import App
 from slipway.services.secrets import resolve_secrets
 from slipway.services.workspace import workspace
@@ -33,10 +34,13 @@ from slipway.targets.local import LocalTarget
 class PipelineRun:
     """Handlers for each stage kind of one run; the engine's runner calls them in order."""
 
-    def __init__(self, app: App, run_id: int, *, allow_older: str | None = None) -> None:
+    def __init__(
+        self, app: App, run_id: int, *, allow_older: str | None = None, override_freeze: str | None = None
+    ) -> None:
         self.app = app
         self.run = app.store.get_run(run_id)
         self.allow_older = allow_older  # the person's reason to deploy an older artifact (services/ordering.py)
+        self.override_freeze = override_freeze  # the person's reason to deploy inside a freeze (services/freeze.py)
         self.loaded: LoadedConfig = app.config_of(self.run.config_text, self.run.config_path)
         self.project: Project = self.loaded.project
 
@@ -142,6 +146,11 @@ class PipelineRun:
         if not run.artifact_digest:
             raise StateError(f"run {run.id} has no artifact to deploy: its build stage did not produce one")
         assert stage.environment is not None
+        if stage.state is not State.WAITING:  # a parked canary going on is not a new start
+            await freezes.enforce(
+                self.app, self.project, stage.environment, override=self.override_freeze,
+                timeout=self._timeout(stage.name), run_id=run.id,
+            )
         override = ordering.check_not_older(
             self.app, stage.environment, commit=run.commit, digest=run.artifact_digest,
             allow_older=self.allow_older, run_id=run.id,
@@ -167,6 +176,13 @@ class PipelineRun:
             return State.WAITING
         ordering.supersede_waiting(self.app, run, environment=stage.environment)
         return State.SUCCEEDED
+
+    def _timeout(self, name: str) -> float:
+        """The stage's timeout in slipway.yml (a promotion's own deploy stage: the default)."""
+        try:
+            return self.project.stage(name).timeout
+        except KeyError:
+            return Stage.model_fields["timeout"].default  # type: ignore[no-any-return]
 
     async def load_test(self, stage: StageRecord) -> State:
         """Send a bounded load at the environment; the figures are stored as the stage's step."""

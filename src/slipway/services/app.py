@@ -16,6 +16,7 @@ from slipway.model.config import LocalTargetSpec, SSHTargetSpec, TargetSpec
 from slipway.model.containers import ContainerTargetSpec
 from slipway.ports import Target
 from slipway.private import secure_state_dir
+from slipway.services.notifier import EXIT_WAIT, Notifier
 from slipway.services.reconcile import reconcile
 from slipway.services.settings import Settings
 from slipway.store.journal import Journal
@@ -37,6 +38,8 @@ class App:
     environ: Mapping[str, str]
     observer: Observer = field(default_factory=NullObserver)
     masker: Masker = field(default_factory=Masker)
+    #: Delivers notifications in the background (services/notifications.py); shared by :meth:`acting_as`.
+    notifier: Notifier = field(default_factory=Notifier)
     _store: Store | None = None
     #: False for an App that borrows another's store (:meth:`acting_as`): closing it leaves the store open.
     _owns_store: bool = True
@@ -83,13 +86,16 @@ class App:
             settings=self.settings.authenticated(actor),
             environ=self.environ,
             observer=observer or NullObserver(),
+            notifier=self.notifier,
             _store=self.store,
             _owns_store=False,
         )
 
     def close(self) -> None:
-        """Release the store's connections (an App borrowing another's store only lets go of it)."""
+        """Release the store's connections (an App borrowing another's store only lets go of it), after a
+        bounded wait for the notifications still being delivered (those given up on are recorded)."""
         if self._store is not None and self._owns_store:
+            self.notifier.drain(EXIT_WAIT)
             self._store.close()
         self._store = None
 

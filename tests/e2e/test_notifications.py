@@ -302,3 +302,19 @@ def test_a_receiver_that_never_answers_does_not_hold_up_the_deployment(project: 
         assert subject == "webhook environment variable NOTIFY_HOOK_URL"
         assert "gave up" in json.loads(detail)["error"] and token not in detail
     assert "notification deployment_succeeded to webhook environment variable NOTIFY_HOOK_URL failed" in proc.stderr
+
+
+def test_a_rollback_is_notified_with_the_release_it_went_back_to(project: Project, receiver: Receiver) -> None:
+    configure(project, "", f"  - {{kind: webhook, url: '{receiver.url}/hook', events: [rollback]}}\n")
+    project.slipway("run")
+    first = project.status()["dev"]["release"]
+    project.edit("app/store.py", "oldest first", "oldest first (v2)")
+    project.commit("webapp: v2")
+    project.slipway("run")
+    assert project.status()["dev"]["release"] != first
+    assert receiver.posts == []  # deployments are not rollbacks
+    rollback = project.json("rollback", "dev", "--reason", "v2 is broken")
+    [(_, posted)] = receiver.wait_for(lambda p: len(p) >= 1)
+    assert (posted["event"], posted["environment"], posted["outcome"]) == ("rollback", "dev", "succeeded")
+    assert (posted["release"], posted["run"]) == (first, rollback["id"])
+    assert posted["text"] == f"webapp: dev rolled back to release {first}, run {rollback['id']}"

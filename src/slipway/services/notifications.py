@@ -259,10 +259,10 @@ def deployment_outcome(app: App, loaded: LoadedConfig, request: DeployRequest) -
             app,
             loaded,
             run=request.run_id,
-            gate=f"the canary of {request.environment}",
+            gate="its canary",
             commit=request.commit,
             environment=request.environment,
-            why=str(parked),
+            why=f"canary hosts: {', '.join(parked.hosts)}",
         )
         raise
     except Exception as exc:

@@ -19,6 +19,7 @@ from slipway.model.base import SecretRef as SecretRef
 from slipway.model.checks import CheckSpec, DependencySpec, LoadTestSpec
 from slipway.model.containers import ContainerTargetSpec, ImageArtifactSpec, ServiceConfig
 from slipway.model.freeze import Freeze, OnFreeze, unique_names
+from slipway.model.notifications import Notification
 from slipway.model.states import StageKind
 from slipway.model.strategy import AllAtOnce, BlueGreen, Canary, CircuitBreakerPolicy, Rolling
 from slipway.model.traffic import NginxRouterSpec, ReadinessSpec
@@ -357,6 +358,16 @@ class Project(Frozen):
     migrations: MigrationsSpec | None = None
     #: Whether whoever acts must be recorded as who they are (docs/config.md, "identity").
     identity: IdentityPolicy = IdentityPolicy()
+    #: Webhooks and emails sent when approvals are needed, deployments end, breakers open (docs/config.md).
+    notifications: tuple[Notification, ...] = ()
+
+    @model_validator(mode="after")
+    def _notified_environments(self) -> Project:
+        for i, notification in enumerate(self.notifications):
+            unknown = sorted(set(notification.environments) - set(self.environments))
+            if unknown:
+                raise ValueError(f"notifications[{i}].environments: no environment {', '.join(unknown)}")
+        return self
 
     def stage(self, name: str) -> Stage:
         """The stage called ``name``; KeyError if there is none."""

@@ -17,6 +17,7 @@ from slipway.model.config import LocalTargetSpec, SSHTargetSpec, TargetSpec
 from slipway.model.containers import ContainerTargetSpec
 from slipway.ports import Clock, Target
 from slipway.private import secure_state_dir
+from slipway.services.notifier import EXIT_WAIT, Notifier
 from slipway.services.reconcile import reconcile
 from slipway.services.settings import Settings
 from slipway.store.journal import Journal
@@ -40,6 +41,8 @@ class App:
     masker: Masker = field(default_factory=Masker)
     #: The wall clock of rules about time (deploy freezes); tests inject a FakeClock.
     clock: Clock = field(default_factory=SystemClock)
+    #: Delivers notifications in the background (services/notifications.py); shared by :meth:`acting_as`.
+    notifier: Notifier = field(default_factory=Notifier)
     _store: Store | None = None
     #: False for an App that borrows another's store (:meth:`acting_as`): closing it leaves the store open.
     _owns_store: bool = True
@@ -87,13 +90,16 @@ class App:
             environ=self.environ,
             observer=observer or NullObserver(),
             clock=self.clock,
+            notifier=self.notifier,
             _store=self.store,
             _owns_store=False,
         )
 
     def close(self) -> None:
-        """Release the store's connections (an App borrowing another's store only lets go of it)."""
+        """Release the store's connections (an App borrowing another's store only lets go of it), after a
+        bounded wait for the notifications still being delivered (those given up on are recorded)."""
         if self._store is not None and self._owns_store:
+            self.notifier.drain(EXIT_WAIT)
             self._store.close()
         self._store = None
 

@@ -31,6 +31,7 @@ from slipway.model.checks import CheckSpec, LoadTestSpec, OpenAfterSwitch, parse
 from slipway.model.records import StageRecord
 from slipway.model.states import State
 from slipway.ports import Clock, Target
+from slipway.services import notifications
 from slipway.store.breakers import SqlBreakerRepository
 from slipway.targets import release as layout
 
@@ -281,7 +282,8 @@ def dependencies_of(
     context = environment_context(loaded, environment, release)
     specs = render_checks(loaded, env.dependencies, context, ("environments", environment, "dependencies"))
     specs = () if skip else specs
-    return Dependencies(environment, specs, SqlBreakerRepository(app.store.engine), SystemClock())
+    breakers = notifications.watch_breakers(app, loaded, environment, SqlBreakerRepository(app.store.engine))
+    return Dependencies(environment, specs, breakers, SystemClock())
 
 
 # --- a deployment's checks -------------------------------------------------------------------------

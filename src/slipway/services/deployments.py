@@ -22,7 +22,7 @@ from slipway.engine.strategy import BlueGreen
 from slipway.model.containers import ImageArtifactSpec
 from slipway.model.states import DeploymentKind
 from slipway.ports import Target
-from slipway.services import canary
+from slipway.services import canary, notifications
 from slipway.services import migrations as database
 from slipway.services.app import App, make_target
 from slipway.services.checks import DeploymentChecks, deployment_checks
@@ -52,10 +52,17 @@ def dry_run_lines(loaded: LoadedConfig, environment: str) -> list[str]:
 
 async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
     """Deploy (or roll back to) a release on every target of an environment; return the release id.
+    How it ended is notified (slipway.yml's ``notifications``), in the background.
 
     Everything that can be checked without touching a host is checked first: the secrets resolve, the
     artifact is in the store and its bytes match its digest, the environment is not locked.
     """
+    with notifications.deployment_outcome(app, loaded, request) as released:
+        released.append(await _deploy(app, loaded, request))
+        return released[0]
+
+
+async def _deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
     project = loaded.project
     env = project.environments[request.environment]
     resume = canary.resume_of(app, loaded, request.environment, request.run_id)  # a canary that waited

@@ -22,7 +22,7 @@ from slipway.model.containers import ImageArtifactSpec
 from slipway.model.records import StageRecord
 from slipway.model.states import StageKind, State
 from slipway.private import make_private_dir
-from slipway.services import checks, ordering, releases
+from slipway.services import checks, notifications, ordering, releases
 from slipway.services import deployments as dep
 from slipway.services import freeze as freezes
 from slipway.services.app import App
@@ -197,4 +197,13 @@ class PipelineRun:
             + (f" (approvers: {', '.join(who)})" if who else "")
             + f": slipway approve {self.run.id} --reason TEXT"
         )
+        notifications.approval_needed(
+            self.app, self.loaded, run=self.run.id, gate=stage.name, commit=self.run.commit,
+            environment=self._gated_environment(stage),
+        )
         return State.WAITING
+
+    def _gated_environment(self, gate: StageRecord) -> str | None:
+        """The environment of the first deploy stage after ``gate``: the one a person lets it reach."""
+        later = (s for s in self.run.stages if s.index > gate.index and s.kind is StageKind.DEPLOY)
+        return next((s.environment for s in later), None)

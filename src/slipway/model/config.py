@@ -23,6 +23,7 @@ from slipway.model.notifications import Notification
 from slipway.model.states import StageKind
 from slipway.model.strategy import AllAtOnce, BlueGreen, Canary, CircuitBreakerPolicy, Rolling
 from slipway.model.traffic import NginxRouterSpec, ReadinessSpec
+from slipway.model.triggers import TriggerSpec
 
 HOOK_ORDER = ("prepare", "install", "migrate", "configure", "activate", "verify")
 
@@ -360,6 +361,8 @@ class Project(Frozen):
     identity: IdentityPolicy = IdentityPolicy()
     #: Webhooks and emails sent when approvals are needed, deployments end, breakers open (docs/config.md).
     notifications: tuple[Notification, ...] = ()
+    #: What starts runs without a person: webhooks, polling, the forge's API (docs/triggers.md).
+    triggers: TriggerSpec | None = None
 
     @model_validator(mode="after")
     def _notified_environments(self) -> Project:

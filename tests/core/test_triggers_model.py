@@ -149,3 +149,34 @@ def test_bodies_that_are_not_the_forges_are_clear_errors() -> None:
 def test_where_each_forge_keeps_a_merge_requests_head() -> None:
     assert merge_request_ref(Forge.GITHUB, 7) == "refs/pull/7/head"
     assert merge_request_ref(Forge.GITLAB, 7) == "refs/merge-requests/7/head"
+
+
+def forge_spec(kind: str, repository: str = "team/app") -> object:
+    from slipway.model.triggers import ForgeSpec
+
+    return ForgeSpec.model_validate(
+        {"kind": kind, "api_url": "http://127.0.0.1:9/api/", "repository": repository, "token": {"env": "T"}}
+    )
+
+
+def test_commit_statuses_as_github_gitea_and_gitlab_take_them() -> None:
+    from slipway.model.triggers import ForgeSpec, status_request
+
+    github = forge_spec("github")
+    assert isinstance(github, ForgeSpec)
+    req = status_request(github, "tok", commit=SHA, state="failure", description="x" * 200, target_url="http://s/r/1")
+    assert req.url == f"http://127.0.0.1:9/api/repos/team/app/statuses/{SHA}"
+    assert req.headers["Authorization"] == "Bearer tok"
+    assert req.body == {"state": "failure", "context": "slipway", "description": "x" * 140, "target_url": "http://s/r/1"}
+    gitea = forge_spec("forgejo")
+    assert isinstance(gitea, ForgeSpec)
+    assert status_request(gitea, "tok", commit=SHA, state="success", description="", target_url=None).headers[
+        "Authorization"] == "token tok"
+    gitlab = forge_spec("gitlab", "group/sub/app")
+    assert isinstance(gitlab, ForgeSpec)
+    req = status_request(gitlab, "tok", commit=SHA, state="pending", description="build", target_url=None)
+    assert req.url == f"http://127.0.0.1:9/api/projects/group%2Fsub%2Fapp/statuses/{SHA}"
+    assert req.headers["PRIVATE-TOKEN"] == "tok" and req.body == {"state": "running", "name": "slipway", "description": "build"}
+    assert status_request(gitlab, "t", commit=SHA, state="failure", description="", target_url=None).body["state"] == "failed"
+    with pytest.raises(ValueError):
+        status_request(gitlab, "t", commit=SHA, state="skipped", description="", target_url=None)

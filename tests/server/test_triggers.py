@@ -85,12 +85,15 @@ def post_push(url: str, body: bytes, *, signature: str | None, delivery: str) ->
 
 
 @pytest.fixture
-def forge(project: Project, tmp_path: Path) -> Iterator[Forge]:
+def forge(project: Project, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Forge]:
+    """The project served with webhooks on (and the keys of ``triggers:`` a test parametrizes it with)."""
     branch = git(project.root, "symbolic-ref", "--short", "HEAD")
     config = project.root / "slipway.yml"
+    extra = "".join(f"  {k}: {v}\n" for k, v in getattr(request, "param", {}).items())
     config.write_text(
         config.read_text()
         + f"\ntriggers:\n  branch: {branch}\n  remote: origin\n  webhook_secret: {{env: SLIPWAY_WEBHOOK_SECRET}}\n"
+        + extra
     )
     (project.root / "app/banner.txt").write_text("first\n")
     project.commit("webapp: triggers")
@@ -170,6 +173,9 @@ def test_a_replayed_delivery_starts_nothing(forge: Forge) -> None:
     other = post_push(forge.server.url, body, signature=signed(body), delivery=str(uuid.uuid4()))
     assert other.status_code == 200 and other.json()["outcome"] == "ignored", other.text
     assert len(forge.runs()) == 1
+    with forge.server.client("viewer") as c:
+        seen = c.get("/api/projects/webapp/deliveries").json()
+    assert [d["outcome"] for d in seen] == ["ignored", "started"] and seen[1]["delivery"] == delivery
 
 
 def test_an_unknown_project_is_404_and_a_push_to_another_branch_is_ignored(forge: Forge) -> None:
@@ -183,3 +189,14 @@ def test_an_unknown_project_is_404_and_a_push_to_another_branch_is_ignored(forge
     assert other.status_code == 200 and other.json()["outcome"] == "ignored", other.text
     assert "feature" in other.json()["message"]
     assert forge.runs() == []
+
+
+@pytest.mark.parametrize("forge", [{"poll_interval": 1}], indirect=True)
+def test_the_server_polls_the_remote_when_no_webhook_comes(forge: Forge) -> None:
+    (forge.bare / "hooks/post-receive").unlink()  # no webhook: only the poller can see the push
+    commit, _ = forge.push("banner: polled", text="polled\n")
+    run = forge.run_of(commit)  # the first poll also runs the head the checkout was at: it never ran
+    assert run["triggered_by"] == "poll"
+    assert forge.server.wait_run("viewer", run["id"], "waiting", "failed")["state"] == "waiting"
+    time.sleep(3)  # three more polls of the same head start nothing
+    assert len([r for r in forge.runs() if r["commit"] == commit]) == 1

@@ -7,16 +7,18 @@ delivery that starts a run answers 202 and the server drives the run like one a 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from slipway.api.auth import hub_of
+from slipway.api.auth import current_user, hub_of
 from slipway.errors import ConfigError
+from slipway.model.access import Action
 from slipway.model.triggers import Forge
 from slipway.services import report, triggers
+from slipway.services.accounts import Principal
 
 router = APIRouter(prefix="/api")
 #: The largest body accepted (GitHub caps its deliveries at 25 MB; a push's JSON is a few kB).
@@ -43,3 +45,14 @@ async def webhook(request: Request, project: str, forge: Forge) -> JSONResponse:
     hub.drive_triggered(project, received.run_id)
     answer["run"] = report.run_view(app, received.run_id)
     return JSONResponse(answer, status_code=202)
+
+
+@router.get("/projects/{project}/deliveries", summary="Authentic webhook deliveries and polls, newest first")
+def deliveries(
+    request: Request,
+    project: str,
+    user: Annotated[Principal, Depends(current_user)],
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[dict[str, Any]]:
+    user.require(Action.VIEW)
+    return triggers.deliveries(hub_of(request).project(project), limit=limit)

@@ -266,3 +266,45 @@ def _gitlab(name: str, data: Mapping[str, Any]) -> Event:
 def merge_request_ref(forge: Forge, number: int) -> str:
     """The ref under which the forge keeps a merge request's head commit."""
     return f"refs/merge-requests/{number}/head" if forge is Forge.GITLAB else f"refs/pull/{number}/head"
+
+
+@dataclass(frozen=True)
+class StatusRequest:
+    """The HTTP request that sets a commit status on the forge (built here, sent by services/forge.py)."""
+
+    url: str
+    headers: dict[str, str]
+    body: dict[str, str]
+    #: Attempts before the failure is recorded, and seconds each may take.
+    attempts: int = 3
+    timeout: float = 10.0
+
+
+#: Slipway's status (pending, success, failure, error) as each forge names it.
+_STATES = {
+    Forge.GITLAB: {"pending": "running", "success": "success", "failure": "failed", "error": "failed"},
+}
+
+
+def status_request(spec: ForgeSpec, token: str, *, commit: str, state: str, description: str,
+                   target_url: str | None) -> StatusRequest:
+    """The forge's "create a commit status" call: GitHub's and Gitea/Forgejo's ``POST /repos/{repo}/statuses/{sha}``,
+    GitLab's ``POST /projects/{id}/statuses/{sha}``; ``state`` is pending, success, failure or error."""
+    from urllib.parse import quote
+
+    if state not in ("pending", "success", "failure", "error"):
+        raise ValueError(f"commit status {state!r}")
+    named = _STATES.get(spec.kind, {}).get(state, state)
+    text = description[:140]  # GitHub's limit
+    if spec.kind is Forge.GITLAB:
+        body = {"state": named, "name": spec.context, "description": text}
+        url = f"{spec.api_url}/projects/{quote(spec.repository, safe='')}/statuses/{commit}"
+        headers = {"PRIVATE-TOKEN": token}
+    else:
+        body = {"state": named, "context": spec.context, "description": text}
+        url = f"{spec.api_url}/repos/{spec.repository}/statuses/{commit}"
+        scheme = "Bearer" if spec.kind is Forge.GITHUB else "token"
+        headers = {"Authorization": f"{scheme} {token}", "Accept": "application/json"}
+    if target_url:
+        body["target_url"] = target_url
+    return StatusRequest(url, {**headers, "User-Agent": "slipway"}, body)

@@ -235,3 +235,13 @@ async def _drive(app: App, run_id: int) -> None:
         app.observer.message(f"run {run_id} failed: {exc.message.splitlines()[0]}")
         return
     app.observer.message(f"run {run_id} {outcome.state.value}")
+
+
+def deliveries(app: App, *, limit: int = 50) -> list[dict[str, object]]:
+    """The newest authentic deliveries and polls of the project, and what came of each (refused ones are in
+    the audit log as ``webhook.refused``)."""
+    return [
+        {"id": d.id, "forge": d.forge, "delivery": d.delivery_id, "event": d.event, "received_at": d.received_at,
+         "outcome": d.outcome, "detail": d.detail, "run": d.run_id}
+        for d in app.store.deliveries(project=app.config.project.name, limit=limit)
+    ]

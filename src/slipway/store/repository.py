@@ -26,10 +26,14 @@ from slipway.store.base import alembic_config as alembic_config
 from slipway.store.base import journalled as journalled
 from slipway.store.deployments import DeploymentStore
 from slipway.store.locks import LockStore
+from slipway.store.reviews import ReviewStore
 from slipway.store.runs import RunStore
 from slipway.store.slots import SlotStore
 from slipway.store.steps import StepStore
 
 
-class Store(RunStore, StepStore, ArtifactStore, DeploymentStore, SlotStore, AuditStore, LockStore, AccountStore):
-    """Runs, stages, steps, artifacts, deployments, slots, approvals, the audit log, locks and accounts."""
+class Store(
+    RunStore, StepStore, ArtifactStore, DeploymentStore, SlotStore, AuditStore, LockStore, AccountStore, ReviewStore
+):
+    """Runs, stages, steps, artifacts, deployments, slots, approvals, the audit log, locks, accounts and review
+    environments."""

@@ -300,8 +300,10 @@ def check_review(loaded: LoadedConfig) -> None:
     for key in review.environment:
         if key not in Environment.model_fields:
             guess = difflib.get_close_matches(key, allowed, n=1)
-            raise loaded.error(
-                f"unknown key {key!r}", ("review", key),
+            mark = loaded.marks.get(("review", key, "__key__"))
+            raise ConfigError(
+                f"unknown key {key!r}", file=str(loaded.path), line=mark.line if mark else None,
+                column=mark.column if mark else None, key_path=f"review.{key}",
                 hint=(f"did you mean {guess[0]!r}? " if guess else "") + "allowed here: " + ", ".join(allowed),
             )
     if "targets" not in review.environment:

@@ -73,6 +73,7 @@ def test_a_merge_request_gets_a_review_environment_and_loses_it_when_merged(proj
     merge = git(project, "rev-parse", "refs/slipway/merge-requests/7/merge")
     assert git(project, "rev-parse", f"{merge}^1", f"{merge}^2").split() == [git(project, "rev-parse", trunk), head]
     assert (up["kind"], up["state"], up["commit"], up["review_url"]) == ("merge-request", "succeeded", merge, url)
+    assert up["merge_request"] == 7
     assert [(s["name"], s["kind"], s["environment"]) for s in up["stages"]] == [
         ("build", "build", None),
         ("unit-tests", "test", None),
@@ -147,6 +148,8 @@ def test_the_merge_result_is_the_same_commit_for_the_same_inputs(project: Projec
     assert git(project, "show", "-s", "--format=%an <%ae>|%cn <%ce>", first) == (
         "Slipway <slipway@localhost>|Slipway <slipway@localhost>"
     )
+    parents = [int(git(project, "show", "-s", "--format=%ct", c)) for c in (trunk, head)]
+    assert git(project, "show", "-s", "--format=%at %ct", first) == f"{max(parents)} {max(parents)}"  # not the clock's
     changed = git(project, "diff", "--name-only", trunk, first).split()
     assert changed == ["app/server.py"]  # the feature's change on top of the trunk
     assert Path(project.root / "app/server.py").read_text().count("review-me") == 0  # working tree untouched

@@ -166,6 +166,7 @@ def run_dict(run: RunRecord) -> dict[str, Any]:
         "created_at": run.created_at,
         "finished_at": run.finished_at,
         "error": run.error,
+        "merge_request": run.merge_request,  # the request of a merge-request run, else None
         "stages": [
             {
                 "name": s.name,

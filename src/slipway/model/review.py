@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
@@ -79,6 +80,29 @@ class ReviewTemplate(Frozen):
         return parse_duration(self.ttl) if self.ttl else None
 
 
+class ReviewState(StrEnum):
+    """A review environment is open (deployed, or being deployed) until it is closed, for good."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class ReviewUpdate:
+    """What a merge-request run records of its review environment when it is created."""
+
+    project: str
+    number: int
+    environment: str
+    branch: str
+    target: str
+    head_commit: str
+    merge_commit: str
+    url: str | None
+    run_id: int
+    at: float
+
+
 @dataclass(frozen=True)
 class ReviewRecord:
     """A review environment as the store keeps it: open, or closed (when, why, by whom)."""
@@ -86,7 +110,7 @@ class ReviewRecord:
     project: str
     number: int
     environment: str
-    state: str  # "open" or "closed"
+    state: ReviewState
     branch: str
     target: str
     head_commit: str
@@ -102,7 +126,4 @@ class ReviewRecord:
     @property
     def is_open(self) -> bool:
         """Whether the environment is still up (or being brought up)."""
-        return self.state == OPEN
-
-
-OPEN, CLOSED = "open", "closed"
+        return self.state is ReviewState.OPEN

@@ -68,7 +68,9 @@ def status(app: App) -> dict[str, Any]:
 def _reviews(app: App, rows: list[HostRelease]) -> list[dict[str, Any]]:
     """The open review environments of merge requests: URL, the merge commit that runs there, its run."""
     out = []
-    for review in app.store.reviews(app.config.project.name, state="open"):
+    from slipway.model.review import ReviewState
+
+    for review in app.store.reviews(app.config.project.name, state=ReviewState.OPEN):
         hosts = [h for h in rows if h.environment == review.environment]
         out.append({
             "name": review.environment, "number": review.number, "url": review.url, "branch": review.branch,

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slipway.config import LoadedConfig, parse_config
-from slipway.errors import ConfigError
+from slipway.errors import ConfigError, SlipwayError
 from slipway.model.config import Project
 from slipway.model.records import RunRecord
-from slipway.model.review import OPEN, ReviewRecord, review_name
+from slipway.model.review import ReviewRecord, ReviewState, ReviewUpdate, review_name
 from slipway.model.states import RunKind, StageKind, State
 from slipway.services import pipeline
 from slipway.services.app import App
@@ -24,7 +24,6 @@ from slipway.services.review_env import check_template, with_review
 from slipway.services.review_teardown import Teardown, tear_down
 from slipway.services.secrets import require_secrets
 from slipway.services.source import committed_config
-from slipway.store.reviews import ReviewUpdate
 from slipway.vcs import check_commit_links, merge_result, resolve_commit
 
 
@@ -136,12 +135,17 @@ async def expire(app: App) -> list[Teardown]:
     ``App.clock``); what a server's poller calls. Returns what was torn down."""
     now = app.clock.now()
     done = []
-    for record in app.store.reviews(app.config.project.name, state=OPEN):
+    for record in app.store.reviews(app.config.project.name, state=ReviewState.OPEN):
         ttl = _ttl_of(app, record)
         if ttl is None or now - record.updated_at <= ttl:
             continue
         hours = (now - record.updated_at) / 3600
-        done.append(await tear_down(app, record, reason=f"expired: not updated for {hours:.1f} h (ttl {ttl / 3600:g} h)"))
+        reason = f"expired: not updated for {hours:.1f} h (ttl {ttl / 3600:g} h)"
+        try:
+            done.append(await tear_down(app, record, reason=reason))
+        except SlipwayError as exc:  # e.g. a deployment of it runs (LockHeld): the others still go, it stays open
+            app.observer.message(f"warning: {record.environment} expired but was not torn down: {exc}")
+            done.append(Teardown(record.environment, problems=(str(exc),), complete=False))
     return done
 
 
@@ -159,7 +163,7 @@ def list_reviews(app: App) -> list[dict[str, object]]:
     """Every review environment of the project, open and closed, as JSON-ready rows."""
     return [
         {
-            "number": r.number, "environment": r.environment, "state": r.state, "branch": r.branch,
+            "number": r.number, "environment": r.environment, "state": r.state.value, "branch": r.branch,
             "target": r.target, "head_commit": r.head_commit, "merge_commit": r.merge_commit, "url": r.url,
             "run_id": r.run_id, "opened_at": r.opened_at, "updated_at": r.updated_at, "closed_at": r.closed_at,
             "closed_by": r.closed_by, "close_reason": r.close_reason,

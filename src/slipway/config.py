@@ -22,8 +22,9 @@ from slipway.config_source import Loc as Loc
 from slipway.config_source import Mark as Mark
 from slipway.config_source import compose, decode, dotted, to_python
 from slipway.errors import ConfigError
-from slipway.model.config import HOOK_ORDER, Project
+from slipway.model.config import HOOK_ORDER, Environment, Project
 from slipway.model.containers import CONTAINER_NAME_RE, ContainerTargetSpec, ImageArtifactSpec, dependency_order
+from slipway.model.review import REVIEW_KEYS, review_number
 from slipway.model.states import StageKind
 
 CONFIG_NAME = "slipway.yml"
@@ -237,6 +238,7 @@ def check_references(loaded: LoadedConfig) -> None:
     check_databases(loaded)
     check_containers(loaded)
     check_breaker_keys(loaded)
+    check_review(loaded)
     seen: dict[str, int] = {}
     deployed: set[str] = set()
     envs = sorted(project.environments)
@@ -285,6 +287,35 @@ def check_references(loaded: LoadedConfig) -> None:
                 f"stage {stage.name!r} works on {env!r} before any stage deploys it",
                 ("pipeline", i, "environment"),
                 hint=f"put a deploy stage for {env!r} before it",
+            )
+
+
+def check_review(loaded: LoadedConfig) -> None:
+    """``review:`` holds an environment's keys (plus ttl, teardown), with targets, and no environment's name
+    looks like a review environment's. Its templates are filled in by ``slipway validate`` (services/review_env.py)."""
+    review = loaded.project.review
+    if review is None:
+        return
+    allowed = sorted({*Environment.model_fields, *REVIEW_KEYS})
+    for key in review.environment:
+        if key not in Environment.model_fields:
+            guess = difflib.get_close_matches(key, allowed, n=1)
+            mark = loaded.marks.get(("review", key, "__key__"))
+            raise ConfigError(
+                f"unknown key {key!r}", file=str(loaded.path), line=mark.line if mark else None,
+                column=mark.column if mark else None, key_path=f"review.{key}",
+                hint=(f"did you mean {guess[0]!r}? " if guess else "") + "allowed here: " + ", ".join(allowed),
+            )
+    if "targets" not in review.environment:
+        raise loaded.error(
+            "review needs 'targets'", ("review",),
+            hint="e.g. targets: [{kind: local, name: web-1, path: .slipway/targets/review-{{ review.number }}}]",
+        )
+    for name in loaded.project.environments:
+        if review_number(name) is not None:
+            raise loaded.error(
+                f"environment {name!r} has the name of a review environment", ("environments", name),
+                hint="review-<N> names the review environment of merge request N: rename this one",
             )
 
 

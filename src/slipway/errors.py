@@ -33,6 +33,7 @@ The tree::
     ├── StateError             an illegal state transition, or a run not in the needed state
     │   └── NotFound           no such run, project, environment or user (HTTP 404)
     ├── LockHeld               another process holds the environment lock (names the holder)
+    ├── MergeConflict          a merge request does not merge into its target (names the paths)
     ├── Cancelled              a signal (SIGINT, SIGTERM, SIGHUP) stopped the run: exit 128 + signal
     └── StoreError             the state store cannot be read or written
 
@@ -327,6 +328,14 @@ class LockHeld(SlipwayError):
     """Another process holds the lock; the message names the holder."""
 
     exit_code = 11
+
+
+class MergeConflict(SlipwayError):
+    """A merge request's head does not merge cleanly into its target branch; ``paths`` are the conflicts."""
+
+    def __init__(self, message: str, *, paths: tuple[str, ...] = (), hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.paths = paths
 
 
 class Cancelled(SlipwayError):

@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path
 
 from slipway.artifacts.archive import check_link_target
-from slipway.errors import ConfigError, SlipwayError, UnsafeArchive
+from slipway.errors import ConfigError, MergeConflict, SlipwayError, UnsafeArchive
 
 
 def _git(root: Path, *args: str) -> str:
@@ -196,3 +196,60 @@ def has_commit(root: Path, commit: str) -> bool:
         ["git", "-C", str(root), "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True, check=False
     )
     return proc.returncode == 0
+
+
+#: Who makes a merge-request merge result: fixed, so that the same inputs give the same commit id.
+MERGE_IDENTITY = ("Slipway", "slipway@localhost")
+
+
+def merge_ref(number: int) -> str:
+    """Where the merge result of request ``number`` is kept in the project's repository."""
+    return f"refs/slipway/merge-requests/{number}/merge"
+
+
+def merge_result(root: Path, *, number: int, head: str, target: str) -> str:
+    """Make the commit a merge request would create (``target`` with ``head`` merged), without touching the
+    working tree or the index, store it under :func:`merge_ref` and return its id.
+
+    ``git merge-tree --write-tree`` merges in the object database; ``git commit-tree`` makes the commit with
+    the target as first parent and a fixed author, committer and date (the newer parent's committer date),
+    so the same head and target always give the same commit. A conflict is a MergeConflict naming the paths.
+    """
+    head_sha, target_sha = resolve_commit(root, head), resolve_commit(root, target)
+    proc = subprocess.run(
+        ["git", "-C", str(root), "merge-tree", "--write-tree", "--name-only", "--no-messages", target_sha, head_sha],
+        capture_output=True, text=True, check=False,
+    )
+    lines = proc.stdout.splitlines()
+    if proc.returncode == 1 and lines:
+        paths = tuple(dict.fromkeys(line for line in lines[1:] if line))
+        raise MergeConflict(
+            f"merge request {number} (commit {head_sha[:12]}) does not merge cleanly into {target} "
+            f"({target_sha[:12]}): conflicts in {', '.join(paths) or 'the tree'}",
+            paths=paths,
+            hint=f"merge or rebase the request's branch onto {target}, resolve the conflicts, and push again",
+        )
+    if proc.returncode != 0 or not lines:
+        raise SlipwayError(
+            f"git merge-tree cannot merge {head_sha[:12]} into {target_sha[:12]}: {proc.stderr.strip()}",
+            hint="git 2.38 or newer is needed (git merge-tree --write-tree); the two need a common history",
+        )
+    date = max(int(_git(root, "log", "-1", "--format=%ct", c)) for c in (head_sha, target_sha))
+    name, email = MERGE_IDENTITY
+    stamp = f"@{date} +0000"
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_AUTHOR_DATE": stamp,
+        "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email, "GIT_COMMITTER_DATE": stamp,
+    }
+    message = f"Merge request {number}: {head_sha} into {target}\n"
+    made = subprocess.run(
+        ["git", "-C", str(root), "-c", "commit.gpgsign=false", "commit-tree", lines[0],
+         "-p", target_sha, "-p", head_sha, "-F", "-"],
+        input=message, capture_output=True, text=True, env=env, check=False,
+    )
+    if made.returncode != 0:
+        raise SlipwayError(f"git commit-tree failed for merge request {number}: {made.stderr.strip()}")
+    commit = made.stdout.strip()
+    _git(root, "update-ref", merge_ref(number), commit)
+    return commit

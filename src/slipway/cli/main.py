@@ -39,6 +39,7 @@ from slipway.cli.common import (
     run_async,
 )
 from slipway.cli.migrations import migrations_app
+from slipway.cli.review import review_app
 from slipway.cli.server import serve, users_app
 from slipway.errors import SlipwayError
 
@@ -54,6 +55,7 @@ cli = typer.Typer(
 cli.add_typer(migrations_app, name="migrations")
 cli.add_typer(breakers_app, name="breakers")
 cli.add_typer(users_app, name="users")
+cli.add_typer(review_app, name="review")
 cli.command()(serve)
 
 
@@ -310,6 +312,9 @@ def status(ctx: typer.Context, json_out: JsonView = False) -> None:
             out.print(f"[yellow]{env['name']} is frozen[/] by {env['freeze']['name']} until {env['freeze']['until_text']}")
     if data["waiting_runs"]:
         out.print(f"waiting for approval: runs {', '.join(map(str, data['waiting_runs']))}")
+    for review in data.get("reviews", ()):  # an older server's status has none
+        out.print(f"review environment {review['name']} (merge request {review['number']}): {review['url'] or '-'}, "
+                  f"release {review['release'] or '-'}, run {review['run_id'] or '-'}")
 
 
 @cli.command()

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jinja2
+import jinja2.meta
 import jinja2.sandbox
 
 from slipway.errors import ConfigError
@@ -73,3 +74,14 @@ def render(template: str, context: Mapping[str, Any], *, shell: bool = True, whe
         raise ConfigError(f"template syntax error: {exc.message} in {template!r}", key_path=where or None) from None
     except jinja2.TemplateError as exc:
         raise ConfigError(f"cannot render {template!r}: {exc}", key_path=where or None) from None
+
+
+def uses_variable(template: str, name: str) -> bool:
+    """Whether ``template`` reads the variable ``name`` (``{{ review.number }}`` reads ``review``); a syntax
+    error is a ConfigError, as when rendering."""
+    if "{" not in template:
+        return False
+    try:
+        return name in jinja2.meta.find_undeclared_variables(_PLAIN.parse(template))
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(f"template syntax error: {exc.message} in {template!r}") from None

@@ -20,6 +20,7 @@ from slipway.model.checks import CheckSpec, DependencySpec, LoadTestSpec
 from slipway.model.containers import ContainerTargetSpec, ImageArtifactSpec, ServiceConfig
 from slipway.model.freeze import Freeze, OnFreeze, unique_names
 from slipway.model.notifications import Notification
+from slipway.model.review import ReviewTemplate
 from slipway.model.states import StageKind
 from slipway.model.strategy import AllAtOnce, BlueGreen, Canary, CircuitBreakerPolicy, Rolling
 from slipway.model.traffic import NginxRouterSpec, ReadinessSpec
@@ -363,6 +364,8 @@ class Project(Frozen):
     notifications: tuple[Notification, ...] = ()
     #: What starts runs without a person: webhooks, polling, the forge's API (docs/triggers.md).
     triggers: TriggerSpec | None = None
+    #: Review environments: one per merge request, made from this template (model/review.py, docs/config.md).
+    review: ReviewTemplate | None = None
 
     @model_validator(mode="after")
     def _notified_environments(self) -> Project:

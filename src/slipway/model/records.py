@@ -63,6 +63,8 @@ class RunRecord:
     config_path: str
     error: str | None = None
     stages: tuple[StageRecord, ...] = field(default_factory=tuple)
+    #: The merge request of a ``merge-request`` run (docs/triggers.md, "Review environments").
+    merge_request: int | None = None
 
 
 @dataclass(frozen=True)

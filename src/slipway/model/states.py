@@ -88,6 +88,8 @@ class RunKind(StrEnum):
     PIPELINE = "pipeline"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
+    #: A merge request's build and test on its merge result, and its review environment (services/review.py).
+    MERGE_REQUEST = "merge-request"
 
 
 class DeploymentKind(StrEnum):

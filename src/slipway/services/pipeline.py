@@ -388,7 +388,7 @@ async def resume(app: App, run_id: int) -> RunOutcome:
     with recovery.driving(app, run_id):
         recovery.prepare_resume(app, run_id)
         run = app.store.get_run(run_id)
-        if run.kind is RunKind.PIPELINE:
+        if run.kind in (RunKind.PIPELINE, RunKind.MERGE_REQUEST):
             return await continue_run(app, run_id)
         kind, release_id, reason = recovery.single_deployment_of(app, run_id)
         return await _drive_single(app, run_id, kind, release_id=release_id, reason=reason)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from slipway.engine.strategy import BlueGreen
 from slipway.errors import NotFound, SlipwayError
 from slipway.model.containers import ImageArtifactSpec
-from slipway.model.records import DeploymentRecord, RunRecord, StepRecord
+from slipway.model.records import DeploymentRecord, HostRelease, RunRecord, StepRecord
 from slipway.model.states import State
 from slipway.services.app import App
 
@@ -60,7 +60,25 @@ def status(app: App) -> dict[str, Any]:
                 host["slots"] = slots.get(host["name"], {})
     _add_freezes(app, envs)
     waiting = [r.id for r in app.store.list_runs(limit=50, project=app.config.project.name, state=State.WAITING)]
-    return {"project": app.config.project.name, "environments": envs, "waiting_runs": waiting}
+    return {
+        "project": app.config.project.name, "environments": envs, "waiting_runs": waiting, "reviews": _reviews(app, rows)
+    }
+
+
+def _reviews(app: App, rows: list[HostRelease]) -> list[dict[str, Any]]:
+    """The open review environments of merge requests: URL, the merge commit that runs there, its run."""
+    out = []
+    from slipway.model.review import ReviewState
+
+    for review in app.store.reviews(app.config.project.name, state=ReviewState.OPEN):
+        hosts = [h for h in rows if h.environment == review.environment]
+        out.append({
+            "name": review.environment, "number": review.number, "url": review.url, "branch": review.branch,
+            "merge_commit": review.merge_commit, "run_id": review.run_id,
+            "release": hosts[0].release_id if len({h.release_id for h in hosts}) == 1 else ("mixed" if hosts else None),
+            "commit": hosts[0].commit if hosts else None,
+        })
+    return out
 
 
 def _add_freezes(app: App, envs: list[dict[str, Any]]) -> None:
@@ -150,6 +168,7 @@ def run_dict(run: RunRecord) -> dict[str, Any]:
         "created_at": run.created_at,
         "finished_at": run.finished_at,
         "error": run.error,
+        "merge_request": run.merge_request,  # the request of a merge-request run, else None
         "stages": [
             {
                 "name": s.name,

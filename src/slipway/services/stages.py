@@ -26,6 +26,7 @@ from slipway.services import checks, notifications, ordering, releases
 from slipway.services import deployments as dep
 from slipway.services import freeze as freezes
 from slipway.services.app import App
+from slipway.services.review_env import run_config_of
 from slipway.services.secrets import resolve_secrets
 from slipway.services.workspace import workspace
 from slipway.targets.local import LocalTarget
@@ -41,7 +42,7 @@ class PipelineRun:
         self.run = app.store.get_run(run_id)
         self.allow_older = allow_older  # the person's reason to deploy an older artifact (services/ordering.py)
         self.override_freeze = override_freeze  # the person's reason to deploy inside a freeze (services/freeze.py)
-        self.loaded: LoadedConfig = app.config_of(self.run.config_text, self.run.config_path)
+        self.loaded: LoadedConfig = run_config_of(app, self.run)  # a merge request's: with its review environment
         self.project: Project = self.loaded.project
 
     async def drive(self) -> State:

@@ -14,6 +14,7 @@ from slipway.model.containers import ImageArtifactSpec
 from slipway.services.app import App
 from slipway.services.checks import render_all
 from slipway.services.releases import environment_url, host_views, make_plan
+from slipway.services.review_env import check_review
 from slipway.services.secrets import reached_environments, require_secrets
 from slipway.services.source import head_difference
 
@@ -43,7 +44,9 @@ def validate_project(loaded: LoadedConfig, *, environ: Mapping[str, str] | None 
     """
     project = loaded.project
     placeholder = ReleaseInfo("20000101T000000Z-000000000000", "sha256:" + "0" * 64, "0" * 40)
-    for name in project.environments:
+    summary_of = loaded
+    loaded = check_review(loaded, placeholder)  # with review-1 among the environments, when there is a template
+    for name in loaded.project.environments:
         try:
             for hosts in host_views(loaded, name):  # blue/green: the hooks of each slot
                 make_plan(loaded, name, placeholder, hosts=hosts)
@@ -69,6 +72,7 @@ def validate_project(loaded: LoadedConfig, *, environ: Mapping[str, str] | None 
         render_services(loaded, placeholder)  # and one in a service's env
     if environ is not None:
         require_secrets(loaded, reached_environments(project), environ=environ, what="a run of this pipeline")
+    project = summary_of.project
     secrets = sum(len(e.secrets) for e in project.environments.values())
     return (
         f"{len(project.environments)} environment(s), {len(project.pipeline)} stage(s), "

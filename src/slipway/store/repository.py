@@ -26,6 +26,7 @@ from slipway.store.base import alembic_config as alembic_config
 from slipway.store.base import journalled as journalled
 from slipway.store.deployments import DeploymentStore
 from slipway.store.locks import LockStore
+from slipway.store.reviews import ReviewStore
 from slipway.store.runs import RunStore
 from slipway.store.slots import SlotStore
 from slipway.store.steps import StepStore
@@ -33,7 +34,8 @@ from slipway.store.triggers import TriggerStore
 
 
 class Store(
-    RunStore, StepStore, ArtifactStore, DeploymentStore, SlotStore, AuditStore, LockStore, AccountStore, TriggerStore
+    RunStore, StepStore, ArtifactStore, DeploymentStore, SlotStore, AuditStore, LockStore, AccountStore,
+    TriggerStore, ReviewStore,
 ):
-    """Runs, stages, steps, artifacts, deployments, slots, approvals, the audit log, locks, accounts and
-    webhook deliveries."""
+    """Runs, stages, steps, artifacts, deployments, slots, approvals, the audit log, locks, accounts, webhook
+    deliveries and review environments."""

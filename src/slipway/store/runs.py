@@ -28,8 +28,9 @@ class RunStore(StoreBase):
         config_path: str,
         stages: Sequence[tuple[str, StageKind, str | None]],
         artifact_digest: str | None = None,
+        merge_request: int | None = None,
     ) -> int:
-        """Record a new pending run with its stages; return its id."""
+        """Record a new pending run with its stages (``merge_request``: the request it is for); return its id."""
         now = self._now()
         with self._tx() as s:
             run = t.Run(
@@ -42,6 +43,7 @@ class RunStore(StoreBase):
                 created_at=now,
                 config_text=config_text,
                 config_path=config_path,
+                merge_request=merge_request,
             )
             s.add(run)
             s.flush()
@@ -254,4 +256,5 @@ def _run_record(run: t.Run, stages: Sequence[t.Stage]) -> rec.RunRecord:
             )
             for st in stages
         ),
+        merge_request=run.merge_request,
     )

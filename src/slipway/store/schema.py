@@ -26,6 +26,8 @@ class Run(Base):
     config_text: Mapped[str] = mapped_column(Text)
     config_path: Mapped[str] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: The merge request a ``merge-request`` run is for (revision 0006); None for every other run.
+    merge_request: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Stage(Base):
@@ -228,8 +230,30 @@ class WebSession(Base):
     expires_at: Mapped[float] = mapped_column(Float)
 
 
+class ReviewEnvironment(Base):
+    """A merge request's review environment (revision 0006): open while the request is, closed for good
+    with when, why and by whom; its runs and deployments stay in their own tables."""
+
+    __tablename__ = "review_environments"
+    project: Mapped[str] = mapped_column(String(200), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(20))
+    branch: Mapped[str] = mapped_column(String(400), default="")
+    target: Mapped[str] = mapped_column(String(400))
+    head_commit: Mapped[str] = mapped_column(String(64))
+    merge_commit: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    opened_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    closed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    closed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    close_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
 class WebhookDelivery(Base):
-    """A forge's webhook delivery that was authentic (revision 0006): its id refuses a replay."""
+    """A forge's webhook delivery that was authentic (revision 0007): its id refuses a replay."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (UniqueConstraint("project", "forge", "delivery_id", name="uq_webhook_delivery"),)

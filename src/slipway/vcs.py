@@ -253,3 +253,8 @@ def merge_result(root: Path, *, number: int, head: str, target: str) -> str:
     commit = made.stdout.strip()
     _git(root, "update-ref", merge_ref(number), commit)
     return commit
+
+
+def parent_commit(root: Path, commit: str, n: int = 1) -> str:
+    """The ``n``-th parent of ``commit`` (of a merge result made by :func:`merge_result`: 1 the target, 2 the head)."""
+    return _git(root, "rev-parse", "--verify", f"{commit}^{n}")

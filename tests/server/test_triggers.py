@@ -6,6 +6,7 @@ Everything is real: git, its hook (examples/git-hooks/post-receive), the server,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -84,12 +85,12 @@ def post_push(url: str, body: bytes, *, signature: str | None, delivery: str) ->
     return httpx.post(f"{url}/api/hooks/webapp/github", content=body, headers=headers, timeout=60)
 
 
-@pytest.fixture
-def forge(project: Project, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Forge]:
-    """The project served with webhooks on (and the keys of ``triggers:`` a test parametrizes it with)."""
+@contextlib.contextmanager
+def serving_forge(project: Project, tmp_path: Path, extra: str = "") -> Iterator[Forge]:
+    """The project served with webhooks on (and ``extra`` lines of ``triggers:``), its bare remote with
+    Slipway's post-receive hook, and a developer's clone."""
     branch = git(project.root, "symbolic-ref", "--short", "HEAD")
     config = project.root / "slipway.yml"
-    extra = "".join(f"  {k}: {v}\n" for k, v in getattr(request, "param", {}).items())
     config.write_text(
         config.read_text()
         + f"\ntriggers:\n  branch: {branch}\n  remote: origin\n  webhook_secret: {{env: SLIPWAY_WEBHOOK_SECRET}}\n"
@@ -113,6 +114,14 @@ def forge(project: Project, tmp_path: Path, request: pytest.FixtureRequest) -> I
         yield Forge(project, srv, bare, dev, branch)
     finally:
         stop_server(srv)
+
+
+@pytest.fixture
+def forge(project: Project, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Forge]:
+    """:func:`serving_forge`, with the keys of ``triggers:`` a test parametrizes it with."""
+    extra = "".join(f"  {k}: {v}\n" for k, v in getattr(request, "param", {}).items())
+    with serving_forge(project, tmp_path, extra) as served:
+        yield served
 
 
 def staging_commit(forge: Forge) -> str | None:

@@ -17,7 +17,7 @@ from slipway.api.auth import current_user, hub_of
 from slipway.errors import ConfigError
 from slipway.model.access import Action
 from slipway.model.triggers import Forge
-from slipway.services import report, triggers
+from slipway.services import report, review, triggers
 from slipway.services.accounts import Principal
 
 router = APIRouter(prefix="/api")
@@ -40,6 +40,10 @@ async def webhook(request: Request, project: str, forge: Forge) -> JSONResponse:
     source = request.client.host if request.client else "unknown"
     received = await run_in_threadpool(triggers.receive, app, forge, headers, body, source=source)
     answer: dict[str, Any] = received.as_dict()
+    if received.teardown is not None:
+        hub.tear_down_review(project, received.teardown, actor=f"{forge.value} merge request {received.teardown}",
+                             reason=received.message)
+        return JSONResponse(answer, status_code=202)
     if received.run_id is None:
         return JSONResponse(answer, status_code=200)
     hub.drive_triggered(project, received.run_id)
@@ -56,3 +60,9 @@ def deliveries(
 ) -> list[dict[str, Any]]:
     user.require(Action.VIEW)
     return triggers.deliveries(hub_of(request).project(project), limit=limit)
+
+
+@router.get("/projects/{project}/reviews", summary="Review environments of merge requests, open and closed")
+def reviews(request: Request, project: str, user: Annotated[Principal, Depends(current_user)]) -> list[dict[str, Any]]:
+    user.require(Action.VIEW)
+    return review.list_reviews(hub_of(request).project(project))

@@ -118,6 +118,21 @@ class Other:
 Event = Push | MergeRequest | Other
 
 
+@dataclass(frozen=True)
+class Received:
+    """What came of one delivery or poll: ``started`` (``run_id``), ``closing`` (merge request ``teardown``'s
+    review environment goes), ``ignored`` or ``replayed``; ``message`` says why."""
+
+    outcome: str
+    message: str
+    run_id: int | None = None
+    teardown: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        """The API's answer."""
+        return {"outcome": self.outcome, "message": self.message, "run": self.run_id}
+
+
 class BadDelivery(ValueError):
     """A signed delivery whose body is not what the forge sends (the message says what is wrong)."""
 

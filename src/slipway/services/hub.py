@@ -23,12 +23,15 @@ from typing import Any
 
 from slipway.config import load_config
 from slipway.errors import ConfigError, NotFound, SlipwayError, StateError
-from slipway.model.states import State
-from slipway.services import pipeline, triggers
+from slipway.model.states import RunKind, State
+from slipway.model.triggers import Received
+from slipway.services import merge_requests, pipeline, review, triggers
 from slipway.services.app import App, open_app
 
 log = logging.getLogger("slipway.triggers")
 
+#: Seconds between two looks for review environments whose TTL passed.
+EXPIRE_EVERY = 60.0
 #: How many events a run's feed keeps (older lines are in the store once their step ends).
 FEED_EVENTS = 5000
 
@@ -203,6 +206,7 @@ class Hub:
     driver: RunDriver = field(default_factory=RunDriver)
     _stop: threading.Event = field(default_factory=threading.Event)
     _poller: threading.Thread | None = None
+    _background: list[threading.Thread] = field(default_factory=list)
 
     @classmethod
     def open(
@@ -243,16 +247,40 @@ class Hub:
     def drive_triggered(self, project: str, run_id: int) -> LiveFeed:
         """Drive a run a webhook or the poller created, acting as what triggered it."""
         base = self.project(project)
-        actor = base.store.get_run(run_id).triggered_by
+        run = base.store.get_run(run_id)
+        drive = merge_requests.drive if run.kind is RunKind.MERGE_REQUEST else pipeline.continue_run
 
         def job(feed: LiveFeed) -> Coroutine[Any, Any, Any]:
-            return pipeline.continue_run(base.acting_as(actor, observer=feed), run_id)
+            return drive(base.acting_as(run.triggered_by, observer=feed), run_id)
 
         return self.driver.drive(project, run_id, job)
 
+    def background(self, name: str, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run ``work()`` (a teardown, say) in a thread of its own; :meth:`close` waits for it. A failure
+        is logged: the services have recorded it."""
+
+        def main() -> None:
+            try:
+                asyncio.run(work())
+            except SlipwayError as exc:
+                log.warning("%s failed: %s", name, exc.message)
+
+        thread = threading.Thread(target=main, name=name)
+        self._background.append(thread)
+        thread.start()
+
+    def tear_down_review(self, project: str, number: int, *, actor: str, reason: str) -> None:
+        """Tear merge request ``number``'s review environment down in the background."""
+        app = self.project(project).acting_as(actor)
+        self.background(f"teardown-{number}", lambda: merge_requests.close(app, number, reason=reason))
+
     def start_poller(self) -> None:
-        """Poll the remote of each project with ``triggers.poll_interval`` in a thread (until :meth:`close`)."""
-        if not any(a.config.project.triggers and a.config.project.triggers.poll_interval for a in self.projects.values()):
+        """Poll the remote of each project with ``triggers.poll_interval``, and expire the review environments
+        of each project with a ``review:`` template, in a thread (until :meth:`close`)."""
+        if not any(
+            (a.config.project.triggers and a.config.project.triggers.poll_interval) or a.config.project.review
+            for a in self.projects.values()
+        ):
             return
         self._poller = threading.Thread(target=self._poll_loop, name="poller", daemon=True)
         self._poller.start()
@@ -263,13 +291,24 @@ class Hub:
             for name in list(self.projects):
                 app = self.projects[name]
                 spec = app.config.project.triggers
+                if app.config.project.review is not None and time.monotonic() >= due.get(f"expire {name}", 0.0):
+                    due[f"expire {name}"] = time.monotonic() + EXPIRE_EVERY
+                    self.expire_reviews(name)
                 if spec is None or spec.poll_interval is None or time.monotonic() < due.get(name, 0.0):
                     continue
                 due[name] = time.monotonic() + spec.poll_interval
                 self.poll(name)
             self._stop.wait(0.2)
 
-    def poll(self, name: str) -> triggers.Received | None:
+    def expire_reviews(self, name: str) -> None:
+        """Tear down project ``name``'s review environments whose TTL passed (services/review.py)."""
+        try:
+            for gone in asyncio.run(review.expire(self.project(name).acting_as("ttl"))):
+                log.info("project %s: %s expired and was torn down", name, gone.environment)
+        except SlipwayError as exc:
+            log.warning("project %s: expiring review environments failed: %s", name, exc.message)
+
+    def poll(self, name: str) -> Received | None:
         """One poll of project ``name``'s remote; a run it starts is driven. Errors are logged, never raised."""
         try:
             received = triggers.poll_once(self.project(name))
@@ -288,5 +327,7 @@ class Hub:
         if self._poller is not None:
             self._poller.join(timeout=120)
         self.driver.stop()
+        for thread in self._background:
+            thread.join(timeout=120)
         for app in self.projects.values():
             app.close()

@@ -9,13 +9,7 @@ and recorded in the audit log. Merge-request events go to :mod:`slipway.services
 
 from __future__ import annotations
 
-import base64
-import shlex
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping
 
 from slipway.errors import ConfigError, NotAuthenticated, NotFound, SlipwayError
 from slipway.model.records import RunRecord
@@ -26,34 +20,19 @@ from slipway.model.triggers import (
     MergeRequest,
     Other,
     Push,
+    Received,
     TriggerSpec,
     delivery_id,
     parse_event,
     verify,
 )
-from slipway.private import make_private_dir
-from slipway.services import pipeline
+from slipway.services import merge_requests, pipeline
 from slipway.services.app import App
-from slipway.services.secrets import resolve_ref
+from slipway.services.mirror import TRUNK_REFS, git_credentials, secret
 from slipway.vcs import fetch, has_commit, remote_head
 
-#: Where fetched trunk heads are kept in the project's repository.
-TRUNK_REFS = "refs/slipway/heads/"
 #: The ``forge`` of the deliveries a poll records (one per new commit seen).
 POLL = "poll"
-
-
-@dataclass(frozen=True)
-class Received:
-    """What came of one delivery or poll: ``started`` (``run_id``), ``ignored`` or ``replayed``."""
-
-    outcome: str
-    message: str
-    run_id: int | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        """The API's answer."""
-        return {"outcome": self.outcome, "message": self.message, "run": self.run_id}
 
 
 def spec(app: App) -> TriggerSpec:
@@ -65,13 +44,6 @@ def spec(app: App) -> TriggerSpec:
             hint="add 'triggers: {branch: main, remote: origin}' (docs/triggers.md)",
         )
     return triggers
-
-
-def _secret(app: App, ref_name: str, triggers: TriggerSpec) -> str:
-    ref = getattr(triggers, ref_name)
-    value = resolve_ref(ref, name=f"triggers.{ref_name}", where=f"triggers.{ref_name}", root=app.root, environ=app.environ)
-    app.masker.add([value])
-    return value
 
 
 def receive(app: App, forge: Forge, headers: Mapping[str, str], body: bytes, *, source: str) -> Received:
@@ -87,7 +59,7 @@ def receive(app: App, forge: Forge, headers: Mapping[str, str], body: bytes, *, 
             f"project {project} takes no webhooks: its slipway.yml has no triggers.webhook_secret",
             hint="set triggers.webhook_secret to the secret the forge signs with (docs/triggers.md)",
         )
-    why = verify(forge, headers, body, _secret(app, "webhook_secret", triggers))
+    why = verify(forge, headers, body, secret(app, "webhook_secret", triggers))
     if why is not None:
         app.store.audit(f"{forge.value} webhook", "webhook.refused", f"project {project}", {"why": why, "from": source})
         raise NotAuthenticated(
@@ -117,7 +89,7 @@ def _act(app: App, forge: Forge, event: Push | MergeRequest | Other, triggers: T
     if isinstance(event, Other):
         return Received("ignored", f"{event.event}: {event.why}")
     if isinstance(event, MergeRequest):
-        return Received("ignored", f"merge request {event.number}: merge-request pipelines are not built yet")
+        return merge_requests.handle(app, forge, event, triggers)
     if event.branch != triggers.branch:
         return Received("ignored", f"a push to {event.branch}; runs start for pushes to {triggers.branch}")
     if event.commit is None:
@@ -171,34 +143,6 @@ def poll_once(app: App) -> Received:
         return Received("ignored", f"commit {head[:12]} already has a run")
     app.store.finish_delivery(row, outcome="started", detail=f"run {run.id}", run_id=run.id)
     return Received("started", f"run {run.id} for commit {head[:12]}", run.id)
-
-
-@contextmanager
-def git_credentials(app: App, triggers: TriggerSpec) -> Iterator[dict[str, str]]:
-    """The environment git needs to fetch with the configured deploy key or token (nothing else: the
-    user's own SSH setup). The key lives in a private temporary file for the fetch only; the token is
-    passed in the environment, never on a command line, and masked."""
-    env: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="slipway-git-") as tmp:
-        ssh = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
-        if triggers.known_hosts:
-            ssh += ["-o", f"UserKnownHostsFile={Path(triggers.known_hosts).expanduser()}"]
-        if triggers.ssh_key is not None:
-            key = make_private_dir(Path(tmp) / "key") / "id"
-            key.write_text(_secret(app, "ssh_key", triggers).rstrip("\n") + "\n")
-            key.chmod(0o600)
-            ssh += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
-        if triggers.ssh_key is not None or triggers.known_hosts:
-            env["GIT_SSH_COMMAND"] = shlex.join(ssh)
-        if triggers.token is not None:
-            token = _secret(app, "token", triggers)
-            kind = triggers.forge.kind if triggers.forge else None
-            user = {Forge.GITHUB: "x-access-token", Forge.GITLAB: "oauth2"}.get(kind, "slipway")  # type: ignore[arg-type]
-            basic = base64.b64encode(f"{user}:{token}".encode()).decode()
-            app.masker.add([basic])
-            env |= {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
-                    "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
-        yield env
 
 
 async def watch(app: App, *, interval: float | None = None, once: bool = False) -> list[int]:

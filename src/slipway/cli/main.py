@@ -284,10 +284,12 @@ def status(ctx: typer.Context, json_out: JsonView = False) -> None:
     if json_out:
         _print_json(data)
         return
-    from slipway.cli.render import status_table
+    from slipway.cli.render import queue_lines, status_table
 
     out = console()
     out.print(status_table(data))
+    for line in queue_lines(data):
+        out.print(line)
     for env in data["environments"]:
         if env.get("freeze"):  # an older server's status has no freeze key
             out.print(f"[yellow]{env['name']} is frozen[/] by {env['freeze']['name']} until {env['freeze']['until_text']}")

@@ -20,6 +20,7 @@ from slipway.model.checks import CheckSpec, DependencySpec, LoadTestSpec
 from slipway.model.containers import ContainerTargetSpec, ImageArtifactSpec, ServiceConfig
 from slipway.model.freeze import Freeze, OnFreeze, unique_names
 from slipway.model.notifications import Notification
+from slipway.model.queue import QueuePolicy
 from slipway.model.states import StageKind
 from slipway.model.strategy import AllAtOnce, BlueGreen, Canary, CircuitBreakerPolicy, Rolling
 from slipway.model.traffic import NginxRouterSpec, ReadinessSpec
@@ -360,6 +361,8 @@ class Project(Frozen):
     identity: IdentityPolicy = IdentityPolicy()
     #: Webhooks and emails sent when approvals are needed, deployments end, breakers open (docs/config.md).
     notifications: tuple[Notification, ...] = ()
+    #: A busy environment: wait in its queue or fail; newer runs supersede older ones (docs/config.md, "queue").
+    queue: QueuePolicy = QueuePolicy()
 
     @model_validator(mode="after")
     def _notified_environments(self) -> Project:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 
 import pytest
 
 from slipway.errors import StateError
 from slipway.model.states import RunKind, StageKind, State
 from slipway.store.repository import Store
-from tests.core.test_store import store as store  # noqa: F401 - the fixture: SQLite and PostgreSQL
+from tests.core.test_store import store as store  # the fixture: SQLite and PostgreSQL
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -89,36 +88,42 @@ def test_a_queued_run_whose_process_died_is_recorded_interrupted(store: Store) -
     assert states(store, run_id) == ("interrupted", ["succeeded", "interrupted", "pending"])
 
 
+def race(url: str, run_id: int, stage_id: int) -> dict[str, bool]:
+    """Its turn (leave_queue) and a newer run's supersede_run on one queued run, at once, from two connections."""
+    won: dict[str, bool] = {}
+    barrier = threading.Barrier(2, timeout=30)
+
+    def attempt(what: str) -> None:
+        own = Store(url)
+        try:
+            barrier.wait()
+            if what == "turn":
+                won[what] = own.leave_queue(run_id, stage_id, actor="ann")
+            else:
+                won[what] = own.supersede_run(run_id, reason="superseded by a newer run", actor="bob")
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=attempt, args=(what,)) for what in ("turn", "supersede")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return won
+
+
 def test_a_turn_and_a_supersede_racing_on_one_queued_run_end_exactly_one_way(store: Store) -> None:
     for _ in range(8):
         run_id, stage_id = deploying_run(store)
         store.join_queue(run_id, stage_id, environment="prod", behind="x", actor="ann")
-        won: dict[str, bool] = {}
-        barrier = threading.Barrier(2, timeout=30)
-
-        def attempt(what: str) -> None:
-            own = Store(store.url)
-            try:
-                barrier.wait()
-                if what == "turn":
-                    won[what] = own.leave_queue(run_id, stage_id, actor="ann")
-                else:
-                    won[what] = own.supersede_run(run_id, reason="superseded by a newer run", actor="bob")
-            finally:
-                own.close()
-
-        threads = [threading.Thread(target=attempt, args=(what,)) for what in ("turn", "supersede")]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
+        won = race(store.url, run_id, stage_id)
         assert sorted(won.values()) == [False, True], won
         expected = ("running", "running") if won["turn"] else ("superseded", "superseded")
         run_state, stage_states = states(store, run_id)
         assert (run_state, stage_states[1]) == expected
 
 
-def test_the_queue_lists_only_the_queued_stage_of_each_run(store: Store, tmp_path: Path) -> None:
+def test_the_queue_lists_runs_oldest_first_whenever_they_joined(store: Store) -> None:
     first, first_stage = deploying_run(store, "a")
     second, second_stage = deploying_run(store, "b")
     store.join_queue(second, second_stage, environment="prod", behind="x", actor="ann")

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from slipway.model.states import State
-from slipway.store.repository import Store
 from tests.e2e.conftest import SLIPWAY
 from tests.e2e.recovery_support import Recovering
 

@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,23 @@ class Background:
         return self.proc.returncode, out + self.stderr.read_text()
 
 
+#: The processes a test started: any still running when it ends (a failed assertion) is killed and reaped.
+STARTED: list[Background] = []
+
+
 @pytest.fixture
-def proj(tmp_path: Path) -> Recovering:
-    return Recovering(tmp_path / "proj", hosts=1)
+def proj(tmp_path: Path) -> Iterator[Recovering]:
+    project = Recovering(tmp_path / "proj", hosts=1)
+    try:
+        yield project
+    finally:
+        for path in project.gates.glob("hold-*"):
+            path.unlink()
+        while STARTED:
+            bg = STARTED.pop()
+            if bg.proc.poll() is None:
+                os.killpg(bg.proc.pid, signal.SIGKILL)
+                bg.proc.communicate(timeout=60)
 
 
 def start(proj: Recovering, *args: str) -> Background:
@@ -56,7 +71,8 @@ def start(proj: Recovering, *args: str) -> Background:
             [SLIPWAY, *args], cwd=proj.root, env=proj.env, stdout=subprocess.PIPE, stderr=err, text=True,
             start_new_session=True,
         )
-    return Background(proc, stderr)
+    STARTED.append(Background(proc, stderr))
+    return STARTED[-1]
 
 
 def head(proj: Recovering) -> str:
@@ -273,3 +289,25 @@ def test_a_run_waits_at_most_its_stage_timeout_then_fails_naming_the_holder(proj
         proj.let_go("prod-1", 1)
     assert first.finish()[0] == 0
     assert deployed(proj) == [1] and version_on_prod(proj) == "v1"
+
+
+def test_a_promotion_queues_too_and_a_newer_pipeline_run_waits_behind_it(proj: Recovering) -> None:
+    first = busy(proj)
+    store = proj.store()
+    try:
+        digest = store.get_run(1).artifact_digest
+    finally:
+        store.close()
+    assert digest is not None
+    promotion = start(proj, "promote", digest, "--to", "prod")
+    wait_for(proj, {2: "queued"}, first, promotion)
+    proj.new_version("v2")
+    third = start(proj, "run")
+    wait_for(proj, {2: "queued", 3: "queued"}, first, promotion, third)  # a promotion is never superseded
+
+    proj.let_go("prod-1", 1)
+    for bg in (first, promotion, third):
+        code, output = bg.finish()
+        assert code == 0, output
+    assert run_states(proj) == {1: "succeeded", 2: "succeeded", 3: "succeeded"}
+    assert deployed(proj) == [1, 2, 3] and version_on_prod(proj) == "v2"

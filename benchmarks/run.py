@@ -20,6 +20,7 @@ BENCHMARKS = {
     "zero_downtime": "benchmarks.bench_zero_downtime",
     "startup": "benchmarks.bench_startup",
     "server": "benchmarks.bench_server",
+    "triggers": "benchmarks.bench_triggers",
 }
 OUT = ROOT / "BENCHMARKS.md"
 MARK = "<!-- section: {} -->"

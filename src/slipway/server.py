@@ -17,6 +17,7 @@ from slipway import __version__
 from slipway.api import errors
 from slipway.api.auth import SESSION_COOKIE, current_user, hub_of, set_session_cookie
 from slipway.api.events import run_events, sse
+from slipway.api.hooks import router as hooks_router
 from slipway.api.metrics import registry_for
 from slipway.api.routes import router
 from slipway.errors import SlipwayError
@@ -38,6 +39,7 @@ def create_app(hub: Hub, *, open_metrics: bool = False) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        hub.start_poller()
         yield
         hub.close()  # SIGTERM or SIGINT: every run this server drives is cancelled, reverted, recorded
 
@@ -63,6 +65,7 @@ def create_app(hub: Hub, *, open_metrics: bool = False) -> FastAPI:
     app.add_exception_handler(SlipwayError, errors.slipway_error)
     app.add_exception_handler(RequestValidationError, errors.invalid_request)
     app.include_router(router)
+    app.include_router(hooks_router)
     _sessions(app)
     _streams(app)
     _metrics(app, open_metrics=open_metrics)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tarfile
 from pathlib import Path
@@ -142,15 +143,56 @@ def repo_path(root: Path, name: str) -> str:
 
 def is_ancestor(root: Path, older: str, newer: str) -> bool | None:
     """Whether commit ``older`` is an ancestor of ``newer``; None when the repository lacks either one."""
-    for commit in (older, newer):
-        known = subprocess.run(
-            ["git", "-C", str(root), "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True, check=False
-        )
-        if known.returncode != 0:
-            return None
+    if not (has_commit(root, older) and has_commit(root, newer)):
+        return None
     proc = subprocess.run(
         ["git", "-C", str(root), "merge-base", "--is-ancestor", older, newer], capture_output=True, check=False
     )
     if proc.returncode not in (0, 1):
         return None
+    return proc.returncode == 0
+
+
+def _remote_git(root: Path, args: list[str], *, env: dict[str, str] | None, timeout: float) -> str:
+    """Run a git command that talks to a remote: never prompts, bounded in time."""
+    full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})}
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=False, env=full_env, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise SlipwayError(
+            f"git {args[0]} {args[1] if len(args) > 1 else ''} did not finish in {timeout:g} s",
+            hint="check that the remote answers (network, host key, credentials)",
+        ) from None
+    if proc.returncode != 0:
+        raise SlipwayError(
+            f"git {' '.join(args[:2])} failed: {proc.stderr.strip()[-2000:]}",
+            hint="check the remote's URL and the credentials in 'triggers:' (docs/triggers.md)",
+        )
+    return proc.stdout
+
+
+def fetch(root: Path, remote: str, refspecs: list[str], *, env: dict[str, str] | None = None, timeout: float = 300) -> None:
+    """Fetch ``refspecs`` from ``remote`` (a remote's name or a URL) into the repository holding ``root``."""
+    _remote_git(root, ["fetch", "--no-tags", "--quiet", "--", remote, *refspecs], env=env, timeout=timeout)
+
+
+def remote_head(
+    root: Path, remote: str, ref: str, *, env: dict[str, str] | None = None, timeout: float = 60
+) -> str | None:
+    """The commit ``ref`` (``refs/heads/main``) points at on ``remote`` (``git ls-remote``); None if it has none."""
+    out = _remote_git(root, ["ls-remote", "--", remote, ref], env=env, timeout=timeout)
+    for line in out.splitlines():
+        sha, _, name = line.partition("\t")
+        if name == ref:
+            return sha
+    return None
+
+
+def has_commit(root: Path, commit: str) -> bool:
+    """Whether the repository holding ``root`` has ``commit``."""
+    proc = subprocess.run(
+        ["git", "-C", str(root), "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True, check=False
+    )
     return proc.returncode == 0

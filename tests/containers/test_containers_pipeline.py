@@ -20,7 +20,7 @@ from pipeline_support import HTTPD, REGISTRY_PASSWORD, TOKENS, config, get, imag
 from tests.e2e.conftest import Project
 from tests.support.load import Load, LoadResult
 from tests.support.nginx import NginxServer
-from tests.support.podman import PodmanService
+from tests.support.podman import PodmanService, exec_output
 from tests.support.pytest_podman import RegistryFactory
 from tests.support.pytest_ssh import ssh_bed_installed, ssh_testbed  # noqa: F401  (fixtures)
 from tests.support.registry import RegistryServer
@@ -111,7 +111,7 @@ def test_build_once_deploy_dev_and_staging_behind_nginx_then_roll_back(
     [web] = [c for c in podman_client.containers.list(filters={"label": f"io.slipway.app={cleanup_app}"})
              if c.labels["io.slipway.environment"] == "staging" and c.labels["io.slipway.service"] == "web"
              and c.labels["io.slipway.target"] == "staging-1"]
-    shown = web.exec_run(["/bin/busybox", "sh", "-c", 'echo "$API_TOKEN $GREETING $TARGET"']).output.decode()
+    shown = exec_output(web, ["/bin/busybox", "sh", "-c", 'echo "$API_TOKEN $GREETING $TARGET"'])
     assert shown.strip() == f"{TOKENS['staging']} hello staging staging-1"
     logs = project.slipway("logs", str(outcome["run_id"] if "run_id" in outcome else outcome["id"])).stdout
     assert "push to" in logs and "smoke test" in logs

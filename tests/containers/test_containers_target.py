@@ -10,7 +10,7 @@ import docker
 import pytest
 from containers_support import HEALTH, Load, PublishedSet
 from tests.support.nginx import NginxServer
-from tests.support.podman import HTTP_PORT, PodmanService
+from tests.support.podman import HTTP_PORT, PodmanService, exec_output
 
 from slipway.artifacts.image import Engine, EngineSpec, ImageRef
 from slipway.errors import ArtifactNotFound, CheckFailed, ConfigError, DeploymentError, HostUnreachable
@@ -81,8 +81,8 @@ def test_two_releases_behind_nginx_without_a_failed_request_then_rollback(
     assert get(nginx_server.port, "/version") == (200, "v1")
     # Environment and secrets reach the container; nothing logs the secret.
     web = podman_client.containers.get(first.running["web"].container_id)
-    assert web.exec_run(["/bin/busybox", "sh", "-c", 'echo "$GREETING"']).output.decode().strip() == "hello"
-    assert web.exec_run(["/bin/busybox", "sh", "-c", 'echo "$API_TOKEN"']).output.decode().strip() == SECRET
+    assert exec_output(web, ["/bin/busybox", "sh", "-c", 'echo "$GREETING"']) == "hello"
+    assert exec_output(web, ["/bin/busybox", "sh", "-c", 'echo "$API_TOKEN"']) == SECRET
 
     with Load(nginx_server.port, max_requests=4000, max_seconds=90) as load:
         second = asyncio.run(deploy_services(target, specs, v2, router=router))

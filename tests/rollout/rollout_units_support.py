@@ -28,7 +28,7 @@ import yaml
 
 from tests.containers.pipeline_support import FAST_CHECK, image_project, write_config
 from tests.e2e.conftest import Project, free_port
-from tests.support.podman import HTTP_PORT, PodmanService
+from tests.support.podman import HTTP_PORT, PodmanService, exec_output
 
 UNITS = ("u-1", "u-2", "u-3")
 NOTHING = "-"
@@ -112,7 +112,7 @@ class Fleet:
         with contextlib.closing(self.podman.client()) as client:
             filters = {"label": [f"io.slipway.app={self.config['name']}", "io.slipway.service=web"]}
             for container in client.containers.list(filters=filters):
-                output = container.exec_run(["/bin/busybox", "cat", "/www/version"]).output.decode().strip()
+                output = exec_output(container, ["/bin/busybox", "cat", "/www/version"])
                 unit = container.labels["io.slipway.target"]
                 assert found[unit] == NOTHING, f"{unit} runs two web containers"
                 found[unit] = output
@@ -195,3 +195,4 @@ def stop_hosts(fleet: Fleet) -> None:
     """Stop the apps of a host fleet."""
     fleet.project.stop_apps()
     shutil.rmtree(fleet.project.root / ".slipway/targets", ignore_errors=True)
+

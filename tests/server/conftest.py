@@ -77,10 +77,12 @@ class Server:
         return self.process.wait(timeout=PATIENCE)
 
 
-def add_users(proj: Project) -> dict[str, str]:
-    """Create the users above with the CLI; their tokens."""
+def add_users(proj: Project, *, only: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Create the users above (or ``only`` some of them) with the CLI; their tokens."""
     tokens = {}
     for name, roles in USERS.items():
+        if only is not None and name not in only:
+            continue
         args = ["users", "add", name, "--password-stdin"] + [a for r in roles for a in ("--role", r)]
         proc = subprocess.run(
             [SLIPWAY, *args],

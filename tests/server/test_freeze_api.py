@@ -55,3 +55,42 @@ def test_an_override_needs_the_admin_role_and_is_audited_as_its_user(frozen: Ser
     assert [e.actor for e in entries] == ["admin"]
     detail = json.loads(entries[0].detail)
     assert (detail["freeze"], detail["reason"], detail["run"]) == ("year-end", "security fix", run["id"])
+
+
+def test_the_run_page_names_the_freeze_and_lets_an_admin_approve_through_it(project: Project) -> None:
+    """Production frozen, a run waiting at its gate: the page says so; an approver is told only an admin may
+    override; the admin's form has the field, and approving with a reason deploys and is audited."""
+    from tests.server.test_web_pages import Browser
+
+    now = datetime.now(UTC)
+    start, end = (now - timedelta(days=1)).strftime("%Y-%m-%d"), (now + timedelta(days=2)).strftime("%Y-%m-%d")
+    anchor = "      - {kind: local, name: production-1, path: .slipway/targets/production}\n"
+    project.edit("slipway.yml", anchor, anchor + f'    freezes:\n      - {{name: launch, start: "{start}", end: "{end}"}}\n')
+    project.commit("freeze production")
+    srv = start_server(project, add_users(project, only=("admin", "approver")))
+    try:
+        with srv.client("admin") as c:
+            run = c.post(f"{P}/runs", json={}).json()
+        assert srv.wait_run("admin", run["id"], "waiting", "failed")["state"] == "waiting"
+        page = f"/projects/webapp/runs/{run['id']}"
+        approver = Browser(srv, "approver")
+        html = approver.get(page).text
+        assert "production is frozen by freeze launch" in html and "an admin may override" in html
+        assert 'name="override_freeze"' not in html
+        admin = Browser(srv, "admin")
+        html = admin.get(page).text
+        assert 'name="override_freeze"' in html, html
+        sent = admin.post(f"{page}/approve", {"reason": "launch day", "override_freeze": "the launch itself",
+                                              "csrf_token": admin.csrf})
+        assert sent.status_code == 303, sent.text
+        done = srv.wait_run("admin", run["id"], "succeeded", "failed")
+        assert done["state"] == "succeeded", done
+        with srv.client("admin") as c:
+            audit = c.get(f"{P}/audit", params={"limit": 50}).json()["items"]
+        overrides = [json.loads(a["detail"]) for a in audit if a["action"] == "freeze.override"]
+        assert [(o["freeze"], o["reason"]) for o in overrides] == [("launch", "the launch itself")]
+        approver.client.close()
+        admin.client.close()
+    finally:
+        stop_server(srv)
+        project.stop_apps()

@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -326,3 +327,17 @@ def build_test_image(
     """Build an app image (see :func:`app_context`) on the base image; returns its id."""
     ensure_base_image(client)
     return build_context(client, app_context(version=version, health=health), tag=tag)
+
+
+def exec_output(container: Any, command: list[str], *, attempts: int = 10) -> str:
+    """What ``command`` prints in a running container, stripped. Podman's Docker-compatible exec sometimes
+    hands back no output at all for a command that printed and exited 0 when the machine is loaded (the
+    stream attaches after the process ended): such an empty answer is asked again, a bounded number of times."""
+    output = ""
+    for _ in range(attempts):
+        result = container.exec_run(command)
+        output = result.output.decode().strip()
+        if output or result.exit_code not in (0, None):
+            return output
+        time.sleep(0.2)
+    return output

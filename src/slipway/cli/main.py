@@ -171,6 +171,23 @@ def run(
 
 
 @cli.command()
+def watch(
+    ctx: typer.Context,
+    interval: Annotated[
+        float | None, typer.Option("--interval", min=1, help="Seconds between polls (default: triggers.poll_interval, else 60).")
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Poll once, drive what it starts, and exit.")] = False,
+) -> None:
+    """Poll the remote's trunk (git ls-remote) and run each new commit once; for teams without webhooks."""
+    from slipway.services import triggers
+
+    app = open_app(ctx)
+    started = run_async(app, lambda: triggers.watch(app, interval=interval, once=once))
+    if once and not started:
+        console().print("no new commit on the trunk: nothing to run")
+
+
+@cli.command()
 def approve(
     ctx: typer.Context,
     run_id: WaitingRun,

@@ -24,6 +24,7 @@ from slipway.model.queue import QueuePolicy
 from slipway.model.states import StageKind
 from slipway.model.strategy import AllAtOnce, BlueGreen, Canary, CircuitBreakerPolicy, Rolling
 from slipway.model.traffic import NginxRouterSpec, ReadinessSpec
+from slipway.model.triggers import TriggerSpec
 
 HOOK_ORDER = ("prepare", "install", "migrate", "configure", "activate", "verify")
 
@@ -361,6 +362,8 @@ class Project(Frozen):
     identity: IdentityPolicy = IdentityPolicy()
     #: Webhooks and emails sent when approvals are needed, deployments end, breakers open (docs/config.md).
     notifications: tuple[Notification, ...] = ()
+    #: What starts runs without a person: webhooks, polling, the forge's API (docs/triggers.md).
+    triggers: TriggerSpec | None = None
     #: A busy environment: wait in its queue or fail; newer runs supersede older ones (docs/config.md, "queue").
     queue: QueuePolicy = QueuePolicy()
 

@@ -206,3 +206,18 @@ class TokenRecord:
     label: str
     created_at: float
     last_used_at: float | None
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """An authentic webhook delivery and what came of it (started a run, ignored, failed)."""
+
+    id: int
+    project: str
+    forge: str
+    delivery_id: str
+    event: str
+    received_at: float
+    outcome: str
+    detail: str
+    run_id: int | None

@@ -12,6 +12,7 @@ its locks are released.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import deque
@@ -23,7 +24,10 @@ from typing import Any
 from slipway.config import load_config
 from slipway.errors import ConfigError, NotFound, SlipwayError, StateError
 from slipway.model.states import State
+from slipway.services import pipeline, triggers
 from slipway.services.app import App, open_app
+
+log = logging.getLogger("slipway.triggers")
 
 #: How many events a run's feed keeps (older lines are in the store once their step ends).
 FEED_EVENTS = 5000
@@ -197,6 +201,8 @@ class Hub:
 
     projects: dict[str, App]
     driver: RunDriver = field(default_factory=RunDriver)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _poller: threading.Thread | None = None
 
     @classmethod
     def open(
@@ -234,8 +240,53 @@ class Hub:
         reload_if_changed(app)
         return app
 
+    def drive_triggered(self, project: str, run_id: int) -> LiveFeed:
+        """Drive a run a webhook or the poller created, acting as what triggered it."""
+        base = self.project(project)
+        actor = base.store.get_run(run_id).triggered_by
+
+        def job(feed: LiveFeed) -> Coroutine[Any, Any, Any]:
+            return pipeline.continue_run(base.acting_as(actor, observer=feed), run_id)
+
+        return self.driver.drive(project, run_id, job)
+
+    def start_poller(self) -> None:
+        """Poll the remote of each project with ``triggers.poll_interval`` in a thread (until :meth:`close`)."""
+        if not any(a.config.project.triggers and a.config.project.triggers.poll_interval for a in self.projects.values()):
+            return
+        self._poller = threading.Thread(target=self._poll_loop, name="poller", daemon=True)
+        self._poller.start()
+
+    def _poll_loop(self) -> None:
+        due: dict[str, float] = {}
+        while not self._stop.is_set():
+            for name in list(self.projects):
+                app = self.projects[name]
+                spec = app.config.project.triggers
+                if spec is None or spec.poll_interval is None or time.monotonic() < due.get(name, 0.0):
+                    continue
+                due[name] = time.monotonic() + spec.poll_interval
+                self.poll(name)
+            self._stop.wait(0.2)
+
+    def poll(self, name: str) -> triggers.Received | None:
+        """One poll of project ``name``'s remote; a run it starts is driven. Errors are logged, never raised."""
+        try:
+            received = triggers.poll_once(self.project(name))
+            if received.run_id is not None and not self.driver.stopping:
+                self.drive_triggered(name, received.run_id)
+            if received.outcome == "started":
+                log.info("project %s: %s", name, received.message)
+            return received
+        except SlipwayError as exc:
+            log.warning("project %s: polling failed: %s", name, exc.message)
+            return None
+
     def close(self) -> None:
-        """Stop driving runs, then close every store."""
+        """Stop polling and driving runs, then close every store."""
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=120)
         self.driver.stop()
         for app in self.projects.values():
             app.close()

@@ -20,6 +20,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from slipway.model.notifications import EmailNotification, WebhookNotification
+from slipway.model.triggers import StatusRequest
 
 #: Seconds a command waits at its end for deliveries still in flight, all of them together.
 EXIT_WAIT = 5.0
@@ -37,7 +38,7 @@ class PermanentFailure(Exception):
 class Delivery:
     """One message to one receiver, with the means to record its failure (already masking)."""
 
-    receiver: WebhookNotification | EmailNotification
+    receiver: WebhookNotification | EmailNotification | StatusRequest
     #: How the receiver is named in warnings and the audit log (never a secret URL).
     name: str
     #: The webhook's URL, or the SMTP password (resolved secrets; None when there is none).
@@ -53,7 +54,9 @@ class Delivery:
 
     def attempt(self) -> None:
         """Send once; an exception when it did not arrive."""
-        if isinstance(self.receiver, WebhookNotification):
+        if isinstance(self.receiver, StatusRequest):
+            _status(self.receiver)
+        elif isinstance(self.receiver, WebhookNotification):
             _post(self.receiver, self.secret or "", self.body)
         else:
             assert isinstance(self.body, EmailMessage)
@@ -138,10 +141,23 @@ def _post(receiver: WebhookNotification, url: str, body: dict[str, Any] | EmailM
     timeout = httpx.Timeout(receiver.timeout)
     with httpx.Client(timeout=timeout, follow_redirects=False) as client:
         response = client.post(url, json=body, headers={"User-Agent": "slipway"})
+    _check_answer(response)
+
+
+def _check_answer(response: Any) -> None:
+    """PermanentFailure for an HTTP 4xx another attempt would not change; RuntimeError for other failures."""
     if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
         raise PermanentFailure(f"HTTP {response.status_code}: {response.text[:200]}")
     if response.status_code >= 300:
         raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+
+
+def _status(request: StatusRequest) -> None:
+    import httpx
+
+    with httpx.Client(timeout=httpx.Timeout(request.timeout), follow_redirects=False) as client:
+        response = client.post(request.url, json=request.body, headers=request.headers)
+    _check_answer(response)
 
 
 def _mail(receiver: EmailNotification, password: str | None, message: EmailMessage) -> None:

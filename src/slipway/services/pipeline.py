@@ -51,19 +51,20 @@ async def start_run(
 
 
 def create_run(
-    app: App, *, rev: str = "HEAD", allow_dirty: bool = False, allow_older: str | None = None
+    app: App, *, rev: str = "HEAD", allow_dirty: bool = False, allow_older: str | None = None, pushed: bool = False
 ) -> RunRecord:
     """Record a pending run for ``rev`` with the pipeline *of that commit*, without driving it.
 
-    Before anything is recorded: the commit's slipway.yml is the working tree's (or ``allow_dirty``),
-    every secret of every environment it reaches resolves, and no deploy it makes would move an
-    environment to an ancestor of what it runs (or ``allow_older`` gives the reason; pass the same
-    reason to :func:`continue_run`). :func:`continue_run` drives it, in this process or another.
+    Before anything is recorded: the commit's slipway.yml is the working tree's (or ``allow_dirty``, or
+    the commit was ``pushed`` and a trigger starts the run), every secret of every environment it reaches
+    resolves, and no deploy it makes would move an environment to an ancestor of what it runs (or
+    ``allow_older`` gives the reason; pass the same reason to :func:`continue_run`). :func:`continue_run`
+    drives it, in this process or another.
     """
     commit = resolve_commit(app.root, rev)
     if allow_older is not None:
         _check_reason(allow_older)
-    loaded = run_config(app, commit, allow_dirty=allow_dirty)
+    loaded = run_config(app, commit, allow_dirty=allow_dirty, pushed=pushed)
     check_run_can_start(app, loaded, commit=commit, allow_older=allow_older)
     _prune(app)  # what crashed runs or another state store left behind
     return app.store.get_run(_create_pipeline_run(app, commit, loaded))

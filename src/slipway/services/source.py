@@ -39,16 +39,17 @@ def committed_config(app: App, commit: str) -> CommittedConfig:
     return CommittedConfig(commit, where, text, text == app.config.text)
 
 
-def run_config(app: App, commit: str, *, allow_dirty: bool) -> LoadedConfig:
+def run_config(app: App, commit: str, *, allow_dirty: bool, pushed: bool = False) -> LoadedConfig:
     """The configuration a run of ``commit`` follows; ConfigError when it has none, or when the working
-    tree's differs and ``allow_dirty`` is not given."""
+    tree's differs and ``allow_dirty`` is not given. A ``pushed`` commit (a trigger's: services/triggers.py)
+    is not compared with the working tree: the server's checkout is not where the team changes it."""
     source = committed_config(app, commit)
     if source.text is None:
         raise ConfigError(
             f"commit {commit[:12]} has no {source.path_in_repo}",
             hint="commit slipway.yml: the pipeline is code and runs as committed",
         )
-    if not source.same_as_working_tree:
+    if not source.same_as_working_tree and not pushed:
         if not allow_dirty:
             raise ConfigError(
                 f"{app.config.path} differs from {source.describe()}, which the run would follow",

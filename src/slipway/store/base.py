@@ -36,7 +36,7 @@ ALEMBIC_DIR = Path(__file__).parent / "alembic"
 VERSION_TABLE = "slipway_store_version"
 #: The newest revision in alembic/versions. Checked against Alembic by a test, so that opening an
 #: up-to-date store does not have to import Alembic (it costs most of a CLI command's start-up time).
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 SCHEMA_LOCK_KEY = 0x51195A7
 #: Alembic's context is module state: one upgrade at a time per process.
 _UPGRADE_LOCK = threading.Lock()

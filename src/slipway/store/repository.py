@@ -29,7 +29,11 @@ from slipway.store.locks import LockStore
 from slipway.store.runs import RunStore
 from slipway.store.slots import SlotStore
 from slipway.store.steps import StepStore
+from slipway.store.triggers import TriggerStore
 
 
-class Store(RunStore, StepStore, ArtifactStore, DeploymentStore, SlotStore, AuditStore, LockStore, AccountStore):
-    """Runs, stages, steps, artifacts, deployments, slots, approvals, the audit log, locks and accounts."""
+class Store(
+    RunStore, StepStore, ArtifactStore, DeploymentStore, SlotStore, AuditStore, LockStore, AccountStore, TriggerStore
+):
+    """Runs, stages, steps, artifacts, deployments, slots, approvals, the audit log, locks, accounts and
+    webhook deliveries."""

@@ -93,9 +93,14 @@ async def logout(request: Request) -> RedirectResponse:
 
 
 @router.post("/projects/{project}/runs/{run_id}/approve")
-def approve(request: Request, project: str, run_id: int, user: User, reason: ReasonField = "", next: NextField = "") -> RedirectResponse:
-    """Approve the gate the run waits at (the API's handler: the role check, the record, the run driven on)."""
-    routes.approve(request, project, run_id, routes.Decide(reason=required_reason(reason)), user)
+def approve(
+    request: Request, project: str, run_id: int, user: User, reason: ReasonField = "", next: NextField = "",
+    override_freeze: ReasonField = "",
+) -> RedirectResponse:
+    """Approve the gate the run waits at (the API's handler: the role check, the record, the run driven on);
+    a non-empty ``override_freeze`` lets its deploys start inside a freeze (an admin's, audited)."""
+    decision = routes.Decide(reason=required_reason(reason), override_freeze=override_freeze or None)
+    routes.approve(request, project, run_id, decision, user)
     return RedirectResponse(safe_next(next, f"/projects/{project}/runs/{run_id}"), status_code=303)
 
 

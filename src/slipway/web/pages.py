@@ -13,6 +13,7 @@ from slipway.errors import ConfigError
 from slipway.model.access import Action
 from slipway.model.states import State
 from slipway.services import accounts, report
+from slipway.services import freeze as freezes
 from slipway.services.accounts import Principal
 from slipway.services.queries import run_logs
 from slipway.web.render import waiting_count
@@ -49,13 +50,19 @@ def run_body(request: Request, project: str, run_id: int, user: Principal) -> di
     whether this user may approve or reject it now."""
     app = project_app(request, project, user)
     run = report.run_view(app, run_id)
-    may_decide = run["state"] == "waiting" and user.may_each(
-        Action.APPROVE, accounts.run_environments_ahead(report.project_run(app, run_id))
-    )
+    ahead = accounts.run_environments_ahead(report.project_run(app, run_id))
+    may_decide = run["state"] == "waiting" and user.may_each(Action.APPROVE, ahead)
+    active = freezes.active_freezes(app, app.config.project) if may_decide else {}
+    frozen = [{"environment": env, "name": active[env].name, "until": active[env].until_text()}
+              for env in ahead if env in active]
     steps: dict[str, list[dict[str, Any]]] = {}
     for found in run_logs(app, run_id).steps:
         steps.setdefault(found.stage, []).append(report.step_dict(found.stage, found.step))
-    return {"project": project, "run": run, "steps": steps, "may_decide": may_decide, "live": run["state"] in LIVE}
+    return {
+        "project": project, "run": run, "steps": steps, "may_decide": may_decide, "live": run["state"] in LIVE,
+        # the freezes that would stop it going on, and whether this user may override them (an admin)
+        "frozen": frozen, "may_override": bool(frozen) and user.may_each(Action.ADMIN, ahead),
+    }
 
 
 def commit_runs(request: Request, project: str, commit: str, user: Principal, *, limit: int, offset: int) -> dict[str, Any]:

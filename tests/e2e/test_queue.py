@@ -311,3 +311,15 @@ def test_a_promotion_queues_too_and_a_newer_pipeline_run_waits_behind_it(proj: R
         assert code == 0, output
     assert run_states(proj) == {1: "succeeded", 2: "succeeded", 3: "succeeded"}
     assert deployed(proj) == [1, 2, 3] and version_on_prod(proj) == "v2"
+
+
+def test_without_superseding_runs_waiting_at_a_gate_are_left_waiting(proj: Recovering) -> None:
+    proj.config["pipeline"].insert(1, {"name": "approve-prod", "kind": "approval"})
+    configure(proj, supersede=False)
+    proj.ok("run")
+    proj.new_version("v2")
+    proj.ok("run")  # reaches the same gate: with supersede (the default) run 1 would be superseded here
+    assert run_states(proj) == {1: "waiting", 2: "waiting"}
+    proj.ok("approve", "2", "--reason", "v2 is good")  # deploys prod, which run 1 deploys after its gate
+    assert run_states(proj) == {1: "waiting", 2: "succeeded"}
+    assert audit(proj, "run.superseded") == [] and version_on_prod(proj) == "v2"

@@ -47,9 +47,29 @@ def test_random_walks_never_leave_a_final_state(steps: list[State]) -> None:
         assert all(not can_transition(state, s) for s in State)
 
 
-def test_only_a_waiting_run_can_be_superseded_and_that_is_final() -> None:
+def test_only_a_waiting_or_queued_run_can_be_superseded_and_that_is_final() -> None:
     assert transition(State.WAITING, State.SUPERSEDED) is State.SUPERSEDED
+    assert transition(State.QUEUED, State.SUPERSEDED) is State.SUPERSEDED
     assert State.SUPERSEDED.is_final
     for other in State:
-        if other is not State.WAITING:
+        if other not in (State.WAITING, State.QUEUED):
             assert not can_transition(other, State.SUPERSEDED)
+
+
+def test_a_run_queues_for_a_busy_environment_and_runs_again_on_its_turn() -> None:
+    state = State.PENDING
+    for nxt in (State.RUNNING, State.QUEUED, State.RUNNING, State.QUEUED, State.RUNNING, State.SUCCEEDED):
+        state = transition(state, nxt)
+    assert state is State.SUCCEEDED
+    assert not State.QUEUED.is_final and not State.QUEUED.has_ended
+
+
+def test_a_queued_run_leaves_only_to_run_be_superseded_or_be_found_interrupted() -> None:
+    allowed = {s for s in State if can_transition(State.QUEUED, s)}
+    assert allowed == {State.RUNNING, State.SUPERSEDED, State.INTERRUPTED}
+    # a signal or the queue's timeout goes back to running first: cancelled and failed are recorded from there
+    for end in (State.CANCELLED, State.FAILED, State.SUCCEEDED, State.WAITING):
+        with pytest.raises(StateError, match="cannot go from queued to"):
+            transition(State.QUEUED, end)
+    for start in State:
+        assert can_transition(start, State.QUEUED) is (start is State.RUNNING)

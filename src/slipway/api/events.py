@@ -41,7 +41,7 @@ async def run_events(
         if shape != last:
             last = shape
             yield "run", run
-        if run["state"] not in ("pending", "running") and (feed is None or feed_done):
+        if run["state"] not in ("pending", "running", "queued") and (feed is None or feed_done):
             yield "end", {"state": run["state"]}
             return
         if disconnected is not None and await disconnected():

@@ -156,6 +156,9 @@ def print_outcome(run: dict[str, Any], json_out: bool) -> None:
 
     if json_out:
         print(json.dumps(run, indent=2))
+    elif run["state"] == "superseded":
+        why = run["error"] or "superseded"
+        console().print(f"run {run['id']} was {why}; it deployed nothing more", style="yellow", markup=False)
     elif run["state"] == "waiting":
         console().print(
             f"[cyan]run {run['id']} is waiting for approval[/]: slipway approve {run['id']} --reason TEXT "
@@ -163,3 +166,7 @@ def print_outcome(run: dict[str, Any], json_out: bool) -> None:
         )
     else:
         console().print(f"run {run['id']} {run['state']}; artifact {run['artifact_digest'] or '-'}")
+    if run["state"] == "superseded":  # a newer run took its place in a queue: its artifact did not go out
+        from slipway.errors import GateError
+
+        raise typer.Exit(GateError.exit_code)

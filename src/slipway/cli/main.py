@@ -3,7 +3,8 @@
 Exit codes (docs/cli.md): 0 success (a run parked at an approval gate also exits 0 and says so),
 1 a run or command failed, 2 invalid configuration or usage, 4 artifact problem, 5 host unreachable or
 refused, 6 deployment failed, 7 migration refused, 8 check failed, 9 gate or state forbids it (an older
-artifact, a superseded run), 11 lock held by another process, 12 state store unavailable, 128+N stopped
+artifact, a superseded run, also one superseded while queued), 11 lock held by another process (with queue:
+when_busy: fail, or a queued run that waited its stage's timeout), 12 state store unavailable, 128+N stopped
 by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 
 Start-up: this module imports typer and nothing heavy; each command imports the services (and through
@@ -303,10 +304,12 @@ def status(ctx: typer.Context, json_out: JsonView = False) -> None:
     if json_out:
         _print_json(data)
         return
-    from slipway.cli.render import status_table
+    from slipway.cli.render import queue_lines, status_table
 
     out = console()
     out.print(status_table(data))
+    for line in queue_lines(data):
+        out.print(line)
     for env in data["environments"]:
         if env.get("freeze"):  # an older server's status has no freeze key
             out.print(f"[yellow]{env['name']} is frozen[/] by {env['freeze']['name']} until {env['freeze']['until_text']}")

@@ -22,6 +22,7 @@ ICONS = {
     State.CANCELLED: "[yellow]⊘[/]",
     State.INTERRUPTED: "[magenta]↯[/]",
     State.WAITING: "[cyan]⏸[/]",
+    State.QUEUED: "[yellow]⧗[/]",
     State.SKIPPED: "[dim]-[/]",
     State.SUPERSEDED: "[dim]⤼[/]",
     State.RUNNING: "[blue]…[/]",
@@ -115,6 +116,18 @@ def status_table(data: dict[str, Any]) -> Table:
             hosts,
         )
     return table
+
+
+def queue_lines(data: dict[str, Any]) -> list[str]:
+    """Under the status table: the runs queued for each environment, next first (an older server: none)."""
+    lines = []
+    for env in data["environments"]:
+        queued = [
+            f"run {q['run_id']} (commit {q['commit'][:12]}, queued since {ago(q['since'])})" for q in env.get("queue") or []
+        ]
+        if queued:
+            lines.append(f"{ICONS[State.QUEUED]} {escape(env['name'])} is busy; queued: " + ", ".join(queued))
+    return lines
 
 
 def _rotation(state: str | None) -> str:

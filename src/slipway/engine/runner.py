@@ -1,8 +1,10 @@
 """The pipeline runner: moves a run through its stages, in order, along the state machine.
 
 It knows nothing of git, shells or hosts; each stage kind is handled by a callable the services layer
-provides. A handler returns the state its stage ended in (``SUCCEEDED``, or ``WAITING`` for a gate that
-parks the run); an exception fails the stage and the run; cancellation (a signal) cancels both. A run
+provides. A handler returns the state its stage ended in (``SUCCEEDED``, ``WAITING`` for a gate that
+parks the run, or ``SUPERSEDED`` for a deploy stage that a newer run superseded while it was queued for its
+environment, which the store already records with its run); an exception fails the stage and the run;
+cancellation (a signal) cancels both. A run
 that was parked continues from its first stage that is not final, in a new process, from the store.
 """
 
@@ -67,6 +69,9 @@ async def drive_run(
             store.set_run_state(run_id, State.FAILED, error=f"stage {stage.name} failed: {first}", actor=actor)
             observer.stage_finished(stage.name, State.FAILED, time.monotonic() - started, message)
             raise
+        if outcome is State.SUPERSEDED:  # recorded with the run by whoever superseded it (services/ordering.py)
+            observer.stage_finished(stage.name, outcome, time.monotonic() - started, None)
+            return State.SUPERSEDED
         store.set_stage_state(stage.id, outcome)
         observer.stage_finished(stage.name, outcome, time.monotonic() - started, None)
         if store.unavailable is not None:  # recorded in the journal; the run goes no further without a store

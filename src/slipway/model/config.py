@@ -20,6 +20,7 @@ from slipway.model.checks import CheckSpec, DependencySpec, LoadTestSpec
 from slipway.model.containers import ContainerTargetSpec, ImageArtifactSpec, ServiceConfig
 from slipway.model.freeze import Freeze, OnFreeze, unique_names
 from slipway.model.notifications import Notification
+from slipway.model.queue import QueuePolicy
 from slipway.model.review import ReviewTemplate
 from slipway.model.states import StageKind
 from slipway.model.strategy import AllAtOnce, BlueGreen, Canary, CircuitBreakerPolicy, Rolling
@@ -366,6 +367,8 @@ class Project(Frozen):
     triggers: TriggerSpec | None = None
     #: Review environments: one per merge request, made from this template (model/review.py, docs/config.md).
     review: ReviewTemplate | None = None
+    #: A busy environment: wait in its queue or fail; newer runs supersede older ones (docs/config.md, "queue").
+    queue: QueuePolicy = QueuePolicy()
 
     @model_validator(mode="after")
     def _notified_environments(self) -> Project:

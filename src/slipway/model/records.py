@@ -178,6 +178,18 @@ class LockRecord:
 
 
 @dataclass(frozen=True)
+class QueuedRun:
+    """A run whose deploy stage waits in an environment's queue (services/queue.py), since when."""
+
+    run_id: int
+    kind: RunKind
+    commit: str
+    environment: str
+    stage: str
+    since: float | None
+
+
+@dataclass(frozen=True)
 class UserRecord:
     """A server account: its name, roles (role, environment pattern) and whether it may sign in."""
 

@@ -17,6 +17,8 @@ class State(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     WAITING = "waiting"
+    #: A deploy stage (and its run) waiting for its environment, busy with another deployment: services/queue.py.
+    QUEUED = "queued"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -43,7 +45,12 @@ RESUMABLE = frozenset({State.CANCELLED, State.INTERRUPTED})
 
 _EDGES: dict[State, frozenset[State]] = {
     State.PENDING: frozenset({State.RUNNING, State.SKIPPED, State.CANCELLED}),
-    State.RUNNING: frozenset({State.SUCCEEDED, State.FAILED, State.WAITING, State.CANCELLED, State.INTERRUPTED}),
+    State.RUNNING: frozenset(
+        {State.SUCCEEDED, State.FAILED, State.WAITING, State.QUEUED, State.CANCELLED, State.INTERRUPTED}
+    ),
+    # Out of the queue: its turn came (running again), a newer run superseded it, or its process died.
+    # A signal or the queue's timeout first puts it back to running: cancelled and failed are recorded from there.
+    State.QUEUED: frozenset({State.RUNNING, State.SUPERSEDED, State.INTERRUPTED}),
     State.WAITING: frozenset({State.RUNNING, State.SUCCEEDED, State.FAILED, State.CANCELLED, State.SUPERSEDED}),
     State.SUCCEEDED: frozenset(),
     State.FAILED: frozenset(),

@@ -1,5 +1,6 @@
 """Environments move forward: an older artifact is not deployed over a newer one unless a person says so,
-and a newer run supersedes older runs still waiting at a gate (docs/config.md, "Newer and older").
+and a newer run supersedes older runs still waiting at a gate or queued for the same environment, unless
+slipway.yml's ``queue.supersede`` is false (docs/config.md, "Newer and older" and "queue").
 
 Older: when the repository knows both commits, the candidate's commit is an ancestor of the commit the
 environment runs (a commit on a diverged branch is neither older nor newer). Otherwise, the candidate's
@@ -10,6 +11,7 @@ is never older. Rollback does not pass through here: it is the way back.
 from __future__ import annotations
 
 from slipway.errors import GateError
+from slipway.model.queue import QueuePolicy
 from slipway.model.records import RunRecord, StageRecord
 from slipway.model.states import RunKind, StageKind, State
 from slipway.services.app import App
@@ -68,10 +70,13 @@ def check_pipeline_not_older(
         check_not_older(app, environment, commit=commit, digest=digest, allow_older=None, run_id=None)
 
 
-def supersede_waiting(app: App, run: RunRecord, *, gate: str | None = None, environment: str | None = None) -> None:
+def supersede_waiting(
+    app: App, run: RunRecord, *, policy: QueuePolicy, gate: str | None = None, environment: str | None = None
+) -> None:
     """Record as superseded every older pipeline run of the project waiting at an approval gate that
-    ``run`` has now reached (``gate``, by name), or beyond which it has deployed ``environment``."""
-    if run.kind is not RunKind.PIPELINE:
+    ``run`` has now reached (``gate``, by name), or beyond which it has deployed ``environment``; nothing
+    when ``run``'s pipeline says ``queue: {supersede: false}``."""
+    if run.kind is not RunKind.PIPELINE or not policy.supersede:
         return
     for other in app.store.runs_in_state(State.WAITING, project=run.project):
         waiting = _waiting_approval(other)
@@ -86,8 +91,24 @@ def supersede_waiting(app: App, run: RunRecord, *, gate: str | None = None, envi
             why = f"run {run.id} (commit {run.commit[:12]}) deployed {environment}, which this run would deploy next"
         else:
             continue
-        app.store.supersede_run(other.id, reason=f"superseded by run {run.id}: {why}", actor=app.settings.actor)
-        app.observer.message(f"run {other.id} (commit {other.commit[:12]}) is superseded: {why}")
+        _supersede(app, run, other.id, other.commit, why)
+
+
+def supersede_queued(app: App, run: RunRecord, *, environment: str) -> None:
+    """Record as superseded every older pipeline run of the project queued for ``environment``, whose
+    queue ``run`` (a pipeline run too) has now joined: only the newest commit waits to go out."""
+    if run.kind is not RunKind.PIPELINE:
+        return
+    for other in app.store.queued_runs(run.project):
+        if other.run_id < run.id and other.kind is RunKind.PIPELINE and other.environment == environment:
+            why = f"run {run.id} (commit {run.commit[:12]}) is queued for {environment} after it"
+            _supersede(app, run, other.run_id, other.commit, why)
+
+
+def _supersede(app: App, run: RunRecord, other: int, commit: str, why: str) -> None:
+    """Record ``other`` superseded by ``run`` (unless it moved on meanwhile) and say so."""
+    if app.store.supersede_run(other, reason=f"superseded by run {run.id}: {why}", actor=app.settings.actor):
+        app.observer.message(f"run {other} (commit {commit[:12]}) is superseded: {why}")
 
 
 def _waiting_approval(run: RunRecord) -> StageRecord | None:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def status(app: App) -> dict[str, Any]:
     """For each environment: which release runs there, from which artifact and commit, since when, by
-    which run; and for each host its release. An environment whose hosts differ says ``mixed``. With a
+    which run, and the runs queued for it (``queue``); and for each host its release. An environment whose hosts differ says ``mixed``. With a
     router, each host's place in it (``router``: in rotation, drained, ...; "unknown" and the reason in
     the environment's ``router.error`` when the router cannot be read)."""
     rows = app.store.host_releases()
@@ -59,6 +59,7 @@ def status(app: App) -> dict[str, Any]:
             for host in envs[-1]["hosts"]:
                 host["slots"] = slots.get(host["name"], {})
     _add_freezes(app, envs)
+    _add_queues(app, envs)
     waiting = [r.id for r in app.store.list_runs(limit=50, project=app.config.project.name, state=State.WAITING)]
     return {
         "project": app.config.project.name, "environments": envs, "waiting_runs": waiting, "reviews": _reviews(app, rows)
@@ -79,6 +80,17 @@ def _reviews(app: App, rows: list[HostRelease]) -> list[dict[str, Any]]:
             "commit": hosts[0].commit if hosts else None,
         })
     return out
+
+
+def _add_queues(app: App, envs: list[dict[str, Any]]) -> None:
+    """Each environment's ``queue``: the runs queued for it (services/queue.py), oldest (next) first."""
+    queued = app.store.queued_runs(app.config.project.name)
+    for env in envs:
+        env["queue"] = [
+            {"run_id": q.run_id, "kind": q.kind.value, "commit": q.commit, "stage": q.stage, "since": q.since}
+            for q in queued
+            if q.environment == env["name"]
+        ]
 
 
 def _add_freezes(app: App, envs: list[dict[str, Any]]) -> None:
@@ -325,6 +337,7 @@ def dashboard(app: App) -> list[dict[str, Any]]:
                 "run_id": env["run_id"],
                 "deployed_by": _deployed_by(app, env, newest[0] if newest else None),
                 "health": health,
+                "queue": env["queue"],
             }
         )
     return out

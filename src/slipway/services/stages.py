@@ -19,10 +19,11 @@ from slipway.engine.template import render
 from slipway.errors import ArtifactError, ArtifactNotFound, StateError
 from slipway.model.config import Project, Stage
 from slipway.model.containers import ImageArtifactSpec
-from slipway.model.records import StageRecord
+from slipway.model.queue import WhenBusy
+from slipway.model.records import RunRecord, StageRecord
 from slipway.model.states import StageKind, State
 from slipway.private import make_private_dir
-from slipway.services import checks, notifications, ordering, releases
+from slipway.services import checks, notifications, ordering, queue, releases
 from slipway.services import deployments as dep
 from slipway.services import freeze as freezes
 from slipway.services.app import App
@@ -142,7 +143,8 @@ class PipelineRun:
         return State.SUCCEEDED
 
     async def deploy(self, stage: StageRecord) -> State:
-        """Deploy this run's artifact, and only it: build once, enforced."""
+        """Deploy this run's artifact, and only it: build once, enforced. A busy environment: wait in its
+        queue (services/queue.py), or fail at once with ``queue: {when_busy: fail}``."""
         run = self.app.store.get_run(self.run.id)
         if not run.artifact_digest:
             raise StateError(f"run {run.id} has no artifact to deploy: its build stage did not produce one")
@@ -152,8 +154,24 @@ class PipelineRun:
                 self.app, self.project, stage.environment, override=self.override_freeze,
                 timeout=self._timeout(stage.name), run_id=run.id,
             )
+        if self.project.queue.when_busy is WhenBusy.FAIL:
+            return await self._deploy_now(run, stage, stage.environment)
+        if not await queue.wait_turn(
+            self.app, self.project, run, environment=stage.environment, stage_id=stage.id,
+            timeout=self._timeout(stage.name),
+        ):
+            return State.SUPERSEDED  # a newer run took its place in the queue: recorded, nothing deployed
+        try:
+            return await self._deploy_now(run, stage, stage.environment)
+        finally:
+            queue.release(self.app, stage.environment, run.id)  # when it failed before the deployment took it
+
+    async def _deploy_now(self, run: RunRecord, stage: StageRecord, environment: str) -> State:
+        """The deployment itself, once its turn came: nothing older than what runs goes out (checked now,
+        after any wait: the run ahead may have deployed something newer)."""
+        assert run.artifact_digest is not None
         override = ordering.check_not_older(
-            self.app, stage.environment, commit=run.commit, digest=run.artifact_digest,
+            self.app, environment, commit=run.commit, digest=run.artifact_digest,
             allow_older=self.allow_older, run_id=run.id,
         )
         try:
@@ -161,7 +179,7 @@ class PipelineRun:
                 self.app,
                 self.loaded,
                 releases.DeployRequest(
-                    environment=stage.environment,
+                    environment=environment,
                     digest=run.artifact_digest,
                     run_id=run.id,
                     stage_id=stage.id,
@@ -175,7 +193,7 @@ class PipelineRun:
                 f"'slipway reject {run.id} --reason TEXT' reverts the canary"
             )
             return State.WAITING
-        ordering.supersede_waiting(self.app, run, environment=stage.environment)
+        ordering.supersede_waiting(self.app, run, policy=self.project.queue, environment=environment)
         return State.SUCCEEDED
 
     def _timeout(self, name: str) -> float:
@@ -192,7 +210,7 @@ class PipelineRun:
     async def approval(self, stage: StageRecord) -> State:
         """Park the run until somebody approves or rejects it."""
         who = self.project.stage(stage.name).approvers
-        ordering.supersede_waiting(self.app, self.run, gate=stage.name)
+        ordering.supersede_waiting(self.app, self.run, policy=self.project.queue, gate=stage.name)
         self.app.observer.message(
             f"run {self.run.id} waits for approval at {stage.name}"
             + (f" (approvers: {', '.join(who)})" if who else "")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from slipway.errors import NotFound, StateError
 from slipway.model import records as rec
-from slipway.model.states import RunKind, StageKind, State, transition
+from slipway.model.states import RunKind, StageKind, State, can_transition, transition
 from slipway.store import schema as t
 from slipway.store.base import StoreBase, journalled
 
@@ -142,20 +143,69 @@ class RunStore(StoreBase):
             ids = s.scalars(q).all()
         return [self.get_run(i) for i in ids]
 
-    def supersede_run(self, run_id: int, *, reason: str, actor: str) -> None:
-        """In one transaction: a waiting run, its waiting stage and the stages after it end as superseded."""
+    def supersede_run(self, run_id: int, *, reason: str, actor: str) -> bool:
+        """In one transaction: a waiting or queued run, its waiting or queued stage and the stages after it
+        end as superseded (pending ones skipped). False, and nothing changed, when the run is neither waiting
+        nor queued any more (its turn in the queue came, somebody approved it): compared as it is written."""
+        now = self._now()
         with self._tx() as s:
-            run = s.get(t.Run, run_id)
-            if run is None:
+            current = s.scalar(select(t.Run.state).where(t.Run.id == run_id))
+            if current is None:
                 raise NotFound(f"there is no run {run_id}")
-            run.state = transition(State(run.state), State.SUPERSEDED, what=f"run {run_id}").value
-            run.finished_at, run.error = self._now(), reason
+            if not can_transition(State(current), State.SUPERSEDED):  # it moved on since the caller looked
+                return False
+            if not _move(s, t.Run, run_id, State(current), State.SUPERSEDED, finished_at=now, error=reason):
+                return False
             for stage in s.scalars(select(t.Stage).where(t.Stage.run_id == run_id)).all():
-                if stage.state in (State.WAITING.value, State.PENDING.value):
-                    end = State.SUPERSEDED if stage.state == State.WAITING.value else State.SKIPPED
+                if State(stage.state) in (State.WAITING, State.QUEUED, State.PENDING):
+                    end = State.SKIPPED if stage.state == State.PENDING.value else State.SUPERSEDED
                     stage.state = transition(State(stage.state), end, what=f"stage {stage.name}").value
-                    stage.finished_at = run.finished_at
+                    stage.finished_at = now
             self._audit(s, actor, "run.superseded", f"run {run_id}", {"reason": reason})
+            return True
+
+    def join_queue(self, run_id: int, stage_id: int, *, environment: str, behind: str, actor: str) -> bool:
+        """A running run and its deploy stage go to ``queued`` (one transaction, audited ``run.queued``
+        with the environment and what is ``behind``). False, and nothing changed, if the run was not running."""
+        with self._tx() as s:
+            if not _move(s, t.Run, run_id, State.RUNNING, State.QUEUED):
+                return False
+            if not _move(s, t.Stage, stage_id, State.RUNNING, State.QUEUED):
+                raise StateError(f"stage {stage_id} of run {run_id} is not running: it cannot join a queue")
+            self._audit(s, actor, "run.queued", f"run {run_id}", {"environment": environment, "behind": behind})
+            return True
+
+    def leave_queue(self, run_id: int, stage_id: int, *, actor: str) -> bool:
+        """A queued run and its stage go back to ``running`` (one transaction): its turn came, or a signal
+        or the queue's timeout stops it (recorded from running). False if it is no longer queued (superseded)."""
+        with self._tx() as s:
+            if not _move(s, t.Run, run_id, State.QUEUED, State.RUNNING):
+                return False
+            _move(s, t.Stage, stage_id, State.QUEUED, State.RUNNING)
+            self._audit(s, actor, "run.running", f"run {run_id}", {"from": State.QUEUED.value})
+            return True
+
+    def queued_runs(self, project: str) -> list[rec.QueuedRun]:
+        """The project's queued runs, oldest first: which environment each waits for, and since when."""
+        queued = State.QUEUED.value
+        with self._tx() as s:
+            rows = s.execute(
+                select(t.Run.id, t.Run.kind, t.Run.commit, t.Stage.environment, t.Stage.name)
+                .join(t.Stage, t.Stage.run_id == t.Run.id)
+                .where(t.Run.project == project, t.Run.state == queued, t.Stage.state == queued)
+                .order_by(t.Run.id)
+            ).all()
+            subjects = [f"run {row[0]}" for row in rows]
+            since: dict[str, float] = {}
+            if subjects:  # when each joined: its newest run.queued entry
+                q = select(t.Audit.subject, func.max(t.Audit.at)).where(
+                    t.Audit.action == "run.queued", t.Audit.subject.in_(subjects)
+                )
+                since = {subject: at for subject, at in s.execute(q.group_by(t.Audit.subject)).all()}
+        return [
+            rec.QueuedRun(run_id, RunKind(kind), commit, env or "", name, since.get(f"run {run_id}"))
+            for run_id, kind, commit, env, name in rows
+        ]
 
     def set_run_artifact(self, run_id: int, digest: str) -> None:
         """Bind the run to the one artifact it built (or promotes)."""
@@ -185,16 +235,17 @@ class RunStore(StoreBase):
 
     def interrupt_run(self, run_id: int, *, reason: str, actor: str = "slipway") -> bool:
         """Record that the process driving a running run died: the run, its running stages, steps and
-        deployments become ``interrupted`` (one transaction). False when the run was not running."""
+        deployments become ``interrupted`` (one transaction); a queued run and its queued stage too (the
+        process died waiting for its environment). False when the run was neither running nor queued."""
         now = self._now()
         with self._tx() as s:
             run = s.get(t.Run, run_id)
-            if run is None or State(run.state) is not State.RUNNING:
+            if run is None or State(run.state) not in (State.RUNNING, State.QUEUED):
                 return False
             run.state, run.error, run.finished_at = State.INTERRUPTED.value, reason, now
             stages = s.scalars(select(t.Stage).where(t.Stage.run_id == run_id)).all()
             for stage in stages:
-                if State(stage.state) is State.RUNNING:
+                if State(stage.state) in (State.RUNNING, State.QUEUED):
                     stage.state, stage.error, stage.finished_at = State.INTERRUPTED.value, reason, now
             running = State.RUNNING.value
             for step in s.scalars(
@@ -225,6 +276,18 @@ def _runs_where(q: Any, *, project: str | None, state: State | None, commit: str
     if commit:
         q = q.where(t.Run.commit.startswith(commit, autoescape=True))
     return q
+
+
+def _move(
+    s: Session, table: type[t.Run] | type[t.Stage], row_id: int, current: State, target: State, **values: Any
+) -> bool:
+    """Compare and set: move one run or stage from ``current`` to ``target`` only if it is still in
+    ``current`` as the row is written (two processes racing on one run: one wins, the other sees False)."""
+    transition(current, target, what=table.__name__.lower())
+    done = s.execute(
+        update(table).where(table.id == row_id, table.state == current.value).values(state=target.value, **values)
+    )
+    return bool(done.rowcount)  # type: ignore[attr-defined]
 
 
 def _run_record(run: t.Run, stages: Sequence[t.Stage]) -> rec.RunRecord:

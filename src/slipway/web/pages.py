@@ -18,10 +18,10 @@ from slipway.services.accounts import Principal
 from slipway.services.queries import run_logs
 from slipway.web.render import waiting_count
 
-#: Run states whose page streams live output (the run moves on its own).
-LIVE = frozenset({"pending", "running"})
+#: Run states whose page streams live output (the run moves on its own; a queued one when its turn comes).
+LIVE = frozenset({"pending", "running", "queued"})
 #: Run states that may still change (a page showing them refreshes itself).
-UNFINISHED = frozenset({"pending", "running", "waiting"})
+UNFINISHED = frozenset({"pending", "running", "queued", "waiting"})
 
 
 def parse_state(value: str | None) -> State | None:

@@ -129,10 +129,13 @@ def silent_server() -> Iterator[str]:
             except OSError:
                 return
 
-    threading.Thread(target=accept, daemon=True).start()
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
     yield f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+    sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept (close alone does not), which then returns
+    acceptor.join(10)
     sock.close()
-    for conn in held:
+    for conn in held:  # only now: a connection accepted while the test ended is closed too
         conn.close()
 
 

@@ -16,7 +16,18 @@ class TriggerStore(StoreBase):
 
     def claim_delivery(self, *, project: str, forge: str, delivery_id: str, event: str) -> int | None:
         """Record an authentic delivery as being handled; its row id, or None when that id was seen before
-        (a replay or a redelivery: the caller starts nothing)."""
+        (a replay or a redelivery: the caller starts nothing). A delivery whose handling *failed* (the
+        repository could not be fetched, say) is claimed again: the forge's "redeliver" is how it is retried."""
+        with self._tx() as s:
+            retried = s.execute(
+                update(t.WebhookDelivery)
+                .where(t.WebhookDelivery.project == project, t.WebhookDelivery.forge == forge,
+                       t.WebhookDelivery.delivery_id == delivery_id, t.WebhookDelivery.outcome == "failed")
+                .values(outcome="received", received_at=self._now(), detail="")
+                .returning(t.WebhookDelivery.id)
+            ).scalar()
+            if retried is not None:
+                return int(retried)
         try:
             with self._tx() as s:
                 row = t.WebhookDelivery(

@@ -198,3 +198,26 @@ def test_an_unexpected_exception_in_a_stage_fails_the_stage_and_the_run(tmp_path
     assert run.state is State.FAILED and [s.state for s in run.stages] == [State.SUCCEEDED, State.FAILED]
     assert run.error and "internal error: KeyError" in run.error
     store.close()
+
+
+def test_a_signal_to_a_run_superseded_while_queued_leaves_it_superseded(tmp_path: Path) -> None:
+    """The race of a newer run superseding a queued one in the same instant a signal stops it: the run stays
+    recorded superseded (true: nothing of it was deployed), and the signal still stops the process."""
+    store = new_store(tmp_path)
+    run_id = new_run(store)
+
+    async def fine(stage: StageRecord) -> State:
+        return State.SUCCEEDED
+
+    async def queued_then_superseded_then_signalled(stage: StageRecord) -> State:
+        assert store.join_queue(run_id, stage.id, environment="prod", behind="run 9", actor="ann")
+        assert store.supersede_run(run_id, reason="superseded by run 10", actor="bob")
+        raise asyncio.CancelledError("interrupted by SIGTERM")
+
+    handlers = {StageKind.BUILD: fine, StageKind.DEPLOY: queued_then_superseded_then_signalled}
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(drive_run(store, run_id, handlers, NullObserver(), actor="ann"))
+    run = store.get_run(run_id)
+    assert run.state is State.SUPERSEDED and run.error == "superseded by run 10"
+    assert [s.state for s in run.stages] == [State.SUCCEEDED, State.SUPERSEDED]
+    store.close()

@@ -58,6 +58,9 @@ async def drive_run(
             outcome = await handlers[stage.kind](stage)
         except asyncio.CancelledError as exc:
             reason = str(exc.args[0]) if exc.args and exc.args[0] else "interrupted by the user"
+            if store.get_run(run_id).state.is_final:  # superseded while it waited in a queue: that stands
+                observer.stage_finished(stage.name, State.SUPERSEDED, time.monotonic() - started, reason)
+                raise
             _cancel_rest(store, run, stage, reason=reason, actor=actor)
             observer.stage_finished(stage.name, State.CANCELLED, time.monotonic() - started, reason)
             raise

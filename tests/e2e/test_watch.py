@@ -95,3 +95,29 @@ def test_watch_fetches_over_ssh_with_a_deploy_key_and_checks_the_host_key(
     push(project, dev, branch, "again\n")
     refused = project.slipway("watch", "--once", check=False)
     assert refused.returncode != 0 and "Host key verification failed" in refused.stderr, refused.stderr
+
+
+def test_watch_fetches_over_http_with_a_token_from_the_secret_store(project: Project, tmp_path: Path) -> None:
+    """git's own smart HTTP server behind basic auth, as a forge serves HTTPS: the token in
+    ``triggers.token`` gets in, sent as GitHub expects it (user x-access-token), and never appears in output."""
+    from tests.support.git_http import GitHttpServer
+
+    token = "ghs_a-token-of-the-test-123456"
+    repos = tmp_path / "served"
+    repos.mkdir()
+    server = GitHttpServer(repos, user="x-access-token", password=token)
+    try:
+        extra = (
+            "  token: {env: FORGE_READ_TOKEN}\n"
+            "  forge: {kind: github, api_url: http://127.0.0.1:9, repository: team/webapp, token: {env: FORGE_READ_TOKEN}}\n"
+        )
+        branch, dev = with_triggers(project, repos / "origin.git", f"{server.url}/origin.git", extra)
+        pushed = push(project, dev, branch, "over http\n")
+        proc = project.slipway("watch", "--once", extra_env={"FORGE_READ_TOKEN": token})
+        assert project.json("history")[0]["commit"] == pushed, proc.stderr
+        assert token not in proc.stdout + proc.stderr
+        wrong = project.slipway("watch", "--once", check=False, extra_env={"FORGE_READ_TOKEN": "wrong-token-000"})
+        assert wrong.returncode != 0 and "git ls-remote" in wrong.stderr, wrong.stderr
+        assert "wrong-token-000" not in wrong.stderr and server.refused >= 1
+    finally:
+        server.close()

@@ -83,12 +83,34 @@ def parse_config(text: str, *, path: Path) -> LoadedConfig:
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping of keys", file=file, line=1, column=1)
     try:
-        project = Project.model_validate(data)
+        project = Project.model_validate(without_extensions(data))
     except ValidationError as exc:
         raise _from_validation(exc, file, marks) from None
     loaded = LoadedConfig(project=project, path=path, marks=marks, text=text)
     check_references(loaded)
     return loaded
+
+
+#: Keys that start with this are the file's own (blocks to anchor and merge, notes): Slipway ignores them.
+EXTENSION_PREFIX = "x-"
+
+
+def without_extensions(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without the ``x-`` keys of the top level and of each environment and the review template,
+    where a file keeps the blocks it anchors (``x-common: &common``) and merges (``<<: *common``). Free
+    mappings such as ``vars`` keep every key: there an ``x-`` key is the user's own variable."""
+
+    def strip(mapping: Any) -> Any:
+        if not isinstance(mapping, dict):
+            return mapping
+        return {k: v for k, v in mapping.items() if not (isinstance(k, str) and k.startswith(EXTENSION_PREFIX))}
+
+    out = strip(data)
+    if isinstance(out.get("environments"), dict):
+        out["environments"] = {name: strip(env) for name, env in out["environments"].items()}
+    if "review" in out:
+        out["review"] = strip(out["review"])
+    return dict(out)
 
 
 def _error_at(file: str, marks: Mapping[Loc, Mark], loc: Loc, message: str, *, hint: str = "") -> ConfigError:

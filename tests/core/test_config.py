@@ -173,6 +173,20 @@ def test_anchors_aliases_and_merge_keys_keep_working() -> None:
     assert error_of(typo).key_path == "environments.qa.targts"
 
 
+def test_x_keys_hold_shared_blocks_that_environments_merge() -> None:
+    """Issue 15: a file keeps the blocks several environments share under ``x-`` keys (as compose files do)."""
+    text = (
+        "x-common: &common\n  parallel: 4\n  vars: {port: 8080, region: eu}\n"
+        + GOOD.replace("  dev:\n    vars: {port: 8080}\n", "  dev:\n    <<: *common\n    x-note: the first one\n")
+        .replace("pipeline:", "  qa:\n    <<: *common\n    vars: {port: 9090, x-own: kept}\n"
+                 "    targets: [{kind: local, name: q1, path: t/qa}]\npipeline:")
+    )
+    project = parse_config(text, path=Path("/p/slipway.yml")).project
+    assert project.environments["dev"].parallel == 4 and project.environments["dev"].vars == {"port": 8080, "region": "eu"}
+    assert project.environments["qa"].vars == {"port": 9090, "x-own": "kept"}  # a variable of one's own stays
+    assert error_of(text.replace("x-common:", "common:")).key_path == "common"  # without x- it is a typo
+
+
 def test_an_alias_inside_itself_and_a_list_as_key_are_refused() -> None:
     assert "part of" in str(error_of("name: &a [x, *a]\n"))
     assert "must be text" in str(error_of("? [a, b]\n: 1\n"))

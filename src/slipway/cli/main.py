@@ -48,7 +48,7 @@ from slipway.errors import SlipwayError
 INTERNAL_ERROR = 70
 cli = typer.Typer(
     name="slipway",
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Build once, deploy the same way everywhere.",

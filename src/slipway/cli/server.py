@@ -43,7 +43,7 @@ def serve(
 
         raise ConfigError(
             f"'slipway serve' needs the server extra ({exc.name} is not installed)",
-            hint="pip install 'slipway[server]'",
+            hint="pip install 'slipway-deploy[server]'",
         ) from exc
     from slipway.services.hub import Hub
 

@@ -69,7 +69,7 @@ def _hasher() -> Any:
     except ImportError as exc:  # the server extra is not installed
         raise ConfigError(
             "accounts need argon2-cffi, which this installation lacks",
-            hint="install the server extra: pip install 'slipway[server]'",
+            hint="install the server extra: pip install 'slipway-deploy[server]'",
         ) from exc
     return PasswordHasher()
 

@@ -1,0 +1,28 @@
+"""Issue 15, habits of a command-line tool: shell completion of commands and options."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from tests.e2e.conftest import SLIPWAY
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def complete(words: str) -> list[str]:
+    """What bash completion offers for ``words`` (the way the installed completion script asks)."""
+    env = {"_SLIPWAY_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+    proc = subprocess.run([SLIPWAY], env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    return proc.stdout.split()
+
+
+def test_bash_completes_commands_and_options() -> None:
+    assert complete("slipway ap") == ["approve"]
+    assert {"review", "rollback", "resume", "reject", "run"} <= set(complete("slipway r"))
+    assert "--override-freeze" in complete("slipway run --ov")
+    script = subprocess.run([SLIPWAY, "--show-completion", "bash"], capture_output=True, text=True, timeout=60)
+    assert script.returncode == 0 and "_SLIPWAY_COMPLETE=complete_bash" in script.stdout

@@ -189,6 +189,33 @@ def watch(
         console().print("no new commit on the trunk: nothing to run")
 
 
+@cli.command(name="exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_command(
+    ctx: typer.Context,
+    environment: Annotated[str, typer.Argument(help="The environment whose hosts run the command.")],
+    role: Annotated[list[str] | None, typer.Option("--role", help="Only targets with this role (repeatable).")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=0.1, help="Seconds before each host's command is stopped.")] = None,
+) -> None:
+    """Run a command on every host of an environment, in parallel: slipway exec ENV [--role R] -- CMD."""
+    from rich.markup import escape
+
+    from slipway.services import fleet
+
+    command = " ".join(ctx.args)
+    app = open_app(ctx)
+    outcomes = run_async(
+        app, lambda: fleet.exec_everywhere(app, environment, command, roles=tuple(role or ()), timeout=timeout)
+    )
+    failed = [o for o in outcomes if not o.ok]
+    for o in failed:
+        why = o.error or f"exit code {o.exit_code}"
+        console(stderr=True).print(f"[red]✗[/] {escape(o.host)}: {escape(why)}")
+    if failed:
+        console(stderr=True).print(f"{len(failed)} of {len(outcomes)} hosts failed")
+        raise typer.Exit(1)
+    console().print(f"ran on {len(outcomes)} host(s) of {escape(environment)}")
+
+
 @cli.command()
 def approve(
     ctx: typer.Context,

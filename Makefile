@@ -22,6 +22,7 @@ wheel: $(UV)
 demo: wheel
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(DEMO_VENV)
 	$(UV) pip install --quiet --python $(DEMO_VENV)/bin/python --require-hashes -r requirements.lock
+	$(UV) pip uninstall --quiet --python $(DEMO_VENV)/bin/python slipway 2>/dev/null || true  # the name before 0.1.0's rename
 	$(UV) pip install --quiet --python $(DEMO_VENV)/bin/python --no-deps --reinstall dist/*.whl
 	SLIPWAY="$(abspath $(DEMO_VENV))/bin/slipway" sh scripts/demo.sh
 

@@ -298,3 +298,17 @@ def test_init_writes_a_valid_commented_config(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     again = subprocess.run([SLIPWAY, "init", str(tmp_path)], capture_output=True, text=True)
     assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_build_commands_are_templated_and_validated(project: Project) -> None:
+    """Issue 15: the starter promised templated build commands and they were not: now they are, like
+    stage commands, and a typo in one is caught by validate, at its line."""
+    project.edit("slipway.yml", "    - python3 -m compileall -q app\n",
+                 '    - python3 -m compileall -q app\n    - echo "{{ commit }} of {{ project }}" > app/BUILT\n')
+    commit = project.commit("stamp the build")
+    run = project.json("run")
+    built = (project.root / ".slipway/targets/dev/current/app/BUILT").read_text()
+    assert built == f"{commit} of webapp\n", (built, run["state"])
+    project.edit("slipway.yml", "{{ commit }} of", "{{ comit }} of")
+    bad = project.slipway("validate", check=False)
+    assert bad.returncode == 2 and "artifact.build[1]" in bad.stderr and "comit" in bad.stderr, bad.stderr

@@ -80,8 +80,10 @@ class PipelineRun:
         ws = workspace(self.app, self.run, fresh=True)  # a build starts from the commit alone
         builder = LocalTarget("build", ws, base_env=self.app.environ)
         steps = self._steps(stage, {"SLIPWAY_COMMIT": self.run.commit})
-        for command in self.project.artifact.build:
-            await steps.run_command(builder, f"build: {command}", command, cwd=str(ws), timeout=3600)
+        context: dict[str, object] = {"project": self.project.name, "commit": self.run.commit}
+        for i, command in enumerate(self.project.artifact.build):  # templated like stage commands
+            text = render(command, context, where=f"artifact.build[{i}]")
+            await steps.run_command(builder, f"build: {command}", text, cwd=str(ws), timeout=3600)
         files = collect_files(ws, self.project.artifact.paths, self.project.artifact.exclude)
         make_private_dir(artifacts.root)
         fd, tmp_name = tempfile.mkstemp(dir=artifacts.root, prefix=".build-", suffix=".tar.gz")

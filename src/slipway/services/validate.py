@@ -54,6 +54,12 @@ def validate_project(loaded: LoadedConfig, *, environ: Mapping[str, str] | None 
             raise ConfigError(
                 f"environment {name}: {exc.reason}", file=str(loaded.path), key_path=exc.key_path, hint=exc.hint
             ) from None
+    build = getattr(project.artifact, "build", ())  # an image artifact is built by its Containerfile
+    for i, command in enumerate(build if isinstance(build, tuple) else ()):
+        try:
+            render(command, {"project": project.name, "commit": placeholder.commit}, where=f"artifact.build[{i}]")
+        except ConfigError as exc:
+            raise loaded.error(exc.reason, ("artifact", "build", i), hint=exc.hint) from None
     for i, stage in enumerate(project.pipeline):
         context: dict[str, object] = {"project": project.name, "commit": placeholder.commit, "vars": {}}
         if stage.environment:

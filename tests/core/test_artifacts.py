@@ -186,3 +186,28 @@ def test_a_rebuild_repairs_a_damaged_archive_and_manifest(tmp_path: Path) -> Non
         store.manifest(stored.digest)
     store.add(tmp_path / "c.tgz", build(tmp_path / "t", tmp_path / "c.tgz"))
     assert store.manifest(stored.digest).files == stored.files
+
+
+def test_unpacking_over_a_workspace_replaces_what_is_in_the_way_and_never_writes_outside(tmp_path: Path) -> None:
+    """Test stages run with the artifact unpacked over the commit's export (issue 15): a link in the way
+    (here one to a directory outside) is replaced, never written through; the bytes are the artifact's."""
+    from slipway.artifacts.store import unpack_into
+
+    src = tmp_path / "src"
+    make_tree(src)
+    manifest = build(src, tmp_path / "a.tgz")
+    store = LocalArtifactStore(tmp_path / "store")
+    stored = store.add(tmp_path / "a.tgz", manifest)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "ws"
+    (dest / "app").mkdir(parents=True)
+    (dest / "app/sub").symlink_to(outside)  # the export has a link where the artifact has a directory
+    (dest / "app/a.py").write_text("the export's older copy\n")
+    (dest / "tests").mkdir()
+    (dest / "tests/test_a.py").write_text("kept\n")  # not in the artifact: left alone
+    unpack_into(store, stored.digest, dest)
+    assert not (dest / "app/sub").is_symlink() and (dest / "app/sub/run.sh").read_text() == "#!/bin/sh\necho hi\n"
+    assert os.access(dest / "app/sub/run.sh", os.X_OK) and list(outside.iterdir()) == []
+    assert (dest / "app/a.py").read_text() == "print('a')\n" and os.readlink(dest / "app/alias.py") == "a.py"
+    assert (dest / "tests/test_a.py").read_text() == "kept\n"

@@ -312,3 +312,17 @@ def test_build_commands_are_templated_and_validated(project: Project) -> None:
     project.edit("slipway.yml", "{{ commit }} of", "{{ comit }} of")
     bad = project.slipway("validate", check=False)
     assert bad.returncode == 2 and "artifact.build[1]" in bad.stderr and "comit" in bad.stderr, bad.stderr
+
+
+def test_test_stages_run_against_the_artifact_also_when_the_build_is_reused(project: Project) -> None:
+    """Issue 15: tests ran in a fresh export of the commit; when a commit's earlier build was reused, what
+    the build made was not there ('.venv/bin/python: not found'). Tests now run with the artifact unpacked."""
+    project.edit("slipway.yml", "    - python3 -m compileall -q app\n",
+                 "    - python3 -m compileall -q app\n    - echo built > app/generated.txt\n")
+    project.edit("slipway.yml", 'run: "python3 -m unittest discover -s tests/unit -t ."}',
+                 'run: ["test \\"$(cat app/generated.txt)\\" = built", "python3 -m unittest discover -s tests/unit -t ."]}')
+    project.commit("a test stage that needs what the build made")
+    first = project.json("run")
+    second = project.json("run")  # the same commit: its build is reused, its workspace is a fresh export
+    assert (first["state"], second["state"]) == ("waiting", "waiting"), (first["error"], second["error"])
+    assert second["artifact_digest"] == first["artifact_digest"]  # built once, reused

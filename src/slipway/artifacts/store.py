@@ -182,6 +182,44 @@ class LocalArtifactStore:
         return out
 
 
+def unpack_into(store: LocalArtifactStore, digest: str, dest: Path) -> Manifest:
+    """Write the artifact's files and links into the directory ``dest``, over what is there: each file is
+    checked against its manifest hash as it is written; a file, link or directory in the way of one of the
+    artifact's paths (or of their parent directories) is replaced. Paths never leave ``dest``."""
+    manifest = store.manifest(digest)  # checks the archive's digest and the manifest against it
+    by_path = {f.path: f for f in manifest.files}
+    for rel, member, data in iter_archive(store.fetch(digest)):
+        target = dest / rel
+        _real_directories(dest, target.parent)
+        _clear(target)
+        if data is None:
+            os.symlink(member.linkname, target)
+            continue
+        entry = by_path.get(rel)
+        if entry is None or hashlib.sha256(data).hexdigest() != entry.sha256:
+            raise DigestMismatch(f"file {rel} in artifact {digest} does not match its manifest")
+        target.write_bytes(data)
+        target.chmod(0o755 if entry.executable else 0o644)
+    return manifest
+
+
+def _real_directories(root: Path, path: Path) -> None:
+    """Make ``path`` (inside ``root``) a chain of real directories: a link or file in the way is removed."""
+    current = root
+    for part in path.relative_to(root).parts:
+        current = current / part
+        if current.is_symlink() or (current.exists() and not current.is_dir()):
+            current.unlink()
+        current.mkdir(exist_ok=True)
+
+
+def _clear(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
 def _identity(path: Path) -> tuple[int, ...]:
     st = path.stat()
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)

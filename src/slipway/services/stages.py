@@ -29,7 +29,7 @@ from slipway.services import freeze as freezes
 from slipway.services.app import App
 from slipway.services.review_env import run_config_of
 from slipway.services.secrets import resolve_secrets
-from slipway.services.workspace import workspace
+from slipway.services.workspace import with_artifact, workspace
 from slipway.targets.local import LocalTarget
 
 
@@ -137,6 +137,8 @@ class PipelineRun:
             env.update({f"SLIPWAY_VAR_{k.upper()}": str(v) for k, v in environment.vars.items()})
             context.update(environment={"name": spec.environment, "url": url}, vars=environment.vars)
         ws = workspace(self.app, self.run)
+        if not isinstance(self.project.artifact, ImageArtifactSpec):  # an image is not a tree: tests run in the export
+            ws = with_artifact(self.app, self.app.store.get_run(self.run.id), ws)
         runner = LocalTarget("local", ws, base_env=self.app.environ)
         steps = self._steps(stage, env)
         for i, command in enumerate(spec.run):

@@ -3,7 +3,9 @@
 Layout, under the state directory::
 
     work/<commit>-run-<id>/commit   the full commit id the tree was exported from (written before the rename)
-    work/<commit>-run-<id>/tree/    the export: builds, tests and post-deploy commands run here
+    work/<commit>-run-<id>/tree/    the export: builds, tests and post-deploy commands run here (tests and
+                                    later stages with the run's artifact unpacked over it)
+    work/<commit>-run-<id>/artifact the digest unpacked over the tree
     work/.tmp-<pid>-<random>/       an export in progress (renamed into place only once complete)
 
 A run id alone does not say what a directory holds: ids start again at 1 with a new state store, and a
@@ -25,6 +27,7 @@ import secrets
 import shutil
 from pathlib import Path
 
+from slipway.artifacts.store import unpack_into
 from slipway.model.records import RunRecord
 from slipway.private import make_private_dir
 from slipway.services.app import App
@@ -61,6 +64,22 @@ def workspace(app: App, run: RunRecord, *, fresh: bool = False) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final / "tree"
+
+
+def with_artifact(app: App, run: RunRecord, tree: Path) -> Path:
+    """``tree`` (the run's workspace) with the run's artifact unpacked over it, once: test and later stages
+    run against the very files that are deployed, also when the build was reused from an earlier run
+    (whose workspace, with the build's outputs, is gone). The digest unpacked is noted beside the tree."""
+    digest = run.artifact_digest
+    if digest is None:
+        return tree
+    marker = tree.parent / "artifact"
+    with contextlib.suppress(OSError):
+        if marker.read_text().strip() == digest:
+            return tree
+    unpack_into(app.artifacts, digest, tree)
+    marker.write_text(digest + "\n")
+    return tree
 
 
 def _holds(path: Path, commit: str) -> bool:

@@ -15,6 +15,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,3 +210,21 @@ def test_the_server_polls_the_remote_when_no_webhook_comes(forge: Forge) -> None
     assert forge.server.wait_run("viewer", run["id"], "waiting", "failed")["state"] == "waiting"
     time.sleep(3)  # three more polls of the same head start nothing
     assert len([r for r in forge.runs() if r["commit"] == commit]) == 1
+
+
+def test_deliveries_that_arrive_together_each_start_their_run(forge: Forge) -> None:
+    """A forge sends deliveries concurrently: their fetches into the one repository must not fail each other
+    (git locks the refs it updates); each is handled, and queues and superseding sort out the runs."""
+    (forge.bare / "hooks/post-receive").unlink()  # the test sends the deliveries itself, all at once
+    commits = [forge.push(f"banner: {i}", text=f"{i}\n")[0] for i in range(4)]
+    bodies = [json.dumps({"ref": f"refs/heads/{forge.branch}", "after": c, "pusher": {"name": "ci"}}).encode()
+              for c in commits]  # fmt: skip
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(
+            lambda b: post_push(forge.server.url, b, signature=signed(b), delivery=str(uuid.uuid4())), bodies))
+    assert [a.status_code for a in answers] == [202] * len(bodies), [a.text for a in answers]
+    with forge.server.client("viewer") as c:
+        outcomes = [d["outcome"] for d in c.get("/api/projects/webapp/deliveries").json()]
+    assert outcomes == ["started"] * len(bodies), outcomes
+    newest = forge.server.wait_run("viewer", forge.run_of(commits[-1])["id"], "waiting", "failed")
+    assert newest["state"] == "waiting", newest["error"]

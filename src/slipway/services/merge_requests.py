@@ -11,7 +11,7 @@ from slipway.model.triggers import Forge, MergeRequest, Received, TriggerSpec, m
 from slipway.services import forge as forges
 from slipway.services import pipeline, review
 from slipway.services.app import App
-from slipway.services.mirror import TRUNK_REFS, git_credentials
+from slipway.services.mirror import TRUNK_REFS, fetching, git_credentials
 from slipway.vcs import fetch, parent_commit
 
 #: Where a request's head is kept in the project's repository.
@@ -28,13 +28,14 @@ def handle(app: App, forge: Forge, event: MergeRequest, triggers: TriggerSpec) -
         return Received("ignored", f"merge request {event.number}: nothing to build ({event.action})")
     head_ref = HEAD_REFS.format(number=event.number)
     target_ref = f"{TRUNK_REFS}{event.target_branch}"
-    with git_credentials(app, triggers) as env:
-        fetch(app.root, triggers.remote, [f"+{merge_request_ref(forge, event.number)}:{head_ref}",
-                                          f"+refs/heads/{event.target_branch}:{target_ref}"], env=env)
     actor = f"{forge.value} merge request {event.number}"
     acting = app.acting_as(actor, observer=app.observer)
-    run = review.open_or_update(acting, number=event.number, head=event.head, target=target_ref,
-                                branch=event.source_branch)
+    with fetching(app):  # the fetched refs and the merge result's ref, one event at a time
+        with git_credentials(app, triggers) as env:
+            fetch(app.root, triggers.remote, [f"+{merge_request_ref(forge, event.number)}:{head_ref}",
+                                              f"+refs/heads/{event.target_branch}:{target_ref}"], env=env)
+        run = review.open_or_update(acting, number=event.number, head=event.head, target=target_ref,
+                                    branch=event.source_branch)
     forges.report_status(acting, triggers, commit=event.head, state="pending",
                          description=f"run {run.id}: build and test the merge result", run_id=run.id)
     return Received("started", f"run {run.id} for merge request {event.number} (commit {event.head[:12]})", run.id)

@@ -4,6 +4,7 @@ credentials (a deploy key or a token from ``triggers:``, never on a command line
 from __future__ import annotations
 
 import base64
+import fcntl
 import shlex
 import tempfile
 from collections.abc import Iterator
@@ -53,3 +54,17 @@ def git_credentials(app: App, triggers: TriggerSpec) -> Iterator[dict[str, str]]
             env |= {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
                     "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
         yield env
+
+
+@contextmanager
+def fetching(app: App) -> Iterator[None]:
+    """Hold the project's fetch lock: one ``git fetch`` into its repository at a time, across threads and
+    processes (a server's concurrent deliveries, its poller, ``slipway watch``), so that no fetch fails on
+    a ref another one is updating."""
+    path = make_private_dir(app.settings.state_dir) / "fetch.lock"
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -80,7 +80,7 @@ def supersede_waiting(
         return
     for other in app.store.runs_in_state(State.WAITING, project=run.project):
         waiting = _waiting_approval(other)
-        if other.id >= run.id or other.kind is not RunKind.PIPELINE or waiting is None:
+        if other.kind is not RunKind.PIPELINE or waiting is None or not newer(app, run, other.id, other.commit):
             continue
         if gate is not None and waiting.name == gate:
             why = f"run {run.id} (commit {run.commit[:12]}) reached the same gate {gate}"
@@ -94,15 +94,34 @@ def supersede_waiting(
         _supersede(app, run, other.id, other.commit, why)
 
 
-def supersede_queued(app: App, run: RunRecord, *, environment: str) -> None:
-    """Record as superseded every older pipeline run of the project queued for ``environment``, whose
-    queue ``run`` (a pipeline run too) has now joined: only the newest commit waits to go out."""
+def supersede_queued(app: App, run: RunRecord, *, environment: str) -> int | None:
+    """Record as superseded every pipeline run of the project queued for ``environment`` that is older than
+    ``run`` (a pipeline run too), which has now joined the queue: only the newest commit waits to go out.
+    Returns the id of a queued run that is *newer* than ``run`` (its commit descends from ``run``'s: the
+    deliveries of two pushes can arrive in either order), for the caller to supersede ``run`` instead."""
     if run.kind is not RunKind.PIPELINE:
-        return
+        return None
+    newest: int | None = None
     for other in app.store.queued_runs(run.project):
-        if other.run_id < run.id and other.kind is RunKind.PIPELINE and other.environment == environment:
+        if other.run_id == run.id or other.kind is not RunKind.PIPELINE or other.environment != environment:
+            continue
+        if newer(app, run, other.run_id, other.commit):
             why = f"run {run.id} (commit {run.commit[:12]}) is queued for {environment} after it"
             _supersede(app, run, other.run_id, other.commit, why)
+        else:
+            newest = other.run_id
+    return newest
+
+
+def newer(app: App, run: RunRecord, other_id: int, other_commit: str) -> bool:
+    """Whether ``run`` is newer than run ``other_id``: its commit descends from the other's; for the same
+    commit, or commits git cannot order (diverged, unknown), the run started later is newer."""
+    if run.commit != other_commit:
+        if is_ancestor(app.root, other_commit, run.commit):
+            return True
+        if is_ancestor(app.root, run.commit, other_commit):
+            return False
+    return run.id > other_id
 
 
 def _supersede(app: App, run: RunRecord, other: int, commit: str, why: str) -> None:

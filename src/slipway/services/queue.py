@@ -122,7 +122,11 @@ def _join(
         f"(at most {timeout:g} s, the stage's timeout)"
     )
     if project.queue.supersede:
-        ordering.supersede_queued(app, run, environment=environment)
+        newer = ordering.supersede_queued(app, run, environment=environment)
+        if newer is not None:  # a run of a newer commit already waits: this one is the outdated one
+            why = f"run {newer} of a newer commit is queued for {environment} already"
+            if app.store.supersede_run(run.id, reason=f"superseded by run {newer}: {why}", actor=app.settings.actor):
+                app.observer.message(f"run {run.id} (commit {run.commit[:12]}) is superseded: {why}")
 
 
 def _timed_out(environment: str, run: RunRecord, ahead: Ahead, *, waited: float, timeout: float) -> LockHeld:

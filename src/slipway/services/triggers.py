@@ -28,7 +28,7 @@ from slipway.model.triggers import (
 )
 from slipway.services import merge_requests, pipeline
 from slipway.services.app import App
-from slipway.services.mirror import TRUNK_REFS, git_credentials, secret
+from slipway.services.mirror import TRUNK_REFS, fetching, git_credentials, secret
 from slipway.vcs import fetch, has_commit, remote_head
 
 #: The ``forge`` of the deliveries a poll records (one per new commit seen).
@@ -105,7 +105,7 @@ def start_for_commit(app: App, commit: str, triggers: TriggerSpec) -> RunRecord 
     """Fetch the trunk and record a pending run for ``commit`` (driven by the caller); None when the commit
     already has a pipeline run (each trunk commit runs once)."""
     branch = triggers.branch
-    with git_credentials(app, triggers) as env:
+    with fetching(app), git_credentials(app, triggers) as env:
         fetch(app.root, triggers.remote, [f"+refs/heads/{branch}:{TRUNK_REFS}{branch}"], env=env)
     if not has_commit(app.root, commit):
         raise SlipwayError(

@@ -125,7 +125,10 @@ def test_execute_in_a_do_block_is_named_as_dynamic_sql() -> None:
 
 
 def test_not_linted_finding_can_be_allowed_with_a_reason_and_is_recorded() -> None:
-    text = '-- slipway:allow SW029 reason="checked: only adds a nullable column"\nDO $$ BEGIN ALTER TABLE u ADD c int; END $$;\n'
+    text = (
+        '-- slipway:allow SW029 reason="checked: only adds a nullable column"\n'
+        "DO $$ BEGIN ALTER TABLE u ADD c int; END $$;\n"
+    )
     report = lint_migration(parse_migration("db/0002_expand_x.sql", text), dialect="postgres")
     assert report.ok and [o.rule for o in report.overrides_used] == ["SW029"]
 

@@ -420,7 +420,7 @@ def _is_volatile(expression: exp.Expression) -> bool:
 def _is_materialized(tree: exp.Create) -> bool:
     """True for CREATE MATERIALIZED VIEW."""
     properties = tree.args.get("properties")
-    return bool(properties) and any(isinstance(p, exp.MaterializedProperty) for p in properties.expressions)
+    return properties is not None and any(isinstance(p, exp.MaterializedProperty) for p in properties.expressions)
 
 
 def _table_name(table: exp.Expression | None) -> str:

@@ -78,7 +78,8 @@ _RULES = (
         "The release still running reads or writes the column and fails once it is gone.",
         "Stop using the column in a release first, then drop it in a contract migration.",
         phases=_EXPAND,
-        breaks="old code still reads or writes the column: its queries fail with 'column does not exist' as soon as the drop commits.",
+        breaks="old code still reads or writes the column: its queries fail with 'column does not exist' "
+        "as soon as the drop commits.",
     ),
     Rule(
         "SW002",
@@ -95,7 +96,8 @@ _RULES = (
         "Add the new column (expand), write both and backfill (migrate), switch reads, then drop the old "
         "column (contract).",
         phases=_EXPAND,
-        breaks="old code still uses the old name: its queries fail with 'column does not exist' as soon as the rename commits.",
+        breaks="old code still uses the old name: its queries fail with 'column does not exist' as soon "
+        "as the rename commits.",
     ),
     Rule(
         "SW004",
@@ -188,8 +190,7 @@ _RULES = (
     Rule(
         "SW013",
         "add-primary-key",
-        "Adding a primary key to an existing table builds an index and checks NOT NULL under an ACCESS "
-        "EXCLUSIVE lock.",
+        "Adding a primary key to an existing table builds an index and checks NOT NULL under an ACCESS EXCLUSIVE lock.",
         "CREATE UNIQUE INDEX CONCURRENTLY, then ALTER TABLE ... ADD CONSTRAINT name PRIMARY KEY USING "
         "INDEX index_name.",
         dialects=_POSTGRES,
@@ -238,7 +239,8 @@ _RULES = (
         "Rely on the locks the statements take themselves; Slipway sets a lock_timeout on each.",
         dialects=_POSTGRES,
         lock="the mode it names (ACCESS EXCLUSIVE when none is named)",
-        blocks="whatever that mode conflicts with (by default reads and writes of the table) until the migration commits",
+        blocks="whatever that mode conflicts with (by default reads and writes of the table) until the "
+        "migration commits",
     ),
     Rule(
         "SW019",
@@ -344,7 +346,7 @@ _RULES = (
         "time: they may take any lock or break the release still running.",
         "Check by hand each statement it runs against the rules (which lock, for how long, what the "
         "running release still uses), or write them as plain statements the linter checks; then allow "
-        'SW029 with a reason saying what you checked.',
+        "SW029 with a reason saying what you checked.",
         dialects=_POSTGRES,
         severity=Severity.REVIEW,
     ),

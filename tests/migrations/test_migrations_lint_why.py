@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from test_migrations_lint import CASES
 
+from slipway.errors import LintError
 from slipway.migrations import RULES, lint_migration, parse_migration
 from slipway.migrations.lint import Finding
 
@@ -203,3 +204,14 @@ def test_the_cli_prints_lock_blocks_why_and_docs_in_text_and_json(tmp_path: Path
     assert first["blocks"].startswith("writes") and first["why"] and first["table"] == "users"
     assert (second["rule"], second["severity"], second["lock"]) == ("SW029", "review", None)
     assert re.search(r"cannot see", second["why"])
+
+
+def test_the_refusal_before_a_deploy_says_why_and_links_the_docs() -> None:
+    sql = "CREATE INDEX users_email ON users (email);\nALTER TABLE users DROP COLUMN name;\n"
+    report = lint_migration(parse_migration("db/0003_expand_x.sql", sql), dialect="postgres")
+    with pytest.raises(LintError) as caught:
+        report.raise_for_findings()
+    message = str(caught.value)
+    assert "SHARE lock on users, blocks writes" in message
+    assert "also SW001 drop-column at line 2" in message and "old code still reads" in message
+    assert "docs/migrations.md#sw008" in caught.value.hint

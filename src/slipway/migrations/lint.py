@@ -104,6 +104,16 @@ class Finding:
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: [{self.rule} {self.name}] {self.message}"
 
+    @property
+    def consequence(self) -> str:
+        """Why it matters, in one line: the lock and what it blocks, what breaks, or the rule's reason."""
+        if self.lock:
+            on = f" on {self.table}" if self.table else ""
+            return f"takes a {self.lock} lock{on}, blocks {self.blocks}"
+        if self.breaks:
+            return f"breaks the release still running: {self.breaks}"
+        return self.why
+
     def as_dict(self) -> dict[str, str | int | None]:
         """The finding as JSON-ready data (``slipway migrations lint --json``)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -135,13 +145,15 @@ class LintReport:
         if not self.findings:
             return
         first = self.findings[0]
-        lines = [f"line {first.line}: {first.message}: {first.statement}"]
-        lines += [f"  also {f.rule} {f.name} at line {f.line}: {f.message}" for f in self.findings[1:]]
+        lines = [f"line {first.line}: {first.message}: {first.statement}", f"  {first.consequence}"]
+        lines += [
+            f"  also {f.rule} {f.name} at line {f.line}: {f.message} ({f.consequence})" for f in self.findings[1:]
+        ]
         raise LintError(
             "\n".join(lines),
             file=self.file,
             rule=first.rule,
-            hint=f'{first.fix} If it is safe here, add: -- slipway:allow {first.rule} reason="..."',
+            hint=f'{first.fix} See {first.docs}. If it is safe here, add: -- slipway:allow {first.rule} reason="..."',
         )
 
 

@@ -28,6 +28,11 @@ MORE_BAD = [
     ("SW023", "ALTER TABLE bookings ADD EXCLUDE USING gist (room WITH =)"),
     ("SW023", "ALTER TABLE ONLY app.bookings ADD CONSTRAINT x EXCLUDE (room WITH =)"),
     ("SW025", "ALTER TABLE users DROP CONSTRAINT IF EXISTS users_email_key CASCADE"),
+    (
+        "SW025",  # added again, but on another table: this one's is gone
+        "ALTER TABLE users DROP CONSTRAINT users_check;\n"
+        "ALTER TABLE orders ADD CONSTRAINT users_check CHECK (a > 0) NOT VALID",
+    ),
     ("SW026", "ALTER TYPE app.mood RENAME VALUE 'sad' TO 'unhappy'"),
     ("SW027", "ALTER TABLE events SET LOGGED"),
     ("SW028", "REFRESH MATERIALIZED VIEW app.stats WITH DATA"),
@@ -55,6 +60,10 @@ SAFE = [
     "ALTER TYPE mood ADD VALUE IF NOT EXISTS 'meh'",
     "ALTER TYPE mood RENAME TO feeling_old_unused",  # not a value rename (SW026 is about values)
     "DO $$ BEGIN PERFORM pg_sleep(0); RAISE NOTICE 'ok'; END $$",
+    "DO $$ BEGIN CREATE TYPE mood AS ENUM ('sad', 'happy'); EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+    # replacing a constraint (drop and add it again under the same name) is how expand loosens it
+    "ALTER TABLE orders DROP CONSTRAINT orders_status_check;\n"
+    "ALTER TABLE orders ADD CONSTRAINT orders_status_check CHECK (status IN ('new', 'paid', 'sent')) NOT VALID",
     "DO $$ DECLARE n int; BEGIN SELECT count(*) INTO n FROM users FOR UPDATE; END $$",
     "CREATE FUNCTION sync_name() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
     "UPDATE audit SET seen = now() WHERE id = NEW.id; RETURN NEW; END $$",

@@ -55,6 +55,7 @@ _ROUTINE_PREFIX = r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:FUNCTION|PROCEDURE)"
 _ALTER_TYPE_PREFIX = r"ALTER\s+TYPE"
 _ALTER_TABLE_PREFIX = r"ALTER\s+TABLE(?:\s+IF\s+EXISTS)?(?:\s+ONLY)?"
 _RENAME_VALUE = re.compile(r"\bRENAME\s+VALUE\b", re.IGNORECASE)
+_ADD_CONSTRAINT = re.compile(r"\bADD\s+CONSTRAINT\s+(\w+|\"[^\"]+\")", re.IGNORECASE)
 _ADD_EXCLUDE = re.compile(r"\bADD\s+(?:CONSTRAINT\s+(?:\w+|\"[^\"]+\")\s+)?EXCLUDE\b", re.IGNORECASE)
 #: Functions whose value differs per row: as a column default they force a table rewrite.
 _VOLATILE_FUNCTIONS = frozenset(
@@ -173,6 +174,8 @@ class _Context:
     dialect: Dialect
     phase: Phase
     created: set[str] = field(default_factory=set)
+    #: (table, constraint) the file adds: dropping such a constraint replaces it rather than removing it.
+    readded: frozenset[tuple[str, str]] = frozenset()
 
 
 def lint_migration(migration: Migration, *, dialect: Dialect | str) -> LintReport:
@@ -186,7 +189,7 @@ def lint_migration(migration: Migration, *, dialect: Dialect | str) -> LintRepor
                 hint="the rules are listed in docs/migrations.md",
             )
     statements = split_statements(migration.sql, dialect=dialect, file=migration.path)
-    context = _Context(dialect=dialect, phase=migration.phase)
+    context = _Context(dialect=dialect, phase=migration.phase, readded=_constraints_added(statements))
     found: list[Finding] = []
     for statement in statements:
         for hit in _check_statement(statement, context, len(statements)):
@@ -306,6 +309,8 @@ def _check_tree(tree: exp.Expression, ctx: _Context) -> Iterator[_Hit]:
         table = _table_name(tree.this)
         if table not in ctx.created:
             for action in tree.args.get("actions") or []:
+                if _replaces_constraint(action, table, ctx):
+                    continue
                 for hit in _check_alter_action(action, table, bool(tree.args.get("not_valid"))):
                     yield hit._replace(table=hit.table or table)
     elif isinstance(tree, exp.Create):
@@ -427,6 +432,24 @@ def _is_volatile(expression: exp.Expression) -> bool:
         if isinstance(node, exp.Anonymous) and node.name.lower() in _VOLATILE_FUNCTIONS:
             return True
     return False
+
+
+def _constraints_added(statements: tuple[Statement, ...]) -> frozenset[tuple[str, str]]:
+    """Every (table, constraint name) that an ALTER TABLE ... ADD CONSTRAINT of the file adds."""
+    added: set[tuple[str, str]] = set()
+    for statement in statements:
+        if statement.starts_with("ALTER", "TABLE"):
+            table = named_object(statement.text, after=_ALTER_TABLE_PREFIX)
+            added |= {(table, name.replace('"', "").lower()) for name in _ADD_CONSTRAINT.findall(statement.text)}
+    return frozenset(added)
+
+
+def _replaces_constraint(action: exp.Expression, table: str, ctx: _Context) -> bool:
+    """True for DROP CONSTRAINT of constraints the same file adds again (how expand loosens a CHECK)."""
+    if not isinstance(action, exp.Drop) or str(action.args.get("kind", "")).upper() != "CONSTRAINT":
+        return False
+    names = [c.name.lower() for c in action.args.get("tables") or []]
+    return bool(names) and all((table, name) in ctx.readded for name in names)
 
 
 def _is_materialized(tree: exp.Create) -> bool:

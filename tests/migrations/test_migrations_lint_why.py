@@ -45,6 +45,8 @@ MORE_BAD = [
         "EXECUTE 'ALTER TABLE ' || quote_ident('users') || ' DROP COLUMN name'; END $f$",
     ),
     ("SW029", "CREATE PROCEDURE p() LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'VACUUM FULL users'; END $$"),
+    ("SW029", "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS 'BEGIN EXECUTE ''DROP TABLE t''; END'"),
+    ("SW029", "DO $$ DECLARE r record; BEGIN FOR r IN EXECUTE 'SELECT 1' LOOP NULL; END LOOP; END $$"),
 ]
 
 # Safe statements the new rules must leave alone: no noise.
@@ -58,6 +60,7 @@ SAFE = [
     "CREATE TABLE bookings (room int, during tstzrange, EXCLUDE USING gist (room WITH =, during WITH &&))",
     "CREATE TABLE t (a int DEFAULT 1);\nALTER TABLE t ALTER COLUMN a DROP DEFAULT;\nALTER TABLE t SET LOGGED",
     "ALTER TYPE mood ADD VALUE IF NOT EXISTS 'meh'",
+    "ALTER TABLE users ALTER COLUMN nickname DROP NOT NULL",
     "ALTER TYPE mood RENAME TO feeling_old_unused",  # not a value rename (SW026 is about values)
     "DO $$ BEGIN PERFORM pg_sleep(0); RAISE NOTICE 'ok'; END $$",
     "DO $$ BEGIN CREATE TYPE mood AS ENUM ('sad', 'happy'); EXCEPTION WHEN duplicate_object THEN NULL; END $$",

@@ -27,8 +27,8 @@ from slipway.migrations.statements import (
     Statement,
     body_commands,
     do_body,
-    dollar_bodies,
     named_object,
+    routine_bodies,
     split_statements,
 )
 
@@ -284,7 +284,7 @@ def _check_routine(statement: Statement) -> Iterator[_Hit]:
     words = [w for w in statement.keywords[:4] if w not in ("OR", "REPLACE")]
     if words[:1] != ["CREATE"] or words[1:2] not in (["FUNCTION"], ["PROCEDURE"]):
         return
-    if any("EXECUTE" in body_commands(body) for body in dollar_bodies(statement.text)):
+    if any("EXECUTE" in body_commands(body) for body in routine_bodies(statement.text)):
         name = named_object(statement.text, after=_ROUTINE_PREFIX)
         yield _Hit(
             "SW029", f"{words[1]} {name} runs dynamic SQL (EXECUTE): not linted, here or wherever it is called"

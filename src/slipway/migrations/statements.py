@@ -155,11 +155,14 @@ def dollar_bodies(text: str) -> list[str]:
 
 def do_body(text: str) -> str:
     """The code of a ``DO [LANGUAGE l] body`` statement: its dollar-quoted or single-quoted string."""
-    bodies = dollar_bodies(text)
-    if bodies:
-        return bodies[0]
-    match = _SINGLE_QUOTED.search(text)
-    return match[1].replace("''", "'") if match else ""
+    bodies = routine_bodies(text)
+    return bodies[0] if bodies else ""
+
+
+def routine_bodies(text: str) -> list[str]:
+    """The code a DO, CREATE FUNCTION or CREATE PROCEDURE statement holds: its dollar-quoted strings, or
+    (for the old ``AS '...'`` spelling) its single-quoted ones, unescaped."""
+    return dollar_bodies(text) or [body.replace("''", "'") for body in _SINGLE_QUOTED.findall(text)]
 
 
 def body_commands(body: str) -> list[str]:

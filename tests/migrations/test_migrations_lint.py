@@ -83,6 +83,31 @@ CASES = [
         "CREATE INDEX CONCURRENTLY a ON users (x);\nCREATE INDEX CONCURRENTLY b ON users (y)",
         "CREATE INDEX CONCURRENTLY a ON users (x)",
     ),
+    # Issue 16: more rules (their variants and the safe statements they must pass: test_migrations_lint_why.py).
+    (
+        "SW023",
+        "ALTER TABLE bookings ADD CONSTRAINT no_overlap EXCLUDE USING gist (room WITH =, during WITH &&)",
+        "CREATE TABLE bookings2 (room int, during tstzrange);\n"
+        "ALTER TABLE bookings2 ADD CONSTRAINT no_overlap EXCLUDE USING gist (room WITH =, during WITH &&)",
+    ),
+    (
+        "SW024",
+        "ALTER TABLE users ALTER COLUMN active DROP DEFAULT",
+        "ALTER TABLE users ALTER COLUMN active SET DEFAULT true",
+    ),
+    (
+        "SW025",
+        "ALTER TABLE users DROP CONSTRAINT users_email_key",
+        "ALTER TABLE users VALIDATE CONSTRAINT users_age",
+    ),
+    ("SW026", "ALTER TYPE mood RENAME VALUE 'sad' TO 'unhappy'", "ALTER TYPE mood ADD VALUE 'unhappy'"),
+    ("SW027", "ALTER TABLE events SET UNLOGGED", "CREATE UNLOGGED TABLE scratch (a int)"),
+    ("SW028", "REFRESH MATERIALIZED VIEW stats", "REFRESH MATERIALIZED VIEW CONCURRENTLY stats"),
+    (
+        "SW029",
+        "DO $$ BEGIN ALTER TABLE users DROP COLUMN name; END $$",
+        "DO $$ BEGIN RAISE NOTICE 'nothing to change; really'; END $$",
+    ),
 ]
 
 # More ways to break the same rules.

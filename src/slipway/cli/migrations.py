@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from slipway.cli.common import Environment, JsonView, console, open_app, options, run_async
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from slipway.migrations.lint import Finding
 
 migrations_app = typer.Typer(
     name="migrations",
@@ -37,21 +42,33 @@ def lint(
     if json_out:
         import json
 
-        keys = ("rule", "name", "file", "line", "message", "fix", "statement")
-        print(json.dumps([{k: getattr(f, k) for k in keys} for f in findings], indent=2))
+        print(json.dumps([f.as_dict() for f in findings], indent=2))
     else:
-        from rich.markup import escape
-
         out = console()
         for f in findings:
-            out.print(f"[red]{escape(f.file)}:{f.line}[/]: [bold]{f.rule}[/] {f.name}: {escape(f.message)}")
-            out.print(f"    [dim]statement:[/] {escape(f.statement.splitlines()[0] if f.statement else '')}")
-            out.print(f"    [dim]fix:[/] {escape(f.fix)}")
-            out.print(f'    [dim]or, if it is safe here:[/] -- slipway:allow {f.rule} reason="..."')
+            _print_finding(out, f)
         files = len({f.file for f in findings})
         out.print(f"{len(findings)} finding(s) in {files} file(s)" if findings else f"{report.directory}: no findings")
     if findings:
         raise typer.Exit(MigrationError.exit_code)
+
+
+def _print_finding(out: Console, f: Finding) -> None:
+    """One finding: where, the rule, the lock and what it blocks or what breaks, the fix and the docs."""
+    from rich.markup import escape
+
+    out.print(f"[red]{escape(f.file)}:{f.line}[/]: [bold]{f.rule}[/] {f.name} ({f.severity}): {escape(f.message)}")
+    out.print(f"    [dim]statement:[/] {escape(f.statement.splitlines()[0] if f.statement else '')}")
+    if f.lock:
+        on = f" on {f.table}" if f.table else ""
+        out.print(f"    [dim]lock:[/] {escape(f.lock)}{escape(on)}, [dim]blocks:[/] {escape(f.blocks or '')}")
+    if f.breaks:
+        out.print(f"    [dim]breaks in the release still running:[/] {escape(f.breaks)}")
+    if not (f.lock or f.breaks):
+        out.print(f"    [dim]why:[/] {escape(f.why)}")
+    out.print(f"    [dim]fix:[/] {escape(f.fix)}")
+    out.print(f"    [dim]docs:[/] {escape(f.docs)}")
+    out.print(f'    [dim]or, if it is safe here:[/] -- slipway:allow {f.rule} reason="..."')
 
 
 @migrations_app.command("status")

@@ -122,3 +122,71 @@ def _first_line(exc: Exception) -> str:
     """The first line of an exception's message."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+_DOLLAR_QUOTED = re.compile(r"\$([A-Za-z_]*)\$(.*?)\$\1\$", re.DOTALL)
+_SINGLE_QUOTED = re.compile(r"'((?:[^']|'')*)'", re.DOTALL)
+#: Commands that a DO block or a function body may run and the lint rules would judge at top level
+#: (CREATE only as CREATE [UNIQUE] INDEX: creating a new table, type or function breaks no rule).
+_LINTED_COMMANDS = (
+    "ALTER",
+    "CREATE INDEX",
+    "DROP",
+    "UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "LOCK",
+    "VACUUM",
+    "CLUSTER",
+    "REINDEX",
+    "REFRESH",
+    "EXECUTE",
+)
+# A command starts a PL/pgSQL statement: first after a semicolon, or after one of these words.
+_STATEMENT_STARTS = frozenset({"BEGIN", "THEN", "ELSE", "LOOP"})
+# EXECUTE after these is CREATE TRIGGER's ``EXECUTE FUNCTION``, not dynamic SQL.
+_NOT_DYNAMIC = frozenset({"ROW", "STATEMENT"})
+
+
+def dollar_bodies(text: str) -> list[str]:
+    """The contents of the dollar-quoted strings of ``text`` (function and DO bodies), outermost only."""
+    return [match[2] for match in _DOLLAR_QUOTED.finditer(text)]
+
+
+def do_body(text: str) -> str:
+    """The code of a ``DO [LANGUAGE l] body`` statement: its dollar-quoted or single-quoted string."""
+    bodies = routine_bodies(text)
+    return bodies[0] if bodies else ""
+
+
+def routine_bodies(text: str) -> list[str]:
+    """The code a DO, CREATE FUNCTION or CREATE PROCEDURE statement holds: its dollar-quoted strings, or
+    (for the old ``AS '...'`` spelling) its single-quoted ones, unescaped."""
+    return dollar_bodies(text) or [body.replace("''", "'") for body in _SINGLE_QUOTED.findall(text)]
+
+
+def body_commands(body: str) -> list[str]:
+    """The commands a PL/pgSQL body runs that the lint rules judge (``["ALTER", "EXECUTE"]``), in order.
+
+    Words in strings, quoted names and comments do not count, nor words inside another statement
+    (``SELECT ... FOR UPDATE``, ``ALTER TABLE ... DROP COLUMN``); EXECUTE (dynamic SQL) counts anywhere.
+    """
+    code = _SKIP_OR_WORD.sub(lambda m: m[0] if m["word"] else " ", body)
+    found: list[str] = []
+    for piece in code.split(";"):
+        words = leading_keywords(piece, count=100_000)
+        for i, word in enumerate(words):
+            previous = words[i - 1] if i else ""
+            starts = not previous or previous in _STATEMENT_STARTS
+            dynamic = word == "EXECUTE" and previous not in _NOT_DYNAMIC
+            if word == "CREATE" and {"INDEX", "UNIQUE"} & set(words[i + 1 : i + 2]):
+                word = "CREATE INDEX"
+            if (dynamic or (starts and word in _LINTED_COMMANDS)) and word not in found:
+                found.append(word)
+    return found
+
+
+def named_object(text: str, *, after: str) -> str:
+    """The (schema-qualified) name that follows the regular expression ``after`` in ``text``, lower-cased."""
+    match = re.search(after + r"\s+((?:\w+|\"[^\"]+\")(?:\.(?:\w+|\"[^\"]+\"))?)", text, re.IGNORECASE)
+    return match[1].replace('"', "").lower() if match else ""

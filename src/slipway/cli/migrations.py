@@ -12,7 +12,7 @@ from slipway.cli.common import Environment, JsonView, console, open_app, options
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from slipway.migrations.lint import Finding
+    from slipway.services.migration_lint import Finding
 
 migrations_app = typer.Typer(
     name="migrations",

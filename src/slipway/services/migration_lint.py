@@ -8,7 +8,8 @@ from pathlib import Path
 from slipway.config import find_config, load_config
 from slipway.errors import MigrationError
 from slipway.migrations import Dialect, load_migrations
-from slipway.migrations.lint import Finding, lint_migration
+from slipway.migrations.lint import Finding as Finding  # what a lint report holds, for the CLI
+from slipway.migrations.lint import lint_migration
 
 #: The dialects whose rules ``lint`` knows, for a caller to check its input against.
 DIALECTS = tuple(d.value for d in Dialect)

@@ -211,3 +211,18 @@ def test_unpacking_over_a_workspace_replaces_what_is_in_the_way_and_never_writes
     assert os.access(dest / "app/sub/run.sh", os.X_OK) and list(outside.iterdir()) == []
     assert (dest / "app/a.py").read_text() == "print('a')\n" and os.readlink(dest / "app/alias.py") == "a.py"
     assert (dest / "tests/test_a.py").read_text() == "kept\n"
+
+
+def test_an_absolute_link_in_the_build_says_what_to_do(tmp_path: Path) -> None:
+    """Issue 15: 'python3 -m venv' in a build failed with "points to absolute path" and no hint."""
+    (tmp_path / "app/.venv/bin").mkdir(parents=True)
+    os.symlink("/usr/bin/python3", tmp_path / "app/.venv/bin/python3")
+    with pytest.raises(UnsafeArchive) as venv:
+        build(tmp_path, tmp_path / "a.tgz")
+    assert "points to absolute path" in venv.value.message and "wheelhouse" in venv.value.hint
+    assert "--no-index" in venv.value.hint
+    os.unlink(tmp_path / "app/.venv/bin/python3")
+    os.symlink("/etc/hosts", tmp_path / "app/hosts")
+    with pytest.raises(UnsafeArchive) as other:
+        build(tmp_path, tmp_path / "b.tgz")
+    assert "make the link relative" in other.value.hint and "artifact.exclude" in other.value.hint

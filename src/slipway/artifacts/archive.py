@@ -128,6 +128,21 @@ def check_link_target(path: str, target: str) -> None:
             raise UnsafeArchive(f"link {path!r} -> {target!r} leaves the release directory")
 
 
+def _link_hint(rel: str, target: str) -> str:
+    """What to do about a link the artifact cannot hold (it would point elsewhere on every host)."""
+    if "/bin/python" in rel or "/bin/python" in target:
+        return (
+            "a virtual environment made by 'python3 -m venv' links to this machine's interpreter: build a "
+            "wheelhouse instead ('pip wheel -r requirements.txt -w wheels') and make the environment on each "
+            "host in an install hook ('pip install --no-index --find-links wheels'), or leave it out with "
+            "artifact.exclude (docs/config.md, artifact)"
+        )
+    return (
+        "an artifact holds only links that stay inside it: make the link relative, copy the file it points to "
+        "into the artifact, or leave it out with artifact.exclude"
+    )
+
+
 def _excluded(rel: str, patterns: Sequence[str]) -> bool:
     name = rel.rsplit("/", 1)[-1]
     for pat in patterns:
@@ -203,7 +218,10 @@ def build_archive(
             st = src.lstat()
             if stat.S_ISLNK(st.st_mode):
                 target = os.readlink(src)
-                check_link_target(rel, target)
+                try:
+                    check_link_target(rel, target)
+                except UnsafeArchive as exc:
+                    raise UnsafeArchive(exc.message, hint=_link_hint(rel, target)) from None
                 info.type = tarfile.SYMTYPE
                 info.linkname = target
                 info.mode = 0o777

@@ -9,9 +9,8 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from email import message_from_bytes
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
 
 from tests.e2e.conftest import Project, free_port
+from tests.support.receiver import Receiver as Receiver  # used here and by the server's notification tests
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -30,40 +30,6 @@ PIPELINE = """pipeline:
   - {name: deploy-production, kind: deploy, environment: production}
 """
 WAIT = 20.0  # seconds a test waits for what a receiver should have got (the CLI already waited up to 5 s)
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1: records every POST (path, JSON body)."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[str, dict[str, Any]]] = []
-        self.changed = threading.Condition()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with receiver.changed:
-                    receiver.posts.append((self.path, body))
-                    receiver.changed.notify_all()
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, ready: Callable[[list[tuple[str, dict[str, Any]]]], bool]) -> list[tuple[str, dict[str, Any]]]:
-        with self.changed:
-            assert self.changed.wait_for(lambda: ready(self.posts), timeout=WAIT), f"got only {self.posts}"
-            return list(self.posts)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class Hanging:

@@ -2,8 +2,8 @@
 environment on a real ``slipway serve``, its outcome goes to the forge as a commit status, and the event
 that closes the request tears the environment down.
 
-No Git forge runs on these machines, so the forge's status API is :class:`ForgeAPI`, a small HTTP server
-that records what it receives; the repository (a bare one, with the refs a forge keeps for requests), git,
+No Git forge runs on these machines, so the forge's status API is a small HTTP server that records what
+it receives (tests/support/receiver.py); the repository (a bare one, with the refs a forge keeps for requests), git,
 the server, the webhook's signature and the app on its port are real.
 """
 
@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,56 +25,28 @@ import pytest
 from tests.e2e.conftest import Project
 from tests.server.conftest import PATIENCE
 from tests.server.test_triggers import Forge, git, serving_forge, signed
+from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.timeout(600)
 TOKEN = "forge api token of the test"
 
 
-class ForgeAPI:
-    """The forge's commit-status API, as a recorder: (path, Authorization header, JSON body) of each POST."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, dict[str, Any]]] = []
-        self.changed = threading.Condition()
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with api.changed:
-                    api.calls.append((self.path, self.headers.get("Authorization", ""), body))
-                    api.changed.notify_all()
-                self.send_response(201)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, state: str) -> list[tuple[str, str, dict[str, Any]]]:
-        with self.changed:
-            assert self.changed.wait_for(lambda: any(c[2]["state"] == state for c in self.calls), timeout=PATIENCE), (
-                f"no {state} status; got {self.calls}"
-            )
-            return list(self.calls)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def statuses(api: Receiver, state: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(path, Authorization, body) of the commit statuses the forge got, once one says ``state``."""
+    api.wait_for(lambda posts: any(body["state"] == state for _, body in posts), timeout=PATIENCE)
+    return [(p.path, p.headers.get("authorization", ""), p.body) for p in api.received]
 
 
 @pytest.fixture
-def api() -> Iterator[ForgeAPI]:
-    recorder = ForgeAPI()
+def api() -> Iterator[Receiver]:
+    """The forge's commit-status API, as a recorder."""
+    recorder = Receiver(status=201)
     yield recorder
     recorder.close()
 
 
 @pytest.fixture
-def forge(project: Project, tmp_path: Path, api: ForgeAPI) -> Iterator[Forge]:
+def forge(project: Project, tmp_path: Path, api: Receiver) -> Iterator[Forge]:
     project.env["FORGE_TOKEN"] = TOKEN
     extra = f"  forge: {{kind: github, api_url: {api.url}, repository: team/webapp, token: {{env: FORGE_TOKEN}}}}\n"
     with serving_forge(project, tmp_path, extra) as served:
@@ -112,7 +82,7 @@ def reviews(forge: Forge) -> dict[int, dict[str, Any]]:
         return {r["number"]: r for r in c.get("/api/projects/webapp/reviews").json()}
 
 
-def test_a_pull_request_gets_a_review_environment_a_status_and_loses_it_when_merged(forge: Forge, api: ForgeAPI) -> None:
+def test_a_pull_request_gets_a_review_environment_a_status_and_loses_it_when_merged(forge: Forge, api: Receiver) -> None:
     number = random.randint(300, 900)  # the example's review port is 18600 + the number: apart from other tests
     git(forge.dev, "checkout", "-q", "-b", "feature")
     (forge.dev / "app/banner.txt").write_text("the feature's banner\n")
@@ -133,7 +103,7 @@ def test_a_pull_request_gets_a_review_environment_a_status_and_loses_it_when_mer
     review = reviews(forge)[number]
     health = answer(f"{review['url']}/health")
     assert health is not None and health["commit"] == done["commit"], health  # it answers, with the request's code
-    calls = api.wait_for("success")
+    calls = statuses(api, "success")
     assert [c[2]["state"] for c in calls] == ["pending", "success"]
     assert {c[0] for c in calls} == {f"/repos/team/webapp/statuses/{head}"}
     assert {c[1] for c in calls} == {f"Bearer {TOKEN}"} and calls[0][2]["context"] == "slipway"
@@ -153,7 +123,7 @@ def test_a_pull_request_gets_a_review_environment_a_status_and_loses_it_when_mer
         assert c.get(f"/api/projects/webapp/runs/{run['id']}").json()["state"] == "succeeded"  # records kept
 
 
-def test_a_failing_request_is_reported_as_a_failure_to_the_forge(forge: Forge, api: ForgeAPI) -> None:
+def test_a_failing_request_is_reported_as_a_failure_to_the_forge(forge: Forge, api: Receiver) -> None:
     number = random.randint(300, 900)
     git(forge.dev, "checkout", "-q", "-b", "broken")
     (forge.dev / "tests/unit/test_broken.py").write_text(
@@ -166,7 +136,7 @@ def test_a_failing_request_is_reported_as_a_failure_to_the_forge(forge: Forge, a
     opened = pull_request(forge, number, "opened", head)
     assert opened.status_code == 202, opened.text
     assert forge.server.wait_run("viewer", opened.json()["run"]["id"], "succeeded", "failed")["state"] == "failed"
-    failure = next(c for c in api.wait_for("failure") if c[2]["state"] == "failure")
+    failure = next(c for c in statuses(api, "failure") if c[2]["state"] == "failure")
     assert failure[0] == f"/repos/team/webapp/statuses/{head}" and "unit-tests" in failure[2]["description"]
     assert reviews(forge)[number]["state"] == "open"  # opened with the request; its deploy never ran
     assert not (forge.project.root / f".slipway/targets/review-{number}").exists()

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from slipway.cli.common import JsonView, console, open_app
+from slipway.cli.common import JsonView, console, listed, open_app
 
 breakers_app = typer.Typer(
     help="Circuit breakers of the environments' dependencies (docs/checks.md).", no_args_is_help=False
@@ -22,18 +22,8 @@ def list_breakers(ctx: typer.Context, json_out: JsonView = False) -> None:
         return
     from slipway.services import breakers
 
-    app = open_app(ctx, json_mode=json_out)
-    try:
-        rows = breakers.list_breakers(app)
-    finally:
-        app.close()
-    if json_out:
-        import json
-
-        print(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        console().print("no dependencies are declared and no breaker is stored")
+    rows = listed(ctx, json_out, breakers.list_breakers, empty="no dependencies are declared and no breaker is stored")
+    if rows is None:
         return
     from rich.markup import escape
     from rich.table import Table

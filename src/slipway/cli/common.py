@@ -170,3 +170,24 @@ def print_outcome(run: dict[str, Any], json_out: bool) -> None:
         from slipway.errors import GateError
 
         raise typer.Exit(GateError.exit_code)
+
+
+def listed(
+    ctx: typer.Context, json_out: bool, read: Callable[[App], list[dict[str, Any]]], *, empty: str
+) -> list[dict[str, Any]] | None:
+    """The rows a listing command shows, read through ``read`` with the store closed after; None when they
+    were printed already (``--json``) or there are none (``empty`` says so)."""
+    app = open_app(ctx, json_mode=json_out)
+    try:
+        rows = read(app)
+    finally:
+        app.close()
+    if json_out:
+        import json
+
+        print(json.dumps(rows, indent=2))
+        return None
+    if not rows:
+        console().print(empty)
+        return None
+    return rows

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from slipway.cli.common import JsonOut, JsonView, console, open_app, print_outcome, run_async
+from slipway.cli.common import JsonOut, JsonView, console, listed, open_app, print_outcome, run_async
 
 review_app = typer.Typer(
     help="Merge requests: build and test the merge result, deploy it to a review environment, tear it down.",
@@ -20,20 +20,10 @@ def list_reviews(ctx: typer.Context, json_out: JsonView = False) -> None:
     """Every review environment, open and closed: request, URL, commits, when opened, updated, closed and why."""
     from slipway.services import review
 
-    app = open_app(ctx, json_mode=json_out)
-    try:
-        rows = review.list_reviews(app)
-    finally:
-        app.close()
-    if json_out:
-        import json
-
-        print(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        console().print("no review environments yet: 'slipway review up N --head SHA --target REF' opens one")
-        return
-    console().print(_table(rows))
+    rows = listed(ctx, json_out, review.list_reviews,
+                  empty="no review environments yet: 'slipway review up N --head SHA --target REF' opens one")
+    if rows is not None:
+        console().print(_table(rows))
 
 
 def _table(rows: list[dict[str, Any]]) -> Any:

@@ -149,7 +149,7 @@ class MigrationRunner:
         return tuple(
             files[s.version]
             for s in self.status(files.values())
-            if s.state in waiting and (wanted is None or s.phase is wanted)
+            if s.state in waiting and s.version in files and (wanted is None or s.phase is wanted)
         )
 
     @contextlib.contextmanager

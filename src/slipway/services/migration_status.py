@@ -26,12 +26,12 @@ from slipway.services import reconcile
 from slipway.services.app import App
 from slipway.services.environments import require_environment
 from slipway.services.migrations import (
-    _require_spec,
     artifact_migrations,
     current_artifact,
     database_url,
     held_reasons,
     make_runner,
+    require_spec,
 )
 
 
@@ -91,7 +91,7 @@ def known_migrations(app: App, loaded: LoadedConfig, artifacts: list[tuple[str, 
 async def environment_status(app: App, loaded: LoadedConfig, environment: str) -> list[StatusRow]:
     """Applied, pending, in-progress and held migrations of the environment's database, by phase and version."""
     require_environment(loaded.project, environment)
-    spec = _require_spec(loaded)
+    spec = require_spec(loaded)
     url = database_url(app, loaded, environment)
     artifacts = known_artifacts(app, environment)
     migrations = await asyncio.to_thread(known_migrations, app, loaded, artifacts)
@@ -159,7 +159,7 @@ async def abandon(app: App, loaded: LoadedConfig, environment: str, version: int
     and the next deployment runs its file (fixed: any checksum) from the first key.
     """
     require_environment(loaded.project, environment)
-    spec = _require_spec(loaded)
+    spec = require_spec(loaded)
     if not reason.strip():
         raise MigrationError("abandoning a backfill needs a reason", hint="say why with --reason TEXT (audit log)")
     url = database_url(app, loaded, environment)

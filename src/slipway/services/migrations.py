@@ -432,7 +432,7 @@ def current_artifact(app: App, environment: str) -> tuple[str, str] | None:
 async def contract_now(app: App, loaded: LoadedConfig, environment: str) -> list[MigrationResult]:
     """``slipway migrations contract ENV``: run the contract migrations that are no longer held."""
     require_environment(loaded.project, environment)
-    _require_spec(loaded)
+    require_spec(loaded)
     current = current_artifact(app, environment)
     if current is None:
         raise MigrationError(f"nothing was deployed to {environment} yet: no contract migration can be due")
@@ -450,7 +450,8 @@ async def contract_now(app: App, loaded: LoadedConfig, environment: str) -> list
         app.store.release_lock(lock, holder)
 
 
-def _require_spec(loaded: LoadedConfig) -> MigrationsSpec:
+def require_spec(loaded: LoadedConfig) -> MigrationsSpec:
+    """The project's migrations section; MigrationError saying how to add one when there is none."""
     spec = spec_of(loaded)
     if spec is None:
         raise MigrationError(

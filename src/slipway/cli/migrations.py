@@ -1,4 +1,5 @@
-"""``slipway migrations ...``: lint migration files, show an environment's migrations, run held contracts."""
+"""``slipway migrations ...``: lint migration files, show an environment's migrations, run held contracts,
+abandon a broken backfill."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from slipway.cli.common import Environment, JsonView, console, open_app, options, run_async
+from slipway.cli.common import Environment, JsonView, Reason, console, open_app, options, run_async
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 migrations_app = typer.Typer(
     name="migrations",
     no_args_is_help=True,
-    help="Database migrations: lint, status, contract (docs/migrations.md).",
+    help="Database migrations: lint, status, contract, abandon (docs/migrations.md).",
 )
 
 
@@ -73,8 +74,8 @@ def _print_finding(out: Console, f: Finding) -> None:
 
 @migrations_app.command("status")
 def status(ctx: typer.Context, environment: Environment, json_out: JsonView = False) -> None:
-    """Applied, pending and held migrations of ENV's database, by phase, with who ran them and when."""
-    from slipway.services import migrations as service
+    """Applied, pending, in-progress and held migrations of ENV's database, with who ran them and when."""
+    from slipway.services import migration_status as service
 
     app = open_app(ctx, json_mode=json_out)
     rows = run_async(app, lambda: service.environment_status(app, app.config, environment))
@@ -90,7 +91,11 @@ def status(ctx: typer.Context, environment: Environment, json_out: JsonView = Fa
     for col in ("phase", "version", "name", "state", "applied at (UTC)", "by", "release", "note"):
         table.add_column(col)
     for r in rows:
-        note = r.held_because or "; ".join(f"allowed {o['rule']}: {o['reason']}" for o in r.overrides)
+        notes = [r.held_because or "", *(f"allowed {o['rule']}: {o['reason']}" for o in r.overrides)]
+        if r.progress is not None:
+            p = r.progress
+            notes.append(f"{p['batches']} batches, {p['rows']} rows, up to key {p['last_key']} at {p['updated_at']}")
+        notes.append(r.note or "")
         table.add_row(
             r.phase,
             str(r.version),
@@ -99,7 +104,7 @@ def status(ctx: typer.Context, environment: Environment, json_out: JsonView = Fa
             r.applied_at or "-",
             escape(r.applied_by or "-"),
             r.release or "-",
-            escape(note),
+            escape("; ".join(n for n in notes if n)),
         )
     console().print(table if rows else f"{environment}: no migrations known")
 
@@ -116,3 +121,22 @@ def contract(ctx: typer.Context, environment: Environment) -> None:
         console().print(f"applied {len(done)} contract migration(s): {names}")
     else:
         console().print(f"no contract migration of {environment} was due ('slipway migrations status {environment}')")
+
+
+@migrations_app.command("abandon")
+def abandon(
+    ctx: typer.Context,
+    environment: Environment,
+    version: Annotated[int, typer.Argument(metavar="VERSION", help="The migrate file's version (its number).")],
+    reason: Reason,
+) -> None:
+    """Give up ENV's backfill VERSION in progress: forget its progress row, so a fixed file runs from the start."""
+    from slipway.services import migration_status as service
+
+    app = open_app(ctx)
+    progress = run_async(app, lambda: service.abandon(app, app.config, environment, version, reason=reason))
+    console().print(
+        f"abandoned the backfill of migration {version} in {environment} after {progress.batches} batches "
+        f"({progress.rows} rows, up to key {progress.last_key}): those rows stay changed; the version is pending "
+        "and the next deployment runs its file from the first key"
+    )

@@ -18,6 +18,7 @@ from typing import Any
 from slipway.errors import MigrationError
 from slipway.migrations._db import Connection
 from slipway.migrations.files import Migration, Override, Phase
+from slipway.migrations.results import MigrationState, MigrationStatus
 from slipway.migrations.statements import Dialect
 
 HISTORY_TABLE = "slipway_schema_history"
@@ -70,6 +71,8 @@ class Progress:
     last_key: Any
     batches: int
     rows: int
+    #: When the last batch committed (None for a progress row built in memory).
+    updated_at: datetime | None = None
 
 
 def ensure_tables(conn: Connection) -> None:
@@ -160,8 +163,11 @@ def read_all_progress(conn: Connection) -> dict[int, Progress]:
     """Every backfill under way, by version."""
     if not table_exists(conn, PROGRESS_TABLE):
         return {}
-    rows = conn.query(f"SELECT version, checksum, last_key, batches, rows_done FROM {PROGRESS_TABLE}")
-    return {int(r[0]): Progress(int(r[0]), str(r[1]), decode_key(r[2]), int(r[3]), int(r[4])) for r in rows}
+    rows = conn.query(f"SELECT version, checksum, last_key, batches, rows_done, updated_at FROM {PROGRESS_TABLE}")
+    return {
+        int(r[0]): Progress(int(r[0]), str(r[1]), decode_key(r[2]), int(r[3]), int(r[4]), _as_datetime(r[5]))
+        for r in rows
+    }
 
 
 def save_progress(conn: Connection, progress: Progress, *, now: datetime) -> None:
@@ -212,3 +218,56 @@ def _as_datetime(value: Any) -> datetime:
     """A stored timestamp as an aware datetime."""
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def status_of(version: int, m: Migration | None, row: HistoryRow | None, progress: Progress | None) -> MigrationStatus:
+    """The status of one version from its file, its history row and its backfill progress."""
+    if row is not None:
+        if m is None:
+            state = MigrationState.MISSING
+        elif row.checksum != m.checksum:
+            state = MigrationState.CHANGED
+        else:
+            state = MigrationState.APPLIED
+        return MigrationStatus(
+            version=version,
+            name=row.name,
+            phase=row.phase,
+            state=state,
+            path=m.path if m else None,
+            checksum=m.checksum if m else None,
+            applied_at=row.applied_at,
+            applied_by=row.applied_by,
+            duration=row.duration,
+            overrides=row.overrides,
+            release=row.release,
+        )
+    if m is None:  # a backfill in progress whose file was not given: its progress row still tells
+        assert progress is not None
+        return MigrationStatus(
+            version=version,
+            name="",
+            phase=Phase.MIGRATE,
+            state=MigrationState.IN_PROGRESS,
+            path=None,
+            **_progress_fields(progress),
+        )
+    return MigrationStatus(
+        version=version,
+        name=m.name,
+        phase=m.phase,
+        state=MigrationState.IN_PROGRESS if progress is not None else MigrationState.PENDING,
+        path=m.path,
+        checksum=m.checksum,
+        **(_progress_fields(progress) if progress is not None else {}),
+    )
+
+
+def _progress_fields(progress: Progress) -> dict[str, Any]:
+    return {
+        "batches_done": progress.batches,
+        "rows_done": progress.rows,
+        "last_key": progress.last_key,
+        "progress_checksum": progress.checksum,
+        "progress_at": progress.updated_at,
+    }

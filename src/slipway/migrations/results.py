@@ -17,7 +17,8 @@ class MigrationState(enum.StrEnum):
     APPLIED = "applied"
     #: Not applied yet.
     PENDING = "pending"
-    #: A migrate file whose backfill started and did not finish: the next run resumes it.
+    #: A migrate file whose backfill started and did not finish: the next run resumes it (also shown when
+    #: no file with its version was given: the progress row is the database's own record).
     IN_PROGRESS = "in-progress"
     #: Applied, but the file was edited since: the runner refuses to run until it is restored.
     CHANGED = "changed"
@@ -73,6 +74,8 @@ class MigrationStatus:
     state: MigrationState
     #: The file, when one was given for this version.
     path: str | None
+    #: The checksum of that file (None without one).
+    checksum: str | None = None
     applied_at: datetime | None = None
     applied_by: str | None = None
     duration: float | None = None
@@ -80,3 +83,15 @@ class MigrationStatus:
     release: str | None = None
     batches_done: int = 0
     rows_done: int = 0
+    #: An in-progress backfill's progress row: the last key committed, the checksum of the file it
+    #: started with, and when its last batch committed.
+    last_key: Any = None
+    progress_checksum: str | None = None
+    progress_at: datetime | None = None
+
+    @property
+    def is_edited_backfill(self) -> bool:
+        """True for an in-progress backfill whose file differs from the one its committed batches ran."""
+        return self.progress_checksum is not None and self.checksum is not None and (
+            self.checksum != self.progress_checksum
+        )

@@ -109,9 +109,35 @@ class MigrationRunner:
                 raise MigrationError(f"cannot read the migration history: {exc.message}") from exc
         files = {m.version: m for m in ordered}
         return tuple(
-            _status(version, files.get(version), applied.get(version), progress.get(version))
-            for version in sorted(set(files) | set(applied))
+            hist.status_of(version, files.get(version), applied.get(version), progress.get(version))
+            for version in sorted(set(files) | set(applied) | set(progress))
         )
+
+    def abandon(self, version: int, *, holder: str) -> hist.Progress:
+        """Forget the progress row of ``version``'s backfill (under the lock); return what it said.
+
+        The rows its committed batches changed stay changed; the version is pending again, so a fixed
+        file (any checksum) runs from the first key. MigrationError when it is applied or not in progress.
+        """
+        with self._session(holder) as conn:
+            applied = self._guard(conn, None, "read the history", lambda: hist.read_history(conn))
+            if version in applied:
+                row = applied[version]
+                raise MigrationError(
+                    f"migration {version} ({row.name}) was applied on {row.applied_at:%Y-%m-%d %H:%M} UTC by "
+                    f"{row.applied_by}: only a backfill in progress can be abandoned",
+                    hint="an applied migration stays; put the change in a new migration file",
+                )
+            progress: hist.Progress | None = self._guard(
+                conn, None, "read the backfill progress", lambda: hist.read_progress(conn, version)
+            )
+            if progress is None:
+                raise MigrationError(
+                    f"migration {version} has no backfill in progress in {self._display_url}",
+                    hint="'slipway migrations status ENV' lists the backfills in progress",
+                )
+            self._guard(conn, None, "forget the backfill progress", lambda: self._forget(conn, version))
+            return progress
 
     def pending(
         self, migrations: Iterable[Migration], *, phase: Phase | str | None = None
@@ -123,7 +149,7 @@ class MigrationRunner:
         return tuple(
             files[s.version]
             for s in self.status(files.values())
-            if s.state in waiting and (wanted is None or s.phase is wanted)
+            if s.state in waiting and s.version in files and (wanted is None or s.phase is wanted)
         )
 
     @contextlib.contextmanager
@@ -201,6 +227,10 @@ class MigrationRunner:
                     locking.release(conn, holder)
         finally:
             conn.close()
+
+    def _forget(self, conn: Connection, version: int) -> None:
+        with conn.transaction():
+            hist.clear_progress(conn, version)
 
     def _ensure_tables(self, conn: Connection) -> None:
         with conn.transaction():
@@ -323,7 +353,8 @@ class MigrationRunner:
             raise ChecksumMismatch(
                 "the file was edited while its backfill was in progress",
                 file=m.path,
-                hint="restore the file as it was, or finish the change in a new migration file",
+                hint="restore the file as it was, or give up the backfill with 'slipway migrations abandon ENV "
+                f"{m.version} --reason TEXT' and apply the fixed file from the start",
             )
         last_key = progress.last_key if progress else None
         batches, rows = (progress.batches, progress.rows) if progress else (0, 0)
@@ -498,39 +529,3 @@ def _check_order(pending: list[Migration], selected: list[Migration]) -> None:
                     file=m.path,
                     hint=f"apply the {earlier.phase.value} phase first",
                 )
-
-
-def _status(
-    version: int, m: Migration | None, row: hist.HistoryRow | None, progress: hist.Progress | None
-) -> MigrationStatus:
-    """The status of one version from its file, its history row and its backfill progress."""
-    if row is not None:
-        if m is None:
-            state = MigrationState.MISSING
-        elif row.checksum != m.checksum:
-            state = MigrationState.CHANGED
-        else:
-            state = MigrationState.APPLIED
-        return MigrationStatus(
-            version=version,
-            name=row.name,
-            phase=row.phase,
-            state=state,
-            path=m.path if m else None,
-            applied_at=row.applied_at,
-            applied_by=row.applied_by,
-            duration=row.duration,
-            overrides=row.overrides,
-            release=row.release,
-        )
-    assert m is not None
-    state = MigrationState.IN_PROGRESS if progress is not None else MigrationState.PENDING
-    return MigrationStatus(
-        version=version,
-        name=m.name,
-        phase=m.phase,
-        state=state,
-        path=m.path,
-        batches_done=progress.batches if progress else 0,
-        rows_done=progress.rows if progress else 0,
-    )

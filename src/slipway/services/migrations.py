@@ -182,6 +182,20 @@ def refuse_changed(statuses: Sequence[MigrationStatus]) -> None:
             )
 
 
+def refuse_edited_backfills(statuses: Sequence[MigrationStatus], *, environment: str) -> None:
+    """Refuse when a backfill in progress would resume with a file other than the one its batches ran."""
+    for s in statuses:
+        if s.state is MigrationState.IN_PROGRESS and s.is_edited_backfill:
+            assert s.progress_checksum is not None and s.checksum is not None
+            raise ChecksumMismatch(
+                f"was edited while its backfill was in progress ({s.batches_done} batches, {s.rows_done} rows "
+                f"committed with checksum {s.progress_checksum[:12]}; the file now has {s.checksum[:12]})",
+                file=s.path or s.name,
+                hint=f"restore the file as it was, or give the backfill up with 'slipway migrations abandon "
+                f"{environment} {s.version} --reason TEXT' and deploy the fixed file, which runs from the start",
+            )
+
+
 def lint_pending(migrations: Sequence[Migration], statuses: Sequence[MigrationStatus], dialect: str) -> None:
     """Lint every pending migration now, before any host is touched (LintError on the first finding)."""
     from slipway.migrations.lint import lint_migration  # sqlglot: only when there is something to lint
@@ -320,6 +334,7 @@ class DeploymentMigrations:
         if rollback:
             return
         refuse_changed(statuses)
+        refuse_edited_backfills(statuses, environment=self.environment)
         lint_pending(self.migrations, statuses, runner.dialect)
 
     async def expand(self) -> None:
@@ -414,65 +429,10 @@ def current_artifact(app: App, environment: str) -> tuple[str, str] | None:
     return (succeeded[0].artifact_digest, succeeded[0].release_id) if succeeded else None
 
 
-@dataclass(frozen=True)
-class StatusRow:
-    """One migration of ``slipway migrations status``."""
-
-    version: int
-    name: str
-    phase: str
-    state: str
-    file: str | None
-    applied_at: str | None
-    applied_by: str | None
-    release: str | None
-    duration: float | None
-    overrides: list[dict[str, Any]]
-    held_because: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """For ``--json``."""
-        return dict(self.__dict__)
-
-
-async def environment_status(app: App, loaded: LoadedConfig, environment: str) -> list[StatusRow]:
-    """Applied, pending and held migrations of the environment's database, by phase and version."""
-    require_environment(loaded.project, environment)
-    spec = _require_spec(loaded)
-    url = database_url(app, loaded, environment)
-    current = current_artifact(app, environment)
-    migrations = await asyncio.to_thread(artifact_migrations, app, loaded, current[0]) if current else ()
-    statuses = await asyncio.to_thread(make_runner(spec, url).status, migrations)
-    files = {m.version: m for m in migrations}
-    pending = [files[s.version] for s in statuses if s.state is MigrationState.PENDING and s.version in files]
-    reasons = held_reasons(app, loaded, environment, pending)
-    if spec.contract == "manual":
-        for m in pending:
-            if m.phase is Phase.CONTRACT and m.version not in reasons:
-                reasons[m.version] = f"contract: manual; run 'slipway migrations contract {environment}'"
-    rows = [
-        StatusRow(
-            version=s.version,
-            name=s.name,
-            phase=s.phase.value,
-            state="held" if s.version in reasons else s.state.value,
-            file=s.path,
-            applied_at=s.applied_at.isoformat(timespec="seconds") if s.applied_at else None,
-            applied_by=s.applied_by,
-            release=s.release,
-            duration=s.duration,
-            overrides=[{"rule": o.rule, "reason": o.reason} for o in s.overrides],
-            held_because=reasons.get(s.version),
-        )
-        for s in statuses
-    ]
-    return sorted(rows, key=lambda r: (Phase(r.phase).rank, r.version))
-
-
 async def contract_now(app: App, loaded: LoadedConfig, environment: str) -> list[MigrationResult]:
     """``slipway migrations contract ENV``: run the contract migrations that are no longer held."""
     require_environment(loaded.project, environment)
-    _require_spec(loaded)
+    require_spec(loaded)
     current = current_artifact(app, environment)
     if current is None:
         raise MigrationError(f"nothing was deployed to {environment} yet: no contract migration can be due")
@@ -490,7 +450,8 @@ async def contract_now(app: App, loaded: LoadedConfig, environment: str) -> list
         app.store.release_lock(lock, holder)
 
 
-def _require_spec(loaded: LoadedConfig) -> MigrationsSpec:
+def require_spec(loaded: LoadedConfig) -> MigrationsSpec:
+    """The project's migrations section; MigrationError saying how to add one when there is none."""
     spec = spec_of(loaded)
     if spec is None:
         raise MigrationError(

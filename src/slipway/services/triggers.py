@@ -4,7 +4,7 @@ The commit is fetched from the ``triggers.remote`` into the project's own reposi
 ``refs/slipway/``), which is the mirror the server keeps: runs build from it exactly as they build a commit
 a person made. Each trunk commit runs once: a commit that already has a pipeline run starts nothing, a
 delivery id seen before starts nothing (a replay), and a delivery that is not authentic is refused (401)
-and recorded in the audit log. Merge-request events go to :mod:`slipway.services.review`.
+and recorded in the audit log. Merge-request events go to :mod:`slipway.services.merge_requests`.
 """
 
 from __future__ import annotations

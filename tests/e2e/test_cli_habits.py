@@ -13,16 +13,19 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def complete(words: str) -> list[str]:
-    """What bash completion offers for ``words`` (the way the installed completion script asks)."""
-    env = {"_SLIPWAY_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
-    proc = subprocess.run([SLIPWAY], env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=60, check=False)  # fmt: skip
+    """What bash completion offers for ``words`` (the way the installed completion script asks), in an
+    environment of its own: what other tests leave in this process's environment must not matter."""
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8",
+           "_SLIPWAY_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+    proc = subprocess.run([SLIPWAY], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
     return proc.stdout.split()
 
 
 def test_bash_completes_commands_and_options() -> None:
     assert complete("slipway ap") == ["approve"]
-    assert {"review", "rollback", "resume", "reject", "run"} <= set(complete("slipway r"))
+    offered = complete("slipway r")
+    assert {"review", "rollback", "resume", "reject", "run"} <= set(offered), offered
     assert "--override-freeze" in complete("slipway run --ov")
     script = subprocess.run([SLIPWAY, "--show-completion", "bash"], capture_output=True, text=True, timeout=60)
     assert script.returncode == 0 and "_SLIPWAY_COMPLETE=complete_bash" in script.stdout

@@ -24,6 +24,7 @@ from slipway.config_source import compose, decode, dotted, to_python
 from slipway.errors import ConfigError
 from slipway.model.config import HOOK_ORDER, Environment, Project
 from slipway.model.containers import CONTAINER_NAME_RE, ContainerTargetSpec, ImageArtifactSpec, dependency_order
+from slipway.model.host_services import HOST_SERVICE_NAME_RE
 from slipway.model.review import REVIEW_KEYS, review_number
 from slipway.model.states import StageKind
 
@@ -441,6 +442,10 @@ def check_host_services(loaded: LoadedConfig) -> None:
     if isinstance(project.artifact, ImageArtifactSpec):
         raise loaded.error("deploy.services run on local and ssh targets, not containers", ("deploy", "services"),
                            hint="an image's services go under the top-level 'services' (docs/containers.md)")
+    for name in services:  # here, not in the model: the error points at the name's own line
+        if not re.match(HOST_SERVICE_NAME_RE, name):
+            raise loaded.error(f"service name {name!r} cannot name a program", ("deploy", "services", name),
+                               hint="use a-z, 0-9, '_' and '-' (at most 41, a letter or digit first)")
     for env_name, env in project.environments.items():
         if env.strategy is not None and env.strategy.kind.value == "blue_green":
             raise loaded.error(

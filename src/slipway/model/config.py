@@ -19,7 +19,7 @@ from slipway.model.base import SecretRef as SecretRef
 from slipway.model.checks import CheckSpec, DependencySpec, LoadTestSpec
 from slipway.model.containers import ContainerTargetSpec, ImageArtifactSpec, ServiceConfig
 from slipway.model.freeze import Freeze, OnFreeze, unique_names
-from slipway.model.host_services import HOST_SERVICE_NAME_RE, HostServiceConfig
+from slipway.model.host_services import HostServiceConfig
 from slipway.model.notifications import Notification
 from slipway.model.queue import QueuePolicy
 from slipway.model.review import ReviewTemplate
@@ -81,14 +81,6 @@ class DeploySpec(Frozen):
     checks: tuple[CheckSpec, ...] = ()
     #: The app's processes on local and SSH targets, under a process manager (docs/services-on-hosts.md).
     services: dict[str, HostServiceConfig] = Field(default_factory=dict)
-
-    @field_validator("services")
-    @classmethod
-    def _service_names(cls, value: dict[str, HostServiceConfig]) -> dict[str, HostServiceConfig]:
-        for name in value:
-            if not re.match(HOST_SERVICE_NAME_RE, name):
-                raise ValueError(f"service name {name!r} must use a-z, 0-9, '_' and '-' (at most 41, a letter or digit first)")
-        return value
 
     @field_validator("shared")
     @classmethod

@@ -31,7 +31,7 @@ COMMAND = (
 )
 
 
-def config(port: int, targets: list[dict[str, Any]], **service: Any) -> dict[str, Any]:
+def config(port: int | str, targets: list[dict[str, Any]], **service: Any) -> dict[str, Any]:
     """A slipway.yml with one service ``web`` on ``port`` and one environment ``dev`` on ``targets``."""
     return {
         "version": 1,

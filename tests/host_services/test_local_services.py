@@ -81,15 +81,20 @@ def test_a_service_that_cannot_bind_fails_the_deploy_and_the_host_goes_back(serv
     assert health(url)["commit"] == good and _current(proj) == before
 
 
-def test_instances_each_get_their_port_and_secrets_stay_in_a_private_script(service_project: Make) -> None:
+def test_instances_templated_port_readiness_env_and_secrets(service_project: Make) -> None:
     port = _two_free_ports()
     targets = [{"kind": "local", "name": "dev-1", "path": ".slipway/targets/dev"}]
-    data = config(port, targets, instances=2, env={"GREETING": "hello {{ host.name }}"}, secrets=["API_TOKEN"])
-    data["environments"]["dev"]["secrets"] = {"API_TOKEN": {"env": "SVC_API_TOKEN"}}
+    readiness = [{"kind": "http", "url": f"http://{{{{ host.address }}}}:{port + 1}/health", "retries": 30,
+                  "backoff": {"initial": 0.2, "max": 1}}]
+    data = config("{{ vars.port }}", targets, instances=2, env={"GREETING": "hello {{ host.name }}"},
+                  secrets=["API_TOKEN"], readiness=readiness)
+    data["deploy"]["services"]["worker"] = {"command": "sleep 600", "stop_timeout": 1}
+    data["environments"]["dev"].update(vars={"port": port}, secrets={"API_TOKEN": {"env": "SVC_API_TOKEN"}})
     proj = service_project(data)
     proj.env["SVC_API_TOKEN"] = "s3cret-token-value"
     run = proj.slipway("run")
-    assert "web: 2 instances running on port" in run.stdout
+    assert f"web: 2 instances running on port {port}, {port + 1}" in run.stdout, run.stdout
+    assert "worker: 1 instance running" in run.stdout, run.stdout
     assert "s3cret-token-value" not in run.stdout + run.stderr
     assert health(f"http://127.0.0.1:{port}")["status"] == "ok"
     assert health(f"http://127.0.0.1:{port + 1}")["status"] == "ok"

@@ -10,7 +10,10 @@ from slipway.config import parse_config
 from slipway.engine.planner import Action, ReleaseInfo
 from slipway.errors import ConfigError
 from slipway.model.records import HostRelease
+from slipway.services.checks import host_context
+from slipway.services.host_services import render_service
 from slipway.services.releases import hosts_of, make_plan, revert_steps
+from slipway.services.validate import validate_project
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -51,7 +54,7 @@ def error_of(text: str) -> ConfigError:
 def test_services_load_with_their_defaults() -> None:
     services = parse_config(GOOD, path=Path("/p/slipway.yml")).project.deploy.services
     web, worker = services["web"], services["worker"]
-    assert web.ports() == (8000, 8001) and web.stop_signal == "INT" and web.stop_timeout == 20
+    assert (web.port, web.instances) == (8000, 2) and web.stop_signal == "INT" and web.stop_timeout == 20
     assert worker.port is None and worker.instances == 1 and worker.stop_signal == "TERM"
     assert worker.stop_timeout == 10 and worker.secrets == ("TOKEN",)
 
@@ -100,3 +103,34 @@ def test_services_on_hosts_are_refused_with_blue_green_slots() -> None:
     )
     err = error_of(text)
     assert err.key_path is not None and err.key_path.startswith("environments.dev"), str(err)
+
+
+RELEASE = ReleaseInfo("r1", "sha256:" + "a" * 64, "c" * 40)
+
+
+def test_a_templated_port_is_rendered_per_environment_and_validate_checks_it() -> None:
+    text = GOOD.replace("      port: 8000", '      port: "{{ vars.port }}"').replace(
+        "    secrets: {TOKEN", "    vars: {port: 9100}\n    secrets: {TOKEN"
+    )
+    loaded = parse_config(text, path=Path("/p/slipway.yml"))
+    host = hosts_of(loaded, "dev")[0]
+    web = render_service(loaded, "web", host_context(loaded, "dev", RELEASE, host))
+    assert web.ports == (9100, 9101) and web.command == "python3 -m app.server --port $PORT"
+    validate_project(loaded)
+
+    bad = parse_config(text.replace("{port: 9100}", "{port: web}"), path=Path("/p/slipway.yml"))
+    with pytest.raises(ConfigError) as err:
+        validate_project(bad)
+    assert err.value.key_path == "deploy.services.web.port" and err.value.line == 8
+    assert "'web' is not a port" in str(err.value)
+    edge = parse_config(text.replace("{port: 9100}", "{port: 65535}"), path=Path("/p/slipway.yml"))
+    with pytest.raises(ConfigError, match="past port 65535"):
+        validate_project(edge)
+
+
+def test_an_undefined_variable_in_a_service_fails_validate_at_its_line() -> None:
+    loaded = parse_config(GOOD.replace("python3 -m app.worker", "python3 -m {{ vars.module }}"),
+                          path=Path("/p/slipway.yml"))
+    with pytest.raises(ConfigError) as err:
+        validate_project(loaded)
+    assert err.value.key_path == "deploy.services.worker.command" and err.value.line == 13

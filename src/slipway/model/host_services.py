@@ -9,7 +9,7 @@ no blue/green, no image artifact) are checked in :func:`slipway.config.check_hos
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -25,10 +25,12 @@ StopSignal = Literal["TERM", "INT", "QUIT", "HUP", "KILL", "USR1", "USR2"]
 class HostServiceConfig(Frozen):
     """One service of the app on a host (``deploy.services.web``): a supervised command of the release."""
 
-    #: A shell command run in ``<root>/current``, templated like a hook (vars, host, release, paths).
+    #: One command, run in ``<root>/current`` as ``exec COMMAND`` by /bin/sh (so the process manager watches
+    #: and signals the app itself), templated like a hook (vars, host, release, paths).
     command: str = Field(min_length=1)
     #: The port instance 0 listens on (instance N: port + N), given to it as ``PORT``; readiness waits for it.
-    port: int | None = Field(default=None, ge=1, le=65535)
+    #: A number, or a template rendered per host (``"{{ vars.port }}"``: environments on one machine).
+    port: int | Annotated[str, Field(min_length=1)] | None = None
     #: How many processes of this command run on each host (``SLIPWAY_INSTANCE`` is 0, 1, ...).
     instances: int = Field(default=1, ge=1, le=64)
     #: Environment variables, templated with ``vars``, ``environment``, ``host`` and ``release``.
@@ -68,14 +70,24 @@ class HostServiceConfig(Frozen):
     def _signal_name(cls, value: Any) -> Any:
         return value.upper().removeprefix("SIG") if isinstance(value, str) else value
 
+    @field_validator("port")
+    @classmethod
+    def _a_port(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and not 1 <= value <= 65535:
+            raise ValueError(f"port {value} is not between 1 and 65535")
+        return value
+
     @model_validator(mode="after")
     def _ports_fit(self) -> HostServiceConfig:
-        if self.port is not None and self.port + self.instances - 1 > 65535:
-            raise ValueError(
-                f"{self.instances} instances from port {self.port} go past port 65535 (instance N listens on port + N)"
-            )
+        if isinstance(self.port, int):
+            ports_of(self.port, self.instances)
         return self
 
-    def ports(self) -> tuple[int, ...]:
-        """The port of each instance (none without ``port``)."""
-        return tuple(self.port + i for i in range(self.instances)) if self.port is not None else ()
+
+def ports_of(port: int, instances: int) -> tuple[int, ...]:
+    """The port of each instance from ``port``; ValueError saying why when they do not fit 1-65535."""
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is not between 1 and 65535")
+    if port + instances - 1 > 65535:
+        raise ValueError(f"{instances} instances from port {port} go past port 65535 (instance N listens on port + N)")
+    return tuple(port + i for i in range(instances))

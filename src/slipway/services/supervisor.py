@@ -124,7 +124,7 @@ def program_conf(layout: Layout, name: str, service: HostServiceConfig) -> str:
         "startretries=3",
         f"stopsignal={service.stop_signal}",
         f"stopwaitsecs={service.stop_timeout}",
-        # the command runs under sh: the whole process group gets the stop signal and, late, SIGKILL
+        # the app's own children (workers) get the stop signal and, late, SIGKILL too
         "stopasgroup=true",
         "killasgroup=true",
         "redirect_stderr=true",
@@ -135,7 +135,7 @@ def program_conf(layout: Layout, name: str, service: HostServiceConfig) -> str:
     ])
 
 
-def start_script(layout: Layout, name: str, service: HostServiceConfig, command: str, env: Mapping[str, str]) -> str:
+def start_script(layout: Layout, name: str, command: str, env: Mapping[str, str], *, port: int | None) -> str:
     """The script one instance starts with (its argument: the instance number): the release, env, command."""
     lines = [
         "#!/bin/sh",
@@ -144,10 +144,12 @@ def start_script(layout: Layout, name: str, service: HostServiceConfig, command:
         f"SLIPWAY_SERVICE={quote(name)}; export SLIPWAY_SERVICE",
         'SLIPWAY_INSTANCE="$1"; export SLIPWAY_INSTANCE',
     ]
-    if service.port is not None:
-        lines.append(f'PORT=$(({service.port} + $1)); export PORT')
+    if port is not None:
+        lines.append(f'PORT=$(({port} + $1)); export PORT')
     lines += [f"{key}={quote(value)}; export {key}" for key, value in env.items()]
-    lines += [f"exec /bin/sh -c {quote(command)}", ""]
+    # exec: supervisord supervises, signals and waits for the app itself, not a shell in front of it (a
+    # shell would exit on the stop signal while the app still holds its port, and the restart would fail)
+    lines += [f"exec {command}", ""]
     return "\n".join(lines)
 
 

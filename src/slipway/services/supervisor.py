@@ -214,3 +214,17 @@ async def log_tails(
     )
     result = await target.run(script, timeout=60)
     return result.stdout.rstrip()
+
+
+async def shutdown_daemon(target: Target, layout: Layout, *, timeout: float = 300) -> bool:
+    """Stop the root's supervisord and its services, and wait until it is gone; False when none ran there."""
+    pidfile = f"{layout.dir}/supervisord.pid"
+    script = (
+        f"[ -f {quote(layout.conf)} ] || {{ echo none; exit 0; }}; "
+        f"pid=$(cat {quote(pidfile)} 2>/dev/null || true); "
+        f"{layout.ctl('shutdown')} >/dev/null 2>&1 || {{ echo none; exit 0; }}; "
+        # supervisord stops every service (each within its stop_timeout) before it exits
+        f'while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.1; done; echo stopped'
+    )
+    result = _check(await target.run(script, timeout=timeout), "cannot stop the services' supervisord")
+    return "stopped" in result.stdout

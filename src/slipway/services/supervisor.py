@@ -118,7 +118,9 @@ def program_conf(layout: Layout, name: str, service: HostServiceConfig) -> str:
         f"command=/bin/sh {_ini(quote(script))} %(process_num)d",
         "process_name=%(program_name)s-%(process_num)d",
         f"numprocs={service.instances}",
-        "autostart=true",
+        # Started by the deployment's restart, which waits for it; autostart would start a new or changed
+        # program at 'update' already, and the restart would stop that process at once (a double start).
+        "autostart=false",
         "autorestart=true",
         "startsecs=1",
         "startretries=3",

@@ -113,3 +113,12 @@ def wait_until(what: str, probe: Callable[[], bool], *, deadline: float = 30) ->
             pass
         time.sleep(0.1)
     raise AssertionError(f"not within {deadline} s: {what}")
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except OSError:
+        return False

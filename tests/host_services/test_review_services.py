@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Project, free_port
-from tests.host_services.conftest import config, health, wait_until
+from tests.host_services.conftest import alive, config, health, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -50,12 +50,5 @@ def test_tearing_a_review_environment_down_stops_its_services(service_project: M
     down = proj.slipway("review", "down", "7", "--reason", "merged")
     assert "web: stopped the services and their supervisord" in down.stdout + down.stderr
     assert _refuses(port) and not root.exists()
-    wait_until("the review's supervisord is gone", lambda: not _alive(pid), deadline=10)
+    wait_until("the review's supervisord is gone", lambda: not alive(pid), deadline=10)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except OSError:
-        return False

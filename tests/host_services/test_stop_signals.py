@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Project
-from tests.host_services.conftest import wait_until
+from tests.host_services.conftest import alive, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -29,13 +29,6 @@ while True:
     time.sleep(1)
 """
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def test_stop_signal_and_grace_period(service_project: Make) -> None:
@@ -64,6 +57,6 @@ def test_stop_signal_and_grace_period(service_project: Make) -> None:
     proj.slipway("run")
     assert (shared / "polite.stopped").read_text() == f"SIGINT {polite}\n"  # its stop_signal, not TERM
     assert not (shared / "stubborn.stopped").exists()  # TERM was ignored ...
-    assert not _alive(stubborn) and not _alive(polite)  # ... and SIGKILL followed after its stop_timeout
+    assert not alive(stubborn) and not alive(polite)  # ... and SIGKILL followed after its stop_timeout
     new = int((shared / "stubborn.pid").read_text())
-    assert new != stubborn and _alive(new)
+    assert new != stubborn and alive(new)

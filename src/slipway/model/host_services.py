@@ -8,12 +8,11 @@ no blue/green, no image artifact) are checked in :func:`slipway.config.check_hos
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from slipway.model.base import Frozen
+from slipway.model.base import Frozen, env_names
 from slipway.model.checks import CheckSpec, HttpCheck, TcpCheck
 
 #: Service names become program names and file names of the process manager.
@@ -60,10 +59,7 @@ class HostServiceConfig(Frozen):
     @field_validator("env")
     @classmethod
     def _env_names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key in value:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-                raise ValueError(f"variable name {key!r} must be a valid environment variable name")
-        return value
+        return env_names(value)
 
     @field_validator("stop_signal", mode="before")
     @classmethod

@@ -4,9 +4,12 @@ and a rollback restarts the release it goes back to."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -119,3 +122,42 @@ def _two_free_ports() -> int:
                 continue
         return port
     raise AssertionError("no two consecutive free ports")
+
+
+def test_a_restart_drops_no_accepted_connection(service_project: Make) -> None:
+    """While a new release restarts the service, every connection the app accepted gets its answer: the old
+    process gets its stop signal and answers what it holds before it exits (only new connections are
+    refused in the gap between the two processes)."""
+    port = free_port()
+    proj = service_project(config(port, [{"kind": "local", "name": "dev-1", "path": ".slipway/targets/dev"}]))
+    proj.slipway("run")
+    (proj.root / "app/release.txt").write_text("2\n")
+    commit2 = proj.commit("release 2")
+    counts = {"ok": 0, "refused": 0}
+    dropped: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                conn.request("GET", "/health")
+                conn.getresponse().read()
+                counts["ok"] += 1
+            except ConnectionRefusedError:
+                counts["refused"] += 1
+                time.sleep(0.01)
+            except (OSError, http.client.HTTPException) as exc:
+                dropped.append(repr(exc))
+            finally:
+                conn.close()
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        proj.slipway("run")
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    assert health(f"http://127.0.0.1:{port}")["commit"] == commit2
+    assert counts["ok"] > 10 and not dropped, (counts, dropped[:5])

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the real servers the tests start (OpenSSH, PostgreSQL, nginx, iptables, git, podman with runc,
 # docker-registry with Apache's htpasswd for its bcrypt login file, a static busybox for test images, Chromium
-# for the web UI's browser tests) when missing.
+# for the web UI's browser tests, supervisor for services on hosts) when missing.
 # The one place that installs packages for the tests (`make testbed`; `make test` runs it first): the
 # benches in tests/support only check and fail with a hint to run this.
 # Needs root for apt-get; without root it only reports what is missing.
@@ -21,6 +21,8 @@ have docker-registry /usr/bin/docker-registry || need="$need docker-registry"
 have htpasswd /usr/bin/htpasswd || need="$need apache2-utils"
 # The web UI's end-to-end tests: Playwright drives Debian's Chromium (playwright install cannot download here).
 have chromium /usr/bin/chromium || need="$need chromium"
+# Services on hosts (docs/services-on-hosts.md): the bed's SSH hosts have no systemd, supervisord runs them.
+have supervisord /usr/bin/supervisord || need="$need supervisor"
 # Test images are FROM scratch: only the static busybox runs there (busybox may be the dynamic one).
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need="$need busybox-static"
 if [ -z "$need" ]; then
@@ -37,7 +39,7 @@ apt-get -o DPkg::Lock::Timeout=600 update -qq
 # shellcheck disable=SC2086
 apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $need >/dev/null
 # The packages' own services are not used by the tests; keep them from holding ports.
-for svc in nginx postgresql ssh docker-registry; do
+for svc in nginx postgresql ssh docker-registry supervisor; do
   (command -v systemctl >/dev/null 2>&1 && systemctl disable --now "$svc" >/dev/null 2>&1) || true
   (command -v service >/dev/null 2>&1 && service "$svc" stop >/dev/null 2>&1) || true
 done

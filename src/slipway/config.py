@@ -24,6 +24,7 @@ from slipway.config_source import compose, decode, dotted, to_python
 from slipway.errors import ConfigError
 from slipway.model.config import HOOK_ORDER, Environment, Project
 from slipway.model.containers import CONTAINER_NAME_RE, ContainerTargetSpec, ImageArtifactSpec, dependency_order
+from slipway.model.host_services import HOST_SERVICE_NAME_RE
 from slipway.model.review import REVIEW_KEYS, review_number
 from slipway.model.states import StageKind
 
@@ -259,6 +260,7 @@ def check_references(loaded: LoadedConfig) -> None:
     project = loaded.project
     check_databases(loaded)
     check_containers(loaded)
+    check_host_services(loaded)
     check_breaker_keys(loaded)
     check_review(loaded)
     seen: dict[str, int] = {}
@@ -407,7 +409,10 @@ def check_containers(loaded: LoadedConfig) -> None:
                 )
     if not is_image:
         if project.services:
-            raise loaded.error("'services' run as containers: they need 'artifact: {kind: image}'", ("services",))
+            raise loaded.error(
+                "'services' run as containers: they need 'artifact: {kind: image}'", ("services",),
+                hint="services of an archive on local and ssh targets go under deploy.services (docs/services-on-hosts.md)",
+            )
         return
     _check_image_project(loaded)
     for env_name, env in project.environments.items():
@@ -426,6 +431,35 @@ def check_containers(loaded: LoadedConfig) -> None:
         for i, target in enumerate(env.targets):
             assert isinstance(target, ContainerTargetSpec)
             _check_target_services(loaded, env_name, i, target)
+
+
+def check_host_services(loaded: LoadedConfig) -> None:
+    """Services on hosts run from release directories, in every environment, with secrets it defines."""
+    project = loaded.project
+    services = project.deploy.services
+    if not services:
+        return
+    if isinstance(project.artifact, ImageArtifactSpec):
+        raise loaded.error("deploy.services run on local and ssh targets, not containers", ("deploy", "services"),
+                           hint="an image's services go under the top-level 'services' (docs/containers.md)")
+    for name in services:  # here, not in the model: the error points at the name's own line
+        if not re.match(HOST_SERVICE_NAME_RE, name):
+            raise loaded.error(f"service name {name!r} cannot name a program", ("deploy", "services", name),
+                               hint="use a-z, 0-9, '_' and '-' (at most 41, a letter or digit first)")
+    for env_name, env in project.environments.items():
+        if env.strategy is not None and env.strategy.kind.value == "blue_green":
+            raise loaded.error(
+                "services on hosts do not run in blue/green slots yet", ("environments", env_name, "strategy"),
+                hint="use rolling or canary with deploy.services, or activate hooks with blue/green",
+            )
+        for name, service in services.items():
+            for j, secret in enumerate(service.secrets):
+                if secret not in env.secrets:
+                    raise loaded.error(
+                        f"secret {secret!r} is not defined in environment {env_name!r}",
+                        ("deploy", "services", name, "secrets", j),
+                        hint=f"add it under environments.{env_name}.secrets, e.g. {secret}: {{env: {secret}}}",
+                    )
 
 
 def _check_image_project(loaded: LoadedConfig) -> None:

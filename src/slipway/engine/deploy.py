@@ -30,7 +30,7 @@ from typing import cast
 from slipway.artifacts.archive import Manifest
 from slipway.engine.history import back_to_last_good
 from slipway.engine.pause import Resumed
-from slipway.engine.planner import POST_SWITCH, PRE_SWITCH, Action, DeploymentPlan, PlanStep
+from slipway.engine.planner import POST_SWITCH, PRE_SWITCH, Action, DeploymentPlan, PlanStep, ReleaseInfo
 from slipway.engine.rollout import Rollout, TrafficGate
 from slipway.engine.steps import StepRunner
 from slipway.engine.strategy import Batch, BatchKind, CircuitBreakerPolicy
@@ -57,6 +57,9 @@ RevertSteps = Callable[[str, HostRelease], Sequence[PlanStep]]
 #: Errors that mean "this host could not be reached or would not let us in", not "the release is bad".
 CONNECT_FAULTS = (HostUnreachable, AuthenticationFailed, HostKeyError)
 ObjectSource = Callable[[set[str]], Awaitable[dict[str, bytes]]]
+#: Restarts a host's services on a release ``current`` points at and waits until they are ready; returns
+#: what it did, raises a SlipwayError with the service's last log lines when one does not start.
+RestartServices = Callable[[Target, ReleaseInfo], Awaitable[str]]
 
 
 @dataclass
@@ -83,6 +86,8 @@ class DeploymentRun:
     verify_environment: Callable[[], Awaitable[None]] | None = None
     #: ``on_failure: halt``: a failed check leaves every host as it is for a person, instead of reverting.
     halt_on_failed_check: bool = False
+    #: Restarts the host's services (``deploy.services``) after the switch; None: the project has none.
+    restart_services: RestartServices | None = None
     #: The deployment circuit breaker; None: the first failed host stops the deployment (threshold 1).
     breaker: CircuitBreakerPolicy | None = None
     #: The router in front of the hosts with the readiness gate; None: no traffic switching.
@@ -321,6 +326,8 @@ class DeploymentRun:
                 return f"current -> releases/{release.id} (was {self.ledger.previous.get(target.name) or 'nothing'})"
 
             await self.steps.run_builtin(target, step.label, switch)
+        elif step.action is Action.SERVICES:
+            await self._restart_services(target, step.label, release)
         else:
             cwd = target.root if step.phase == "prepare" else rdir
             await self.steps.run_command(
@@ -359,6 +366,11 @@ class DeploymentRun:
         await self.steps.run_builtin(target, "revert: switch-current", switch_back)
         release_dir = layout.release_dir(target, prev_id)
         for step in self.revert_steps(name, before):
+            if step.action is Action.SERVICES:  # the earlier release's services, as it ran them
+                await self._restart_services(
+                    target, f"revert {step.label}", ReleaseInfo(prev_id, before.artifact_digest, before.commit)
+                )
+                continue
             await self.steps.run_command(
                 target,
                 f"revert {step.label}",
@@ -368,6 +380,12 @@ class DeploymentRun:
                 env={"SLIPWAY_RELEASE_DIR": release_dir, "SLIPWAY_RELEASE_ID": prev_id, "SLIPWAY_HOST": name},
             )
         return f"reverted to {prev_id}"
+
+    async def _restart_services(self, target: Target, label: str, release: ReleaseInfo) -> None:
+        restart = self.restart_services
+        if restart is None:
+            raise DeploymentError("this deployment has no services to restart", hint="report this as a bug")
+        await self.steps.run_builtin(target, label, lambda: restart(target, release))
 
 
 async def run_deployment(run: DeploymentRun) -> None:

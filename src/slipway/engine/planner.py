@@ -29,6 +29,8 @@ class Action(StrEnum):
     HOOK = "hook"
     INSTALL = "install-release"
     SWITCH = "switch-current"
+    #: Restart the host's services (``deploy.services``) on the release ``current`` points at.
+    SERVICES = "restart-services"
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,11 @@ class PlanStep:
     @property
     def label(self) -> str:
         """Short human name for logs and the store."""
-        return f"{self.phase}: {self.command}" if self.action is Action.HOOK else f"{self.phase}: {self.action.value}"
+        if self.action is Action.HOOK:
+            return f"{self.phase}: {self.command}"
+        if self.action is Action.SERVICES:
+            return f"{self.phase}: {self.action.value} ({self.command})"
+        return f"{self.phase}: {self.action.value}"
 
 
 @dataclass(frozen=True)
@@ -205,6 +211,9 @@ def plan_deployment(
                 out.append(PlanStep(phase, Action.INSTALL, timeout=project.deploy.timeout))
             if phase == "activate":
                 out.append(PlanStep(phase, Action.SWITCH, timeout=project.deploy.timeout))
+                if project.deploy.services:  # right after the switch, before the activate hooks
+                    services = ", ".join(project.deploy.services)
+                    out.append(PlanStep(phase, Action.SERVICES, services, timeout=project.deploy.timeout))
             for i, command in enumerate(commands):
                 if not _applies(command, host):
                     continue

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, model_validator
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+def env_names(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` when every key is an environment variable's name; ValueError naming the first that is not."""
+    for key in value:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            raise ValueError(f"variable name {key!r} must be a valid environment variable name")
+    return value
 
 
 class Frozen(BaseModel):

@@ -19,6 +19,7 @@ from slipway.model.base import SecretRef as SecretRef
 from slipway.model.checks import CheckSpec, DependencySpec, LoadTestSpec
 from slipway.model.containers import ContainerTargetSpec, ImageArtifactSpec, ServiceConfig
 from slipway.model.freeze import Freeze, OnFreeze, unique_names
+from slipway.model.host_services import HostServiceConfig
 from slipway.model.notifications import Notification
 from slipway.model.queue import QueuePolicy
 from slipway.model.review import ReviewTemplate
@@ -78,6 +79,8 @@ class DeploySpec(Frozen):
     timeout: float = Field(default=600, gt=0)
     #: Verify checks run on every host right after its verify hooks (docs/checks.md); templated per host.
     checks: tuple[CheckSpec, ...] = ()
+    #: The app's processes on local and SSH targets, under a process manager (docs/services-on-hosts.md).
+    services: dict[str, HostServiceConfig] = Field(default_factory=dict)
 
     @field_validator("shared")
     @classmethod

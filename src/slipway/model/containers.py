@@ -7,7 +7,6 @@ are defined in each environment it runs in, images deploy only to container targ
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from slipway.errors import ConfigError
-from slipway.model.base import NAME_RE, Frozen, SecretRef
+from slipway.model.base import NAME_RE, Frozen, SecretRef, env_names
 from slipway.model.checks import CheckSpec, HttpCheck, TcpCheck
 
 #: Service, app and environment names as containers carry them (docker names and labels).
@@ -118,10 +117,7 @@ class ServiceConfig(Frozen):
     @field_validator("env")
     @classmethod
     def _env_names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key in value:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-                raise ValueError(f"variable name {key!r} must be a valid environment variable name")
-        return value
+        return env_names(value)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from slipway.services import migrations as database
 from slipway.services.app import App, make_target
 from slipway.services.checks import DeploymentChecks, deployment_checks
 from slipway.services.envlock import environment_lock
+from slipway.services.host_services import host_services
 from slipway.services.releases import (
     DeployRequest,
     artifact_commit_of,
@@ -180,6 +181,10 @@ async def _deploy_hosts(
             traffic.steps = steps
         artifacts = app.artifacts
 
+        services = host_services(
+            loaded, request.environment, secrets=secrets, clock=SystemClock(), masker=app.masker
+        )
+
         async def source(wanted: set[str]) -> dict[str, bytes]:
             # fetch() verified the archive's digest before any host was touched.
             return await asyncio.to_thread(artifacts.read_objects, request.digest, wanted, verified=True)
@@ -198,6 +203,7 @@ async def _deploy_hosts(
             revert_steps=lambda host, before: revert_steps(loaded, request.environment, host, before),
             parallel=env.parallel,
             before_migrate=migrations.expand if migrations and not rollback else None,
+            restart_services=services.restart if services else None,
             verify_host=checks.verify_host,
             verify_environment=checks.verify_environment if checks.has_environment_checks else None,
             halt_on_failed_check=checks.halt,

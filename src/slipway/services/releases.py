@@ -110,7 +110,7 @@ class DeployRequest:
 def revert_steps(
     loaded: LoadedConfig, environment: str, host: str, before: HostRelease, *, info: HostInfo | None = None
 ) -> Sequence[PlanStep]:
-    """The activate hooks of the release a host (``info``: one slot of it) ran before, to restart it."""
+    """The activate hooks (and services) of the release a host (``info``: one slot of it) ran before, to restart it."""
     info = info or next(h for h in hosts_of(loaded, environment) if h.name == host)
     plan = plan_deployment(
         project=loaded.project,
@@ -121,7 +121,7 @@ def revert_steps(
         url=environment_url(loaded.project, environment),
         rollback=True,
     )
-    return [s for s in plan.phase_steps(host, "activate") if s.action is Action.HOOK]
+    return [s for s in plan.phase_steps(host, "activate") if s.action in (Action.HOOK, Action.SERVICES)]
 
 
 @dataclass(frozen=True)

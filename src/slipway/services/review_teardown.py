@@ -18,6 +18,7 @@ from slipway.model.config import TargetSpec
 from slipway.model.records import HostRelease
 from slipway.model.review import ReviewRecord, review_context
 from slipway.ports import Target
+from slipway.services import supervisor
 from slipway.services.app import App, make_target, target_root
 from slipway.services.envlock import environment_lock
 from slipway.services.releases import environment_url, hosts_of
@@ -81,6 +82,7 @@ async def _remove_everything(app: App, loaded: LoadedConfig, record: ReviewRecor
         target = make_target(spec, root=loaded.root, environ=app.environ)
         try:
             await _run_teardown(app, loaded, record, target, running.get(spec.name), progress)
+            await _stop_services(app, target, progress)
             await _remove_root(app, target, root, progress)
         finally:
             await target.close()
@@ -140,6 +142,15 @@ async def _run_teardown(
             tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
             progress.problem(app, f"{target.name}: teardown command {command!r} exited {result.exit_code}: "
                              + " / ".join(tail), removal=False)
+
+
+async def _stop_services(app: App, target: Target, progress: _Progress) -> None:
+    """Stop the root's supervisord and its services (deploy.services) before their files go."""
+    try:
+        if await supervisor.shutdown_daemon(target, supervisor.Layout(target.root)):
+            app.observer.message(f"{target.name}: stopped the services and their supervisord")
+    except SlipwayError as exc:
+        progress.problem(app, f"{target.name}: cannot stop the services: {exc}", removal=True)
 
 
 async def _remove_root(app: App, target: Target, root: str, progress: _Progress) -> None:

@@ -72,6 +72,10 @@ def validate_project(loaded: LoadedConfig, *, environ: Mapping[str, str] | None 
             except ConfigError as exc:
                 raise loaded.error(exc.reason, ("pipeline", i, "run", j), hint=exc.hint) from None
     checks = render_all(loaded, placeholder)  # an undefined variable in a check fails here, with its line
+    if loaded.project.deploy.services:
+        from slipway.services.host_services import render_host_services
+
+        render_host_services(loaded, placeholder)  # a service's command, env and port, for every host
     if isinstance(project.artifact, ImageArtifactSpec):
         from slipway.services.containers import render_services  # imports the docker SDK: images only
 

@@ -27,5 +27,7 @@ def test_bash_completes_commands_and_options() -> None:
     offered = complete("slipway r")
     assert {"review", "rollback", "resume", "reject", "run"} <= set(offered), offered
     assert "--override-freeze" in complete("slipway run --ov")
-    script = subprocess.run([SLIPWAY, "--show-completion", "bash"], capture_output=True, text=True, timeout=60)
-    assert script.returncode == 0 and "_SLIPWAY_COMPLETE=complete_bash" in script.stdout
+    # --show-completion prints the script for the shell it was started from (found from the process tree;
+    # the ": " keeps bash from exec-ing the command, which would leave the test runner as its parent)
+    script = subprocess.run(["bash", "-c", f"{SLIPWAY} --show-completion; :"], capture_output=True, text=True, timeout=120)
+    assert script.returncode == 0 and "_SLIPWAY_COMPLETE=complete_bash" in script.stdout, script.stderr

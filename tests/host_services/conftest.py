@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -122,3 +123,18 @@ def alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def run_binding_a_taken_port(proj: Project, address: str, message: str) -> tuple[str, int]:
+    """Commit a release whose app binds a port something else holds (on ``address``), run the pipeline;
+    the run's output (it must fail: asserted here) and the port."""
+    with socket.socket() as busy:
+        busy.bind((address, 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        proj.edit("app/server.py", "Server((args.host, args.port)", f"Server((args.host, {taken})")
+        proj.commit(message)
+        failed = proj.slipway("run", check=False)
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0, output
+    return output, taken

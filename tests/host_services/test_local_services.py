@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Project, free_port
-from tests.host_services.conftest import config, health, wait_until
+from tests.host_services.conftest import config, health, run_binding_a_taken_port, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -61,15 +61,7 @@ def test_a_service_that_cannot_bind_fails_the_deploy_and_the_host_goes_back(serv
     proj.slipway("run")
     good = health(url)["commit"]
     before = _current(proj)
-    with socket.socket() as busy:  # release 2 binds a port something else holds
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        taken = busy.getsockname()[1]
-        proj.edit("app/server.py", "Server((args.host, args.port)", f"Server((args.host, {taken})")
-        proj.commit("release 2 binds a port in use")
-        failed = proj.slipway("run", check=False)
-    output = failed.stdout + failed.stderr
-    assert failed.returncode != 0, output
+    output, taken = run_binding_a_taken_port(proj, "127.0.0.1", "release 2 binds a port in use")
     assert "service 'web' did not start on dev-1" in output, output
     assert "Address already in use" in output, output  # the app's own error line, from its log
     assert _current(proj) == before  # the host is back on the release it ran

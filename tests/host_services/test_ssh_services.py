@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 
 from tests.e2e.conftest import Project, free_port
 from tests.fleet.conftest import host_path, ssh_target
-from tests.host_services.conftest import config, health, wait_until
+from tests.host_services.conftest import config, health, run_binding_a_taken_port, wait_until
 from tests.support.pytest_ssh import BedFactory
 
 pytestmark = pytest.mark.timeout(420)
@@ -45,15 +44,7 @@ def test_services_on_two_ssh_hosts(service_project: Make, ssh_testbed: BedFactor
                lambda: int(pidfile.read_text()) != old and health(urls[1])["commit"] == commit2)
 
     currents = [os.readlink(host_path(bed, i, "app/current")) for i in (0, 1)]
-    with socket.socket() as busy:  # release 3 binds a port that is in use on every address
-        busy.bind(("0.0.0.0", 0))
-        busy.listen()
-        taken = busy.getsockname()[1]
-        proj.edit("app/server.py", "Server((args.host, args.port)", f"Server((args.host, {taken})")
-        proj.commit("release 3 binds a port in use")
-        failed = proj.slipway("run", check=False)
-    output = failed.stdout + failed.stderr
-    assert failed.returncode != 0, output
+    output, _ = run_binding_a_taken_port(proj, "0.0.0.0", "release 3 binds a port in use on every address")
     assert "Address already in use" in output and "did not start on web" in output, output
     assert [os.readlink(host_path(bed, i, "app/current")) for i in (0, 1)] == currents
     assert [health(u)["commit"] for u in urls] == [commit2, commit2]

@@ -9,7 +9,7 @@ deployment through it: the login shell runs once per host.
 
 The protocol, one command at a time per channel::
 
-    client -> host   "<nonce> <script bytes> <stdin bytes>\\n" <script>
+    client -> host   "<nonce> <script lines> <stdin bytes>\\n" <script>
     host -> client   "<nonce> go\\n"
     client -> host   "<nonce>\\n" <stdin>
     host -> client   stdout: <the command's stdout> "\\n<nonce> <exit code>\\n"
@@ -51,27 +51,33 @@ for c in setsid mkfifo head cat mktemp; do
 done
 d=$(mktemp -d "${TMPDIR:-/tmp}/slipway-shell.XXXXXXXX") || exit 1
 trap 'rm -rf -- "$d"' EXIT
+k=0
 printf '%s ready\n' "$n0"
-while IFS=' ' read -r n sl il; do
-  s=$(head -c "$sl"; printf x) || break
-  s=${s%x}
+while IFS=' ' read -r n nl il; do
+  s=; i=0
+  while [ "$i" -lt "$nl" ]; do IFS= read -r l || exit 0; s="$s$l
+"; i=$((i + 1)); done
   printf '%s go\n' "$n"
   IFS= read -r go || break
   [ "$go" = "$n" ] || break
-  rm -f -- "$d/o" "$d/e" "$d/x"
-  mkfifo "$d/o" "$d/e" || break
-  cat "$d/o" & co=$!
-  cat "$d/e" >&2 & ce=$!
+  if [ "$k" -eq 0 ]; then
+    rm -rf -- "$d/f" && mkdir "$d/f" && cd "$d/f" || break
+    mkfifo o1 e1 o2 e2 o3 e3 o4 e4 o5 e5 o6 e6 o7 e7 o8 e8 o9 e9 o10 e10 o11 e11 o12 e12 o13 e13 o14 e14 o15 e15 o16 e16 || break
+    cd / && k=16
+  fi
+  o=$d/f/o$k; e=$d/f/e$k; x=$d/f/x$k; k=$((k - 1))
+  cat "$o" & co=$!
+  cat "$e" >&2 & ce=$!
   if [ "$il" -gt 0 ]; then
-    head -c "$il" | { setsid sh -c "$s" sh "$d/x" >"$d/o" 2>"$d/e"; r=$?; cat >/dev/null; exit "$r"; }
+    head -c "$il" | { setsid sh -c "$s" sh "$x" >"$o" 2>"$e"; r=$?; cat >/dev/null; exit "$r"; }
   else
-    setsid sh -c "$s" sh "$d/x" </dev/null >"$d/o" 2>"$d/e"
+    setsid sh -c "$s" sh "$x" </dev/null >"$o" 2>"$e"
   fi
   r=$?
   (sleep 1; kill "$co" "$ce") 2>/dev/null & w=$!
   wait "$co" "$ce" 2>/dev/null
   kill "$w" 2>/dev/null
-  if [ "$r" -gt 128 ] && [ ! -s "$d/x" ]; then r=-$((r - 128)); fi
+  if [ "$r" -gt 128 ] && [ ! -s "$x" ]; then r=-$((r - 128)); fi
   printf '\n%s %s\n' "$n" "$r"
   printf '\n%s\n' "$n" >&2
 done
@@ -247,8 +253,10 @@ class Shell(asyncssh.SSHClientSession[bytes]):
         assert self._chan is not None and self._frame is None
         frame = _Frame(command, secrets.token_hex(16).encode())
         body = script.encode()
+        if not body.endswith(b"\n"):
+            body += b"\n"
         self._frame = frame
-        self._chan.write(b"%s %d %d\n" % (frame.nonce, len(body), len(stdin or b"")) + body)
+        self._chan.write(b"%s %d %d\n" % (frame.nonce, body.count(b"\n"), len(stdin or b"")) + body)
         return frame.go
 
     def start(self, stdin: bytes | None) -> None:

@@ -17,6 +17,7 @@ BENCHMARKS = {
     "engine": "benchmarks.bench_engine",
     "backfill": "benchmarks.bench_backfill",
     "fleet": "benchmarks.bench_fleet",
+    "shell": "benchmarks.bench_shell",
     "zero_downtime": "benchmarks.bench_zero_downtime",
     "startup": "benchmarks.bench_startup",
     "server": "benchmarks.bench_server",

@@ -1,0 +1,253 @@
+"""One shell per host: Slipway against the plain tools, on a bed whose login shell is costly and on a plain one.
+
+Real servers often log in through a bash whose ``~/.bashrc`` runs pyenv, rbenv, nvm or conda hooks, and sshd
+starts every command through that shell. The heavy bed reproduces it (``SSHTestBed(heavy_shell=...)``: root
+logs in with bash and a ``~/.bashrc`` that burns :data:`HEAVY_LOOPS` loop turns, about 0.13 s of CPU, the
+difference the issue measured between such a user and a /bin/sh one); the plain bed logs in with /bin/sh.
+
+On each bed, :data:`ROUNDS` interleaved rounds (the order of Slipway and its baseline alternates), each on
+fresh deploy roots, of the same work as benchmarks/bench_fleet.py (2,000 files, 50 MB, a restart and a
+check per host):
+
+- first deploy: ``slipway run`` (deploy stage) against parallel ``tar | ssh``;
+- a second release with 1% of the files changed: Slipway against ``rsync --link-dest`` of the previous
+  release into a new one, then one ``ssh`` per host for the same switch, restart and check;
+- rollback (switch only): ``slipway rollback`` in-process against one parallel ``ssh`` symlink flip.
+
+The floor: one parallel ``ssh host true`` per host, the price of reaching every host once (a connection and
+one login shell), which any operation from a new process pays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.support.sshbed import SSHHost, SSHTestBed
+
+from benchmarks.bench_fleet import (
+    FILES,
+    PORT,
+    baseline,
+    baseline_switch,
+    git,
+    make_payload,
+    slipway_deploy,
+    slipway_rollback,
+    ssh_argv,
+    stop_servers,
+    without_hooks,
+    write_configs,
+)
+from benchmarks.common import CpuMeter, table
+
+HOSTS = int(os.environ.get("SLIPWAY_BENCH_HOSTS", "50"))
+ROUNDS = int(os.environ.get("SLIPWAY_BENCH_ROUNDS", "3"))
+HEAVY_LOOPS = 60_000
+
+
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def wipe(bed: SSHTestBed) -> None:
+    """Fresh deploy roots on every host (the servers stopped first)."""
+    stop_servers(bed.hosts)
+    for h in bed.hosts:
+        for root in ("slipway", "base"):
+            shutil.rmtree(h.host_dir / root, ignore_errors=True)
+
+
+async def _rsync_host(h: SSHHost, src: Path, previous: str, release: str) -> int:
+    root = "/srv/base"
+    shell = " ".join(ssh_argv(h)[:-1])
+    proc = await asyncio.create_subprocess_exec(
+        "rsync", "-a", "--stats", f"--link-dest={root}/releases/{previous}", "-e", shell,
+        f"{src}/payload", f"{src}/bin", f"{h.username}@{h.address}:{root}/releases/{release}/",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"rsync failed on {h.name}: {err.decode()[-500:]}")
+    script = (
+        f"cp {root}/releases/{release}/bin/*.sh {root}/ && "
+        f"ln -sfn releases/{release} {root}/current.tmp && mv -Tf {root}/current.tmp {root}/current && "
+        f"sh {root}/serve.sh {root} {h.address} {PORT + 1} && sh {root}/check.sh {h.address} {PORT + 1} {release}"
+    )
+    switch = await asyncio.create_subprocess_exec(*ssh_argv(h), script, stdout=subprocess.DEVNULL,
+                                                  stderr=subprocess.PIPE)
+    _, err = await switch.communicate()
+    if switch.returncode != 0:
+        raise RuntimeError(f"rsync baseline switch failed on {h.name}: {err.decode()[-500:]}")
+    sent = re.search(rb"Total bytes sent: ([\d,.]+)", out)
+    return int(sent.group(1).replace(b",", b"").replace(b".", b"")) if sent else 0
+
+
+def rsync_release(hosts: list[SSHHost], src: Path, cpu: CpuMeter) -> tuple[float, int]:
+    """The baseline's second release: rsync --link-dest of the previous one, then switch, restart, check."""
+    previous = (hosts[0].host_dir / "base/current").readlink().name
+    release = f"r{time.time_ns()}"
+    (src / "payload/RELEASE").write_text(release + "\n")
+
+    async def all_hosts() -> list[int]:
+        return await asyncio.gather(*(_rsync_host(h, src, previous, release) for h in hosts))
+
+    started = time.perf_counter()
+    with cpu:
+        sent = asyncio.run(all_hosts())
+    return time.perf_counter() - started, sum(sent)
+
+
+async def _floor(hosts: list[SSHHost]) -> float:
+    async def one(h: SSHHost) -> None:
+        proc = await asyncio.create_subprocess_exec(*ssh_argv(h), "true", stdout=subprocess.DEVNULL)
+        if await proc.wait() != 0:
+            raise RuntimeError(f"ssh true failed on {h.name}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(h) for h in hosts))
+    return time.perf_counter() - started
+
+
+def _timed(cpu: CpuMeter, fn: Callable[[], float]) -> float:
+    with cpu:
+        return fn()
+
+
+def one_round(bed: SSHTestBed, proj: Path, src: Path, index: int) -> dict[str, float]:
+    """One round on fresh roots; Slipway goes first in even rounds, its baseline in odd ones."""
+    wipe(bed)
+    hosts = bed.hosts
+    r: dict[str, float] = {}
+    meters = {k: CpuMeter() for k in ("s1", "b1", "s2", "b2", "sr", "br")}
+
+    def slipway_first() -> None:
+        r["s1"], r["s1_bytes"] = slipway_deploy(proj, meters["s1"])
+
+    def base_first() -> None:
+        r["b1"] = baseline(hosts, src, meters["b1"])
+
+    for step in ((slipway_first, base_first) if index % 2 == 0 else (base_first, slipway_first)):
+        step()
+    make_payload(proj, seed=1, changed=FILES // 100)
+    git(proj, "commit", "-qam", f"round {index}: 1% of the files changed")
+    shutil.copytree(proj / "payload", src / "payload", dirs_exist_ok=True)
+
+    def slipway_second() -> None:
+        r["s2"], r["s2_bytes"] = slipway_deploy(proj, meters["s2"])
+
+    def rsync_second() -> None:
+        r["b2"], r["b2_bytes"] = rsync_release(hosts, src, meters["b2"])
+
+    for step in ((slipway_second, rsync_second) if index % 2 == 0 else (rsync_second, slipway_second)):
+        step()
+    plain = without_hooks(proj)
+    rollbacks: list[tuple[str, Callable[[], float]]] = [
+        ("sr", lambda: slipway_rollback(proj, config=plain)),
+        ("br", lambda: asyncio.run(baseline_switch(hosts, restart=False))),
+    ]
+    for key, fn in rollbacks if index % 2 == 0 else rollbacks[::-1]:
+        r[key] = _timed(meters[key], fn)
+    r["floor"] = asyncio.run(_floor(hosts))
+    for key, meter in meters.items():
+        r[f"{key}_dcpu"], r[f"{key}_hcpu"] = meter.deployer, meter.hosts
+    return r
+
+
+def measure(tmp: Path, heavy: bool) -> tuple[list[dict[str, float]], str, str]:
+    name = "heavy" if heavy else "plain"
+    load_before = _load()
+    with SSHTestBed(tmp / f"bed-{name}", HOSTS, disk_size=None, heavy_shell=HEAVY_LOOPS if heavy else None) as bed:
+        try:
+            proj = tmp / f"proj-{name}"
+            make_payload(proj, seed=1)
+            write_configs(proj, bed.hosts)
+            git(proj, "init", "-q")
+            git(proj, "add", "-A")
+            git(proj, "commit", "-qm", "release 1")
+            src = tmp / f"src-{name}"
+            shutil.copytree(proj, src, ignore=shutil.ignore_patterns(".git", ".slipway"))
+            rounds = []
+            for index in range(ROUNDS):
+                print(f"  {name} bed, round {index + 1} of {ROUNDS} (load {_load()})", flush=True)
+                rounds.append(one_round(bed, proj, src, index))
+                make_payload(proj, seed=1)  # the next round starts again from release 1's files
+                git(proj, "commit", "-qam", f"round {index}: back to release 1")
+                shutil.copytree(proj / "payload", src / "payload", dirs_exist_ok=True)
+        finally:
+            stop_servers(bed.hosts)
+    return rounds, load_before, _load()
+
+
+def _spread(values: list[float], unit: str = " s", digits: int = 2) -> str:
+    return f"{statistics.median(values):.{digits}f}{unit} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def _ratio(rounds: list[dict[str, float]], a: str, b: str) -> str:
+    return _spread([r[a] / r[b] for r in rounds], "x")
+
+
+def section(name: str, rounds: list[dict[str, float]], loads: tuple[str, str]) -> str:
+    rows = [
+        ["first deploy", _spread([r["s1"] for r in rounds]), "`tar | ssh`", _spread([r["b1"] for r in rounds]),
+         _ratio(rounds, "s1", "b1")],
+        ["1% of files changed", _spread([r["s2"] for r in rounds]), "`rsync --link-dest` + `ssh`",
+         _spread([r["b2"] for r in rounds]), _ratio(rounds, "s2", "b2")],
+        ["rollback (switch only)", _spread([r["sr"] for r in rounds]), "parallel `ssh` flip",
+         _spread([r["br"] for r in rounds]), _ratio(rounds, "sr", "br")],
+        ["floor: `ssh host true` on every host", "", "", _spread([r["floor"] for r in rounds]), ""],
+    ]
+    by_bytes = [
+        ["1% of files changed: bytes", _spread([r["s2_bytes"] / 1e6 for r in rounds], " MB", 3),
+         _spread([r["b2_bytes"] / 1e6 for r in rounds], " MB", 3), _ratio(rounds, "s2_bytes", "b2_bytes"),
+         _spread([100 * r["s2_bytes"] / r["s1_bytes"] for r in rounds], "%")],
+    ]
+    cpu = []
+    for label, s, b in (("first deploy", "s1", "b1"), ("1% changed", "s2", "b2"), ("rollback", "sr", "br")):
+        cpu.append([
+            label, _spread([r[f"{s}_dcpu"] for r in rounds]), _spread([r[f"{b}_dcpu"] for r in rounds]),
+            _spread([r[f"{s}_hcpu"] for r in rounds]), _spread([r[f"{b}_hcpu"] for r in rounds]),
+        ])
+    return (
+        f"### {name}\n\nLoad average before and after: {loads[0]}; {loads[1]}. Median (min-max) of "
+        f"{len(rounds)} rounds.\n\n"
+        + table(["measure", "Slipway", "baseline", "baseline time", "Slipway/baseline"], rows)
+        + "\n\n"
+        + table(["", "Slipway", "rsync", "Slipway/rsync", "Slipway, % of a full release"], by_bytes)
+        + "\n\nCPU seconds: deployer (the Slipway process, or the baseline's with its `ssh`, `tar`, `rsync`\n"
+        "children) and hosts (the rest of the machine: sshd, login shells, the commands on the hosts):\n\n"
+        + table(["", "deployer, Slipway", "deployer, baseline", "hosts, Slipway", "hosts, baseline"], cpu)
+        + "\n"
+    )
+
+
+def run() -> str:
+    """Both beds, heavy first, and the markdown section."""
+    out = []
+    with tempfile.TemporaryDirectory(prefix="slipway-shellbench-") as tmp:
+        for heavy in (True, False):
+            rounds, before, after = measure(Path(tmp), heavy)
+            title = (f"Login shell with a costly ~/.bashrc ({HEAVY_LOOPS:,} loop turns, about 0.13 s of CPU)"
+                     if heavy else "Plain login shell (/bin/sh)")
+            out.append(section(title, rounds, (before, after)))
+    return (
+        f"## One shell per host: {HOSTS} hosts, heavy and plain login shells\n\n"
+        "The work of the fleet benchmark (2,000 files, 50 MB, restart and check per host) on two beds of real\n"
+        "OpenSSH hosts: one whose login shell sources a costly `~/.bashrc`, as servers with pyenv, rbenv, nvm\n"
+        "or conda hooks do, and one with /bin/sh. Rounds are interleaved (the order of Slipway and baseline\n"
+        "alternates) on fresh deploy roots. Reproduce: `python benchmarks/run.py shell` (root, for the bed;\n"
+        "`SLIPWAY_BENCH_HOSTS` and `SLIPWAY_BENCH_ROUNDS` change the size).\n\n"
+        + "\n".join(out)
+    )
+
+
+if __name__ == "__main__":
+    print(run())

@@ -225,14 +225,13 @@ async def baseline_host(h: SSHHost, src: Path, release: str) -> None:
 def baseline(hosts: list[SSHHost], src: Path, cpu: CpuMeter) -> float:
     release = f"r{time.time_ns()}"
     (src / "payload/RELEASE").write_text(release + "\n")
-    started = time.perf_counter()
-
-    async def all_hosts() -> None:
+    async def all_hosts() -> float:
+        started = time.perf_counter()
         await asyncio.gather(*(baseline_host(h, src, release) for h in hosts))
+        return time.perf_counter() - started
 
     with cpu:
-        asyncio.run(all_hosts())
-    return time.perf_counter() - started
+        return asyncio.run(all_hosts())
 
 
 def ansible(hosts: list[SSHHost], src: Path, work: Path, forks: int | None) -> float:

@@ -221,6 +221,26 @@ class SSHTestBed:
             return []
         return sorted(_processes_by_namespace().get(state.namespace, []))
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds the bed's hosts have used so far: their sshd, sessions, shells and commands.
+
+        The sum, over every live process of every host, of its own CPU time and that of the children it
+        has reaped (sshd reaps its sessions, a shell its commands): what the hosts cost, apart from the
+        rest of the machine, which a benchmark on a busy machine must not count.
+        """
+        namespaces = {s.namespace for s in self._states.values() if s.namespace is not None}
+        ticks = 0
+        for namespace, pids in _processes_by_namespace().items():
+            if namespace not in namespaces:
+                continue
+            for pid in pids:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except (OSError, IndexError):
+                    continue  # gone meanwhile: its parent has it in its children's time
+                ticks += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def pause(self, which: SSHHost | str | int) -> None:
         """SIGSTOP every process of the host: it keeps its sockets but answers nothing."""
         state = self._state(which)

@@ -113,11 +113,21 @@ def init(
     directory: Annotated[Path, typer.Argument(help="Where to write slipway.yml.")] = Path("."),
     force: Annotated[bool, typer.Option(help="Overwrite an existing slipway.yml.")] = False,
 ) -> None:
-    """Write a commented slipway.yml to start from."""
-    from slipway.services.starter import write_starter_config
+    """Look at the project (Python: Flask, Django, FastAPI; Node) and write a slipway.yml for it."""
+    from rich.markup import escape
 
-    target = write_starter_config(directory, force=force)
-    print(f"wrote {target}; check it with 'slipway validate'")
+    from slipway.model.starter import summary
+    from slipway.services.starter import init_project
+
+    result = init_project(directory, force=force)
+    out = console()
+    out.print(f"detected: {escape(summary(result.detection))}")
+    out.print(f"wrote {escape(str(result.config))}")
+    if result.gitignore != "unchanged":
+        out.print(f"{result.gitignore} .gitignore: .slipway/ (state, artifacts, local deploy roots) stays out of git")
+    for advice in result.advice:
+        out.print(f"[yellow]check:[/] {escape(advice)}")
+    out.print("next: slipway validate; git add slipway.yml .gitignore && git commit -m 'slipway'; slipway run")
 
 
 @cli.command()

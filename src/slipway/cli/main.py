@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from slipway import __version__
+from slipway.cli.app_commands import app_cli
 from slipway.cli.breakers import breakers_app
 from slipway.cli.common import (
     AllowOlder,
@@ -57,6 +58,7 @@ cli.add_typer(migrations_app, name="migrations")
 cli.add_typer(breakers_app, name="breakers")
 cli.add_typer(users_app, name="users")
 cli.add_typer(review_app, name="review")
+cli.add_typer(app_cli, name="app")
 cli.command()(serve)
 
 

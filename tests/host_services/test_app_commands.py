@@ -163,3 +163,33 @@ def test_app_status_and_logs_on_two_ssh_hosts(service_project: Make, ssh_testbed
     for i in (0, 1):  # the hosts' tail -F ended with the follow (the SSH channel closed, or was stopped)
         wait_until(f"no tail -F left on web{i + 1}",
                    lambda i=i: _tails_following(host_path(bed, i, "app/shared/log")) == [], deadline=30)
+
+
+CONTAINERS = """version: 1
+name: shop
+artifact:
+  kind: image
+  name: shop
+  registry: {address: "127.0.0.1:5999"}
+  smoke: [{kind: tcp, host: container, port: 8080}]
+services:
+  web: {port: 8080}
+environments:
+  dev:
+    targets:
+      - {kind: container, name: box-1, engine: "unix:///nonexistent/podman.sock"}
+pipeline:
+  - {name: build, kind: build}
+  - {name: deploy-dev, kind: deploy, environment: dev}
+"""
+
+
+@pytest.mark.timeout(60)
+def test_app_commands_refuse_container_targets_with_the_engines_command(tmp_path: Path) -> None:
+    (tmp_path / "slipway.yml").write_text(CONTAINERS)
+    proj = Project(root=tmp_path, env=dict(os.environ))
+    for command, engine in (("status", "podman ps"), ("logs", "podman logs")):
+        out = proj.slipway("app", command, "dev", check=False)
+        assert out.returncode == 2, out.stderr
+        assert f"dev's target box-1 is a container: 'slipway app {command}' is for hosts" in out.stderr, out.stderr
+        assert engine in out.stderr

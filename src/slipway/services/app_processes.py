@@ -207,8 +207,8 @@ async def app_logs(
 ) -> list[tuple[str, str | None]]:
     """Send the last ``lines`` of each service's logs on each host of ``environment`` to ``on_line``, masked;
     with ``follow``, go on sending new lines until cancelled. Per host: (host, why it showed nothing, or None)."""
-    services = service_names(app, service)
     targets, slots = _targets(app, environment, "slipway app logs")
+    services = service_names(app, service)
     # reading logs needs no secret; what this process cannot resolve it cannot mask either
     with contextlib.suppress(SecretError):
         app.masker.add(resolve_secrets(app.config.project.environments[environment], environment=environment,

@@ -52,7 +52,8 @@ def chosen_targets(app: App, environment: str, roles: tuple[str, ...], *, comman
     containers = [t.name for t in chosen if isinstance(t, ContainerTargetSpec)]
     if containers:
         raise ConfigError(
-            f"{environment}'s targets {', '.join(containers)} are containers: '{command}' is for hosts",
+            f"{environment}'s target{'s' if len(containers) > 1 else ''} {', '.join(containers)} "
+            f"{'are containers' if len(containers) > 1 else 'is a container'}: '{command}' is for hosts",
             hint="use the container engine's own command for a container "
             f"(podman {CONTAINER_VERB.get(command, 'exec')}, docker {CONTAINER_VERB.get(command, 'exec')})",
         )

@@ -20,12 +20,12 @@ from tests.host_services.conftest import shutdown_supervisors
 from tests.init.wheelhouse import make_wheelhouse
 
 #: What the Python samples need, and so what the wheelhouse holds (with their dependencies).
-SAMPLE_PACKAGES = ["flask", "gunicorn", "django"]
+SAMPLE_PACKAGES = ["flask", "gunicorn", "django", "fastapi", "uvicorn"]
 
 
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Wheels of Flask, gunicorn, Django and their dependencies, made offline."""
+    """Wheels of Flask, gunicorn, Django, FastAPI, uvicorn and their dependencies, made offline."""
     return make_wheelhouse(tmp_path_factory.mktemp("wheelhouse"), SAMPLE_PACKAGES)
 
 

@@ -87,6 +87,19 @@ def test_init_django_project_runs_to_the_gate(sample: Make) -> None:
     assert (release / "db.sqlite3").stat().st_size > 0  # the migrate hook ran there
 
 
+def test_init_fastapi_app_in_a_pyproject_with_requirements_runs_to_the_gate(sample: Make) -> None:
+    proj = sample("apiapp")
+    (proj.root / "pyproject.toml").write_text('[project]\nname = "shop-api"\nversion = "1"\n')
+    (proj.root / "requirements.txt").write_text("fastapi\nuvicorn\n")
+    (proj.root / "main.py").write_text(
+        'from fastapi import FastAPI\n\napi = FastAPI()\n\n\n@api.get("/")\ndef index() -> dict[str, str]:\n'
+        '    return {"hello": "fastapi"}\n')
+    init_and_run(proj, "a FastAPI app (requirements.txt lists fastapi; main.py makes the app: main:api)")
+    body, server = fetch(f"http://127.0.0.1:{proj.ports['dev']}/")
+    assert (json.loads(body), server) == ({"hello": "fastapi"}, "uvicorn")
+    assert "name: shop-api" in (proj.root / "slipway.yml").read_text()  # pyproject's name, not the directory's
+
+
 def test_init_node_app_runs_to_the_gate(sample: Make) -> None:
     proj = sample("nodeapp")
     package = {"name": "hello-node", "version": "1.0.0", "scripts": {"start": "node server.js", "test": "node test.js"}}

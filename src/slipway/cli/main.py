@@ -126,7 +126,8 @@ def init(
     out.print(f"detected: {escape(summary(result.detection))}")
     out.print(f"wrote {escape(str(result.config))}")
     if result.gitignore != "unchanged":
-        out.print(f"{result.gitignore} .gitignore: .slipway/ (state, artifacts, local deploy roots) stays out of git")
+        how = "created .gitignore with" if result.gitignore == "created" else "added to .gitignore:"
+        out.print(f"{how} .slipway/ (the state, artifacts and local deploy roots stay out of git)")
     for advice in result.advice:
         out.print(f"[yellow]check:[/] {escape(advice)}")
     out.print("next: slipway validate; git add slipway.yml .gitignore && git commit -m 'slipway'; slipway run")

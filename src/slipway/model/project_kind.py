@@ -170,7 +170,8 @@ def detect(files: Mapping[str, str], *, directory_name: str) -> Detection:
         return _detect_node(files, directory_name)
     return Detection(Kind.UNKNOWN, project_name(directory_name), findings=(
         "no requirements.txt, pyproject.toml or package.json at the top of the project",
-    ))
+    ), advice=("nothing to build or start was found: the artifact is the commit's files as they are; add "
+               "artifact.build and deploy.services for your app",))
 
 
 def _detect_python(files: Mapping[str, str], python: PythonProject, directory_name: str) -> Detection:

@@ -172,7 +172,7 @@ def _service_example() -> list[str]:
     return ["  # No process to start was detected. Add your app's, e.g.:",
             "  # services:",
             "  #   web:",
-            '  #     command: ".venv/bin/python -m myapp --host {{ host.address }} --port $PORT"',
+            '  #     command: "./bin/server --host {{ host.address }} --port $PORT"',
             '  #     port: "{{ vars.port }}"']
 
 

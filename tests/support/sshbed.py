@@ -134,6 +134,7 @@ class SSHTestBed:
         start_timeout: float = 30.0,
         sshd_options: Mapping[str, str] | None = None,
         check_installed: bool = True,
+        heavy_shell: int | None = None,
     ) -> None:
         if count < 1:
             raise ValueError("a test bed needs at least one host")
@@ -147,6 +148,10 @@ class SSHTestBed:
         self._prefix = name_prefix
         self._sshd_options = dict(sshd_options or {})
         self._check_installed = check_installed
+        self._heavy_shell = heavy_shell
+        #: With ``heavy_shell``: root's home, whose ``logins`` file has one line per login shell (its host's
+        #: address), written by the ``.bashrc`` that every command over SSH runs first.
+        self.home = self.base_dir / "home"
         self._states: dict[str, _State] = {}
         self._locks: list[IO[bytes]] = []
         self.known_hosts = self.base_dir / "known_hosts"
@@ -427,18 +432,48 @@ class SSHTestBed:
         return ["unshare", "-m", "--propagation", "private", "sh", "-c", script]
 
     def _passwd(self) -> Path:
-        """A copy of /etc/passwd whose root account logs in with /bin/sh (written once per bed)."""
+        """A copy of /etc/passwd whose root account logs in with /bin/sh (written once per bed).
+
+        With ``heavy_shell`` (a loop count), root logs in with bash instead and its home is the bed's
+        :attr:`home`, whose ``.bashrc`` (Debian's bash sources it for every command sshd starts) records
+        the login and then burns CPU for ``heavy_shell`` loop turns, as ``eval "$(pyenv init -)"`` and its
+        kin do on real servers (about 0.1 s per 25,000 turns on this machine's kind).
+        """
         path = self.base_dir / "passwd"
         if not path.exists():
+            if self._heavy_shell is not None:
+                self._write_bashrc(self._heavy_shell)
             lines = []
             for line in Path("/etc/passwd").read_text().splitlines():
                 fields = line.split(":")
                 if len(fields) == 7 and fields[0] == "root":
-                    fields[6] = "/bin/sh"
+                    if self._heavy_shell is None:
+                        fields[6] = "/bin/sh"
+                    else:
+                        fields[5], fields[6] = str(self.home), "/bin/bash"
                 lines.append(":".join(fields))
             path.write_text("\n".join(lines) + "\n")
             path.chmod(0o644)
         return path
+
+    def _write_bashrc(self, loops: int) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "logins").touch()
+        (self.home / ".bashrc").write_text(
+            "# written by the SSH test bed: a login shell that costs what real ones do\n"
+            'set -- $SSH_CONNECTION\n'
+            'printf \'%s\\n\' "$3" >> "$HOME/logins"\n'
+            f'i=0; while [ "$i" -lt {int(loops)} ]; do i=$((i + 1)); done\n'
+        )
+
+    def logins(self) -> dict[str, int]:
+        """How many login shells each host (by name) has run, with ``heavy_shell``."""
+        by_address = {state.host.address: name for name, state in self._states.items()}
+        counts = {name: 0 for name in self._states}
+        for line in (self.home / "logins").read_text().splitlines():
+            if line in by_address:
+                counts[by_address[line]] += 1
+        return counts
 
     def _launch(self, state: _State) -> None:
         with open(state.console, "ab") as console:

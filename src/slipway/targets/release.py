@@ -35,6 +35,11 @@ MARKER = ".slipway-release"
 OBJECTS = ".slipway/objects"
 TMP = ".slipway/tmp"
 
+#: What the host answers when the release is already complete there (no object name looks like it).
+_INSTALLED = "installed"
+#: The exit code of a combined upload-and-build whose upload failed (its build never started).
+_UPLOAD_FAILED = 86
+
 #: Returns the contents for the requested sha256 hex digests.
 ObjectSource = Callable[[set[str]], Awaitable[dict[str, bytes]]]
 
@@ -170,6 +175,26 @@ def _object_tar(wanted: dict[str, FileEntry], contents: dict[str, bytes]) -> tup
     return buf.getvalue(), sent
 
 
+def _upload_script(incoming: str, store: str, count: int) -> str:
+    """Unpack a tar of objects from stdin, check every hash on the host, then move them into the store."""
+    # Each line is "<hash>  ./<hash>-<mode>" (sha256sum) or "<hash> *./<hash>-<mode>" (openssl -r): any
+    # line whose name does not start with its hash is bad. openssl when the host has it: it uses the CPU's
+    # SHA instructions, about five times faster than coreutils' sha256sum, which hashed most of the bytes
+    # a fleet deployment costs its hosts beyond unpacking.
+    return (
+        f"rm -rf {quote(incoming)} && mkdir -p {quote(incoming)} && cd {quote(incoming)} && "
+        "tar -x --no-same-owner -f - && "
+        'if command -v openssl >/dev/null 2>&1; then hash="openssl dgst -sha256 -r"; else hash=sha256sum; fi && '
+        "find . -type f -exec $hash {} + | "
+        f"awk -v want={count} "
+        '\'{ n = $2; sub(/^\\*/, "", n); sub(/^\\.\\//, "", n); '
+        'if (index(n, $1 "-") != 1) { print "bad object " n; bad = 1 } } '
+        # A hasher that failed or printed nothing must not pass for "every hash matched".
+        'END { if (NR != want) { print "verified " NR " of " want " objects"; bad = 1 } exit bad }\' && '
+        f"find . -type f -exec mv -f -t {quote(store)} {{}} + ; rc=$?; cd / && rm -rf {quote(incoming)}; exit $rc"
+    )
+
+
 async def upload_objects(
     target: Target, missing: set[str], objects: ObjectCache, *, release_id: str, timeout: float
 ) -> tuple[int, int]:
@@ -178,32 +203,21 @@ async def upload_objects(
         return 0, 0
     stream, sent = await objects.bundle(frozenset(missing))
     incoming = f"{target.root}/{TMP}/{release_id}.objects"
-    store = f"{target.root}/{OBJECTS}"
-    # Each line is "<hash>  ./<hash>-<mode>" (sha256sum) or "<hash> *./<hash>-<mode>" (openssl -r): any
-    # line whose name does not start with its hash is bad. openssl when the host has it: it uses the CPU's
-    # SHA instructions, about five times faster than coreutils' sha256sum, which hashed most of the bytes
-    # a fleet deployment costs its hosts beyond unpacking.
-    script = (
-        f"rm -rf {quote(incoming)} && mkdir -p {quote(incoming)} && cd {quote(incoming)} && "
-        "tar -x --no-same-owner -f - && "
-        'if command -v openssl >/dev/null 2>&1; then hash="openssl dgst -sha256 -r"; else hash=sha256sum; fi && '
-        "find . -type f -exec $hash {} + | "
-        f"awk -v want={len(missing)} "
-        '\'{ n = $2; sub(/^\\*/, "", n); sub(/^\\.\\//, "", n); '
-        'if (index(n, $1 "-") != 1) { print "bad object " n; bad = 1 } } '
-        # A hasher that failed or printed nothing must not pass for "every hash matched".
-        'END { if (NR != want) { print "verified " NR " of " want " objects"; bad = 1 } exit bad }\' && '
-        f"find . -type f -exec mv -f -t {quote(store)} {{}} + ; rc=$?; cd / && rm -rf {quote(incoming)}; exit $rc"
-    )
+    script = _upload_script(incoming, f"{target.root}/{OBJECTS}", len(missing))
     result = await target.run(script, stdin=stream, timeout=timeout)
     if not result.ok:
         await target.run(f"rm -rf {quote(incoming)}", timeout=timeout)
-        space = await _free_space(target, timeout=timeout)
-        what = "uploading release contents failed"
-        if space is not None and space < sent:
-            what += f" (the deploy root has {space} bytes free, the release needs {sent}: the disk is full)"
-        raise CommandFailed.from_result(result, what=what)
+        raise CommandFailed.from_result(result, what=await _upload_failure(target, sent, timeout=timeout))
     return len(missing), sent
+
+
+async def _upload_failure(target: Target, sent: int, *, timeout: float) -> str:
+    """What went wrong with an upload, with the disk's free space when it was too small."""
+    space = await _free_space(target, timeout=timeout)
+    what = "uploading release contents failed"
+    if space is not None and space < sent:
+        what += f" (the deploy root has {space} bytes free, the release needs {sent}: the disk is full)"
+    return what
 
 
 async def _free_space(target: Target, *, timeout: float) -> int | None:
@@ -283,6 +297,19 @@ def link_tar(manifest: Manifest, release_id: str, shared: Sequence[str], *, mark
     return buf.getvalue()
 
 
+def _build_script(target: Target, manifest: Manifest, release_id: str, shared: Sequence[str]) -> str:
+    """Unpack the link tar from stdin into ``<id>.partial``, count it, and rename it when complete."""
+    final = release_dir(target, release_id)
+    partial = final + ".partial"
+    expected = 1 + sum(1 for f in manifest.files if not _under(f.path, shared))
+    return (
+        f"cd {quote(target.root)} && rm -rf {quote(partial)} && tar -x --no-same-owner -f - && "
+        f'n=$(find {quote(partial)} -type f | wc -l) && if [ "$n" -ne {expected} ]; then '
+        f'echo "release incomplete: $n of {expected} files" >&2; rm -rf {quote(partial)}; exit 3; fi && '
+        f"mv -T {quote(partial)} {quote(final)}"
+    )
+
+
 async def build_release(
     target: Target,
     manifest: Manifest,
@@ -293,19 +320,10 @@ async def build_release(
     marker: Marker | None = None,
 ) -> None:
     """Build ``releases/<id>`` from the object store; it appears only once complete."""
-    final = release_dir(target, release_id)
-    partial = final + ".partial"
-    expected = 1 + sum(1 for f in manifest.files if not _under(f.path, shared))
-    script = (
-        f"cd {quote(target.root)} && rm -rf {quote(partial)} && tar -x --no-same-owner -f - && "
-        f'n=$(find {quote(partial)} -type f | wc -l) && if [ "$n" -ne {expected} ]; then '
-        f'echo "release incomplete: $n of {expected} files" >&2; rm -rf {quote(partial)}; exit 3; fi && '
-        f"mv -T {quote(partial)} {quote(final)}"
-    )
     links = link_tar(manifest, release_id, shared, marker=marker)  # refuses an unsafe link before the host
-    result = await target.run(script, stdin=links, timeout=timeout)
+    result = await target.run(_build_script(target, manifest, release_id, shared), stdin=links, timeout=timeout)
     if not result.ok:
-        await target.run(f"rm -rf {quote(partial)}", timeout=timeout)
+        await target.run(f"rm -rf {quote(release_dir(target, release_id) + '.partial')}", timeout=timeout)
         raise CommandFailed.from_result(result, what="building the release directory failed")
 
 
@@ -319,17 +337,68 @@ async def install_release(
     timeout: float = 600,
     marker: Marker | None = None,
 ) -> InstallStats:
-    """Make ``releases/<id>`` exist and complete on the target, sending only missing contents."""
+    """Make ``releases/<id>`` exist and complete on the target, sending only missing contents.
+
+    Two round trips: one creates the layout and asks whether the release is there and, if not, which
+    contents the host lacks; the other sends those contents and the release's links, and builds it.
+    """
     validate_release_id(release_id)
-    link_tar(manifest, release_id, shared, marker=marker)  # an unsafe link is refused before the host is touched
-    await prepare_layout(target, shared, timeout=timeout)
-    if await release_exists(target, release_id, timeout=timeout, digest=manifest.digest):
+    links = link_tar(manifest, release_id, shared, marker=marker)  # an unsafe link is refused before the host
+    missing = await _look(target, manifest, release_id, shared, timeout=timeout)
+    if missing is None:
         return InstallStats(0, 0, already_installed=True)
-    missing = await missing_objects(target, manifest, timeout=timeout, shared=shared)
     cache = objects if isinstance(objects, ObjectCache) else ObjectCache(manifest, objects)
-    count, sent = await upload_objects(target, missing, cache, release_id=release_id, timeout=timeout)
-    await build_release(target, manifest, release_id, shared, timeout=timeout, marker=marker)
+    count, sent = await _send(target, manifest, release_id, shared, missing, cache, links, timeout=timeout)
     return InstallStats(count, sent, already_installed=False)
+
+
+async def _look(
+    target: Target, manifest: Manifest, release_id: str, shared: Sequence[str], *, timeout: float
+) -> set[str] | None:
+    """Create the layout; None if the release (of this artifact) is complete there, else what it lacks."""
+    dirs = ["releases", "shared", OBJECTS, TMP, *[f"shared/{check_member_path(s)}" for s in shared]]
+    path = f"{release_dir(target, release_id)}/{MARKER}"
+    wanted = quote(json.dumps({"digest": manifest.digest})[1:-1])
+    names = sorted({f.object_name for f in manifest.files if not _under(f.path, shared)})
+    script = (
+        f"mkdir -p -- {' '.join(quote(f'{target.root}/{d}') for d in dirs)} || exit 1\n"
+        f"if test -f {quote(path)} && grep -qF {wanted} {quote(path)}; then echo {_INSTALLED}; exit 0; fi\n"
+        f'cd {quote(target.root + "/" + OBJECTS)} && while read -r n; do [ -e "$n" ] || echo "$n"; done'
+    )
+    result = _check(
+        await target.run(script, stdin=("\n".join(names) + "\n").encode(), timeout=timeout),
+        "cannot prepare the deploy directories",
+    )
+    lines = {line.strip() for line in result.stdout.splitlines() if line.strip()}
+    return None if lines == {_INSTALLED} else lines
+
+
+async def _send(
+    target: Target,
+    manifest: Manifest,
+    release_id: str,
+    shared: Sequence[str],
+    missing: set[str],
+    objects: ObjectCache,
+    links: bytes,
+    *,
+    timeout: float,
+) -> tuple[int, int]:
+    """Upload the missing contents and build the release from its links, in one command."""
+    stream, sent = await objects.bundle(frozenset(missing)) if missing else (b"", 0)
+    incoming = f"{target.root}/{TMP}/{release_id}.objects"
+    upload = f"head -c {len(stream)} | ( {_upload_script(incoming, f'{target.root}/{OBJECTS}', len(missing))} )"
+    script = (f"{upload} || exit {_UPLOAD_FAILED}\n" if missing else "") + _build_script(
+        target, manifest, release_id, shared
+    )
+    result = await target.run(script, stdin=stream + links, timeout=timeout)
+    if result.ok:
+        return len(missing), sent
+    if missing and result.exit_code == _UPLOAD_FAILED:
+        await target.run(f"rm -rf {quote(incoming)}", timeout=timeout)
+        raise CommandFailed.from_result(result, what=await _upload_failure(target, sent, timeout=timeout))
+    await target.run(f"rm -rf {quote(release_dir(target, release_id) + '.partial')}", timeout=timeout)
+    raise CommandFailed.from_result(result, what="building the release directory failed")
 
 
 async def current_release(target: Target, *, timeout: float = 60) -> str | None:
@@ -370,19 +439,28 @@ async def switch_current(target: Target, release_id: str, *, timeout: float = 60
 
 
 async def prune_releases(target: Target, keep: int, protect: Sequence[str], *, timeout: float = 120) -> list[str]:
-    """Remove the oldest releases beyond ``keep`` (never a protected one) and unreferenced objects."""
-    result = _check(
-        await target.run(f"cd {quote(target.root + '/releases')} && ls -1", timeout=timeout),
-        "cannot list releases",
+    """Remove the oldest releases beyond ``keep`` (never a protected one) and unreferenced objects.
+
+    One round trip: the host lists its releases in byte order (as ids sort), removes the oldest beyond
+    ``keep`` that are not protected, prints each one it removed, then drops the objects nothing links to.
+    """
+    spared = " ".join(validate_release_id(r) for r in protect)
+    script = (
+        f"cd {quote(target.root + '/releases')} || exit 1\n"
+        "set -- $(ls -1 | grep -v '[.]partial$' | LC_ALL=C sort)\n"
+        f"drop=$(($# - {int(keep)})); failed=0\n"
+        'for r in "$@"; do\n'
+        '  [ "$drop" -gt 0 ] || break\n'
+        "  drop=$((drop - 1))\n"
+        f'  case " {spared} " in *" $r "*) continue ;; esac\n'
+        '  if rm -rf -- "$r"; then echo "$r"; else failed=1; fi\n'
+        "done\n"
+        # An object no release links to has a link count of 1: nothing needs it any more. The trailing
+        # slash: the store may be a symlink to one shared by several layouts (blue/green slots).
+        f"find {quote(target.root + '/' + OBJECTS + '/')} -type f -links 1 -delete\n"
+        'exit "$failed"'
     )
-    releases = sorted(r for r in result.stdout.split() if not r.endswith(".partial"))
-    doomed = [r for r in releases[: max(0, len(releases) - keep)] if r not in protect]
-    if doomed:
-        paths = " ".join(quote(f"releases/{r}") for r in doomed)
-        # Checked: the caller reports these as removed (a deployment warns when pruning fails).
-        _check(await target.run(f"cd {quote(target.root)} && rm -rf -- {paths}", timeout=timeout),
-               "cannot remove old releases")
-    # An object no release links to has a link count of 1: nothing needs it any more.
-    # The trailing slash: the store may be a symlink to one shared by several layouts (blue/green slots).
-    await target.run(f"find {quote(target.root + '/' + OBJECTS + '/')} -type f -links 1 -delete", timeout=timeout)
-    return doomed
+    result = await target.run(script, timeout=timeout)
+    # Checked: the caller reports these as removed (a deployment warns when pruning fails).
+    _check(result, "cannot remove old releases")
+    return result.stdout.split()

@@ -1,8 +1,10 @@
 """The SSH target: one persistent asyncssh connection per host, host keys always checked.
 
 Every command, upload and download reuses the host's connection (opened lazily, opened again after it
-closes) and runs as ``sh -c SCRIPT`` in its own session channel. The script is built here so that it
-behaves like :class:`slipway.targets.local.LocalTarget`:
+closes) and runs as ``sh -c SCRIPT`` through a long-lived shell on the host (:mod:`slipway.targets.ssh_shell`:
+the login shell, often the costliest part of a short command on a real server, runs once per channel,
+not once per command), or, on a host that cannot run that shell, in a session channel of its own. The
+script is built here so that it behaves like :class:`slipway.targets.local.LocalTarget`:
 
 - environment variables become quoted ``export`` assignments (sshd usually refuses ``SetEnv``);
 - ``cwd`` becomes a ``cd`` whose failure raises :class:`TargetError`, like a missing directory locally;
@@ -42,6 +44,7 @@ from slipway.errors import (
 )
 from slipway.ports import OutputSink
 from slipway.targets.ssh_session import PID_MARK, CommandSession
+from slipway.targets.ssh_shell import STATUS_LINE, FramedCommand, Shell
 
 #: After the command exits, how long we keep reading output that a background child may still hold open.
 PIPE_GRACE = 1.0
@@ -149,6 +152,7 @@ class SSHTarget:
         keepalive_interval: float = 10.0,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         connect_gate: asyncio.Semaphore | None = None,
+        persistent_shell: bool = True,
     ) -> None:
         self.name = name
         self.root = root
@@ -169,8 +173,14 @@ class SSHTarget:
         self._connect_lock = asyncio.Lock()
         self._sessions = asyncio.Semaphore(max_sessions)
         self._kill_slots = asyncio.Semaphore(2)
-        #: How many SSH connections this target has opened (for tests and metrics).
+        #: Whether commands go through one long-lived shell per channel (see ssh_shell); turned off for a
+        #: host that cannot run it.
+        self.persistent_shell = persistent_shell
+        self._idle: list[Shell] = []
+        #: How many SSH connections, long-lived shells and one-command channels this target has opened.
         self.connections_opened = 0
+        self.shells_opened = 0
+        self.channels_opened = 0
 
     def __repr__(self) -> str:
         return f"SSHTarget({self.name!r}, {self.username}@{self.address}:{self.port})"
@@ -188,10 +198,7 @@ class SSHTarget:
         on_output: OutputSink | None = None,
     ) -> CommandResult:
         """Run ``command`` with ``sh -c`` on the host; stream its lines; kill its process group on timeout."""
-        session = CommandSession(on_output)
-        raw = await self._execute(command, _script(command, env, cwd), session, stdin=stdin, timeout=timeout)
-        if session.callback_error is not None:
-            raise session.callback_error
+        raw = await self._execute(command, _script(command, env, cwd), on_output, stdin=stdin, timeout=timeout)
         if cwd is not None and raw.exit_code == _CWD_EXIT and _tail(raw.stderr, 1) == _CWD_MARK:
             raise TargetError(f"cannot start command: no directory {cwd}", host=self.name, command=command)
         return CommandResult(
@@ -214,7 +221,7 @@ class SSHTarget:
             f'mv -f -- "$tmp" {quote(path)}',
         ])
         label = f"put {path}"
-        raw = await self._execute(label, _script(script, None, None), CommandSession(None), stdin=data,
+        raw = await self._execute(label, _script(script, None, None), None, stdin=data,
                                   timeout=timeout if timeout is not None else self.transfer_timeout)
         if raw.exit_code != 0:
             tail = _tail(raw.stderr)
@@ -225,7 +232,7 @@ class SSHTarget:
         """Read a file from the host with ``cat``; raises TargetError if it cannot."""
         label = f"read {path}"
         script = _script(f"exec cat -- {quote(path)}", None, None)
-        raw = await self._execute(label, script, CommandSession(None), stdin=None,
+        raw = await self._execute(label, script, None, stdin=None,
                                   timeout=timeout if timeout is not None else self.transfer_timeout)
         if raw.exit_code != 0:
             tail = _tail(raw.stderr)
@@ -249,7 +256,8 @@ class SSHTarget:
         return SocketForward(listener)
 
     async def close(self) -> None:
-        """Close the connection; the next call opens a new one."""
+        """Close the connection (and its shells); the next call opens a new one."""
+        self._idle = []
         conn, self._conn = self._conn, None
         if conn is not None and self._loop is asyncio.get_running_loop():
             conn.close()
@@ -266,47 +274,154 @@ class SSHTarget:
     # ----------------------------------------------------------------- commands
 
     async def _execute(
-        self, label: str, script: str, session: CommandSession, *, stdin: bytes | None, timeout: float | None
+        self, label: str, script: str, on_output: OutputSink | None, *, stdin: bytes | None, timeout: float | None
     ) -> _Raw:
         started = time.monotonic()
         self._bind_loop()
         async with self._sessions:
-            # exec: whatever the login shell is (bash execs a lone command, dash forks), sh keeps its pid,
-            # which is the process group the timeout kill targets, and its exit status reaches us unchanged.
-            conn, chan = await self._open_channel(label, "exec sh -c " + quote(script), session)
-            with contextlib.suppress(asyncssh.Error, OSError):  # the exit status or the loss tells the story
-                if stdin:
-                    chan.write(stdin)
-                chan.write_eof()
-            try:
-                async with asyncio.timeout(timeout):
-                    await session.exited.wait()
-            except TimeoutError:
-                await self._kill(conn, chan, session)
-                _out, err = session.output()
-                raise CommandTimeout(
-                    f"command timed out after {timeout:g}s and was stopped: {label}", host=self.name,
-                    command=label, stderr_tail=_tail(err),
-                ) from None
-            except asyncio.CancelledError:
-                # A cancelled deployment must not leave its hook running on the host: closing the channel
-                # would not stop it (no pty, no SIGHUP). Bounded by kill_timeout, even if cancelled again.
-                await asyncio.shield(self._kill(conn, chan, session))
-                raise
-            if session.exit_code is None:
-                self._drop(conn)
-                why = f" ({session.lost})" if session.lost else ""
-                raise TargetError(
-                    f"connection lost while running: {label}{why}",
-                    host=self.name, command=label, stderr_tail=_tail(session.output()[1]),
-                    hint="the command may or may not have completed on the host",
-                )
-            await self._drain(chan, session)
+            session: CommandSession | None = await self._exec_framed(
+                label, script, on_output, stdin=stdin, timeout=timeout
+            )
+            if session is None:
+                session = CommandSession(on_output)
+                await self._exec_channel(label, script, session, stdin=stdin, timeout=timeout)
+        if session.callback_error is not None:
+            raise session.callback_error
+        assert session.exit_code is not None
         out, err = session.output()
         return _Raw(session.exit_code, out, err, time.monotonic() - started)
 
+    async def _exec_channel(
+        self, label: str, script: str, session: CommandSession, *, stdin: bytes | None, timeout: float | None
+    ) -> None:
+        """One command in a session channel of its own (hosts whose shell cannot run the dispatcher)."""
+        # exec: whatever the login shell is (bash execs a lone command, dash forks), sh keeps its pid,
+        # which is the process group the timeout kill targets, and its exit status reaches us unchanged.
+        conn, chan = await self._open_channel(label, "exec sh -c " + quote(script), session)
+        self.channels_opened += 1
+        with contextlib.suppress(asyncssh.Error, OSError):  # the exit status or the loss tells the story
+            if stdin:
+                chan.write(stdin)
+            chan.write_eof()
+        try:
+            async with asyncio.timeout(timeout):
+                await session.exited.wait()
+        except TimeoutError:
+            await self._kill(conn, chan, session)
+            raise self._timed_out(label, timeout, session) from None
+        except asyncio.CancelledError:
+            # A cancelled deployment must not leave its hook running on the host: closing the channel
+            # would not stop it (no pty, no SIGHUP). Bounded by kill_timeout, even if cancelled again.
+            await asyncio.shield(self._kill(conn, chan, session))
+            raise
+        if session.exit_code is None:
+            raise self._lost(conn, label, session)
+        await self._drain(chan, session)
+
+    async def _exec_framed(
+        self, label: str, script: str, on_output: OutputSink | None, *, stdin: bytes | None, timeout: float | None
+    ) -> FramedCommand | None:
+        """One command through the host's long-lived shell (None: the host has none, use a channel).
+
+        A shell lost before its "go" ran nothing: it is replaced once, as a closed connection is.
+        """
+        for attempt in (1, 2):
+            found = await self._shell(label)
+            if found is None:
+                return None
+            shell, conn = found, found.conn
+            assert conn is not None
+            session = FramedCommand(on_output)
+            with contextlib.suppress(asyncssh.Error, OSError):  # a lost channel shows as a lost frame
+                go = shell.offer(STATUS_LINE + "\n" + script, stdin, session)
+                try:
+                    async with asyncio.timeout(self.connect_timeout):
+                        await go.wait()
+                except TimeoutError:
+                    self._drop(conn)
+                    raise HostUnreachable(
+                        f"did not answer within {self.connect_timeout:g}s: nothing was run", host=self.name,
+                        command=label,
+                    ) from None
+                except asyncio.CancelledError:
+                    shell.close()  # offered, never started: the dispatcher reads EOF instead of "go"
+                    raise
+                if not session.exited.is_set():
+                    shell.start(stdin)
+                    break
+            self._drop(conn)
+            if attempt == 2:
+                raise HostUnreachable("lost the connection before the command started: nothing was run",
+                                      host=self.name, command=label)
+        try:
+            async with asyncio.timeout(timeout):
+                await session.exited.wait()
+        except TimeoutError:
+            await self._kill_framed(shell, session)
+            raise self._timed_out(label, timeout, session) from None
+        except asyncio.CancelledError:
+            await asyncio.shield(self._kill_framed(shell, session))
+            raise
+        if session.exit_code is None:
+            raise self._lost(conn, label, session)
+        self._idle.append(shell)
+        return session
+
+    def _timed_out(self, label: str, timeout: float | None, session: CommandSession) -> CommandTimeout:
+        return CommandTimeout(
+            f"command timed out after {timeout:g}s and was stopped: {label}", host=self.name,
+            command=label, stderr_tail=_tail(session.output()[1]),
+        )
+
+    def _lost(self, conn: asyncssh.SSHClientConnection | None, label: str, session: CommandSession) -> TargetError:
+        if conn is not None:
+            self._drop(conn)
+        why = f" ({session.lost})" if session.lost else ""
+        return TargetError(
+            f"connection lost while running: {label}{why}",
+            host=self.name, command=label, stderr_tail=_tail(session.output()[1]),
+            hint="the command may or may not have completed on the host",
+        )
+
+    async def _shell(self, label: str) -> Shell | None:
+        """An idle long-lived shell on the host, started if none is; None where the host has none."""
+        if self._idle:
+            # A connection the host closed while its shell was idle is noticed on the loop's next turns
+            # (its EOF is already queued): let it, so that the command goes to a new connection instead of
+            # into a dead one, where it would be reported as lost.
+            for _ in range(3):
+                await asyncio.sleep(0)
+        while self._idle:
+            shell = self._idle.pop()
+            if shell.idle() and shell.conn is not None and not shell.conn.is_closed():
+                return shell
+        if not self.persistent_shell:
+            return None
+        shell = Shell()
+        conn, _chan = await self._open_channel(label, shell.command_line, shell)
+        shell.conn = conn
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                ready = await shell.started
+        except TimeoutError:
+            shell.close()
+            raise HostUnreachable(f"the shell did not start within {self.connect_timeout:g}s", host=self.name,
+                                  command=label) from None
+        if ready:
+            self.shells_opened += 1
+            return shell
+        shell.close()
+        if shell.unsupported:  # no setsid, mkfifo or head: one channel per command, as before
+            self.persistent_shell = False
+            return None
+        raise TargetError(
+            f"the login shell of {self.username} exited before running anything: {shell.banner_tail()}",
+            host=self.name, command=label,
+            hint="check the account's login shell and its startup files (~/.bashrc, ~/.profile)",
+        )
+
     async def _open_channel(
-        self, label: str, remote: str, session: CommandSession
+        self, label: str, remote: str, session: asyncssh.SSHClientSession[bytes]
     ) -> tuple[asyncssh.SSHClientConnection, asyncssh.SSHClientChannel[bytes]]:
         """Open a session channel; a connection found closed is replaced once (nothing ran yet).
 
@@ -357,19 +472,37 @@ class SSHTarget:
         """Kill the timed-out command's process group; drop the connection if the host does not answer."""
         try:
             async with asyncio.timeout(self.kill_timeout):
-                if session.pid is not None:
-                    async with self._kill_slots:
-                        pid = session.pid
-                        killer, _ = await conn.create_session(
-                            asyncssh.SSHClientSession,
-                            # The external kill: the builtin of some shells (dash) cannot signal a process group.
-                            f"env kill -KILL -- -{pid} 2>/dev/null || kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid} 2>/dev/null; true",
-                        )
-                        await killer.wait_closed()
+                await self._kill_group(conn, session.pid)
                 chan.close()
                 await session.closed.wait()
         except (TimeoutError, asyncssh.Error, OSError):
             self._drop(conn)
+
+    async def _kill_framed(self, shell: Shell, session: FramedCommand) -> None:
+        """Kill a framed command's process group; its shell ends the frame and is reused."""
+        assert shell.conn is not None
+        try:
+            async with asyncio.timeout(self.kill_timeout):
+                await self._kill_group(shell.conn, session.pid)
+                await session.exited.wait()
+        except (TimeoutError, asyncssh.Error, OSError):
+            self._drop(shell.conn)
+            return
+        if session.exit_code is not None:
+            self._idle.append(shell)
+
+    async def _kill_group(self, conn: asyncssh.SSHClientConnection, pid: int | None) -> None:
+        """SIGKILL a command's process group through a channel of its own (it pays the login shell once)."""
+        if pid is None:
+            return
+        async with self._kill_slots:
+            killer, _ = await conn.create_session(
+                asyncssh.SSHClientSession,
+                # The external kill: the builtin of some shells (dash) cannot signal a process group.
+                f"env kill -KILL -- -{pid} 2>/dev/null || kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid} 2>/dev/null; true",
+            )
+            self.channels_opened += 1
+            await killer.wait_closed()
 
     # ----------------------------------------------------------------- the connection
 
@@ -382,6 +515,7 @@ class SSHTarget:
             self._connect_lock = asyncio.Lock()
             self._sessions = asyncio.Semaphore(self.max_sessions)
             self._kill_slots = asyncio.Semaphore(2)
+            self._idle = []
 
     def _drop(self, conn: asyncssh.SSHClientConnection) -> None:
         if self._conn is conn:

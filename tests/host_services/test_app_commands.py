@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 from collections.abc import Callable
@@ -23,6 +24,19 @@ from tests.support.pytest_ssh import BedFactory
 pytestmark = pytest.mark.timeout(420)
 Make = Callable[[dict[str, Any]], Project]
 LOCAL = {"kind": "local", "name": "dev-1", "path": ".slipway/targets/dev"}
+
+
+def two_free_ports() -> int:
+    """A port P with P + 1 free too (instance 1 listens there): a free P alone left web-1 a taken port."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two free ports in a row")
 
 
 def _pid(path: Path) -> int:
@@ -84,7 +98,7 @@ def _tails_following(log_dir: Path) -> list[str]:
 
 
 def test_app_status_and_logs_on_a_local_target(service_project: Make) -> None:
-    proj = service_project(config(free_port(), [LOCAL], instances=2))
+    proj = service_project(config(two_free_ports(), [LOCAL], instances=2))
     root = proj.root / ".slipway/targets/dev"
     none = proj.slipway("app", "status", "dev", "--json", check=False)
     assert none.returncode == 1 and json.loads(none.stdout)[0]["note"] == "no services were deployed here"

@@ -83,8 +83,9 @@ class Follower:
                 pipe.close()
 
 
-def _tails_following(log_dir: Path) -> list[str]:
-    """Command lines of 'tail -F' processes reading logs in ``log_dir`` (none may outlive the follow)."""
+def _tails_following(log_dir: Path | str) -> list[str]:
+    """Command lines of 'tail -F' processes reading logs in ``log_dir`` (none may outlive the follow). An SSH
+    host's processes run in this machine's pid namespace, and see their /srv as /srv (its own mount)."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
@@ -140,6 +141,7 @@ def test_app_status_and_logs_on_a_local_target(service_project: Make) -> None:
         follower.wait_for(f"pid {_pid(root / 'shared/run/web-0.pid')})")
         assert any(line.startswith("dev-1 web-0 | serving on http://127.0.0.1:") and line.endswith(
             f"pid {_pid(root / 'shared/run/web-0.pid')})") for line in follower.lines), follower.lines
+        assert len(_tails_following(root / "shared/log")) == 1  # what the follow runs, seen by this probe
         code, err = follower.interrupt()
     assert code == 0 and "stopped" in err and "Traceback" not in err and "is closed" not in err, err
     assert _tails_following(root / "shared/log") == []
@@ -172,11 +174,11 @@ def test_app_status_and_logs_on_two_ssh_hosts(service_project: Make, ssh_testbed
         wait_until("web2's app restarted", lambda: _pid(pidfile) != old)
         follower.wait_for(f"pid {_pid(pidfile)})")
         assert [line.split(" | ")[0] for line in follower.lines].count("web1 web-0") == 1, follower.lines
+        assert len(_tails_following("/srv/app/shared/log")) == 2  # one on each host
         code, err = follower.interrupt()
     assert code == 0 and "Traceback" not in err, err
-    for i in (0, 1):  # the hosts' tail -F ended with the follow (the SSH channel closed, or was stopped)
-        wait_until(f"no tail -F left on web{i + 1}",
-                   lambda i=i: _tails_following(host_path(bed, i, "app/shared/log")) == [], deadline=30)
+    # the hosts' tail -F ended with the follow (its SSH channel closed, or the command was stopped)
+    wait_until("no tail -F left on the hosts", lambda: _tails_following("/srv/app/shared/log") == [], deadline=30)
 
 
 CONTAINERS = """version: 1

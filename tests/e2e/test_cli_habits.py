@@ -23,7 +23,8 @@ def complete(words: str) -> list[str]:
 
 
 def test_bash_completes_commands_and_options() -> None:
-    assert complete("slipway ap") == ["approve"]
+    assert sorted(complete("slipway ap")) == ["app", "approve"]  # both commands starting with "ap" (issue 15 added app)
+    assert complete("slipway app l") == ["logs"]
     offered = complete("slipway r")
     assert {"review", "rollback", "resume", "reject", "run"} <= set(offered), offered
     assert "--override-freeze" in complete("slipway run --ov")

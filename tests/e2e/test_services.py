@@ -18,7 +18,7 @@ from slipway.services.app import App, open_app
 from slipway.services.migration_lint import lint
 from slipway.services.plan import RunPlan, plan_run
 from slipway.services.queries import get_run, run_logs
-from slipway.services.starter import write_starter_config
+from slipway.services.starter import init_project
 from slipway.services.validate import validate
 from tests.e2e.conftest import Project
 
@@ -100,9 +100,9 @@ def test_unknown_names_and_finished_runs_are_refused(project: Project, app: App)
 def test_migration_lint_finds_the_directory_from_slipway_yml(project: Project) -> None:
     report = lint(None, dialect="postgres", config_path=project.root / "slipway.yml")
     assert report.directory == project.root / "db/migrations" and report.findings == ()
-    starter = write_starter_config(project.root.parent / "new")  # a project without migrations
+    starter = init_project(project.root.parent / "new").config  # a project without migrations
     assert starter == project.root.parent / "new/slipway.yml"
     with pytest.raises(MigrationError, match="no 'migrations' section"):
         lint(None, dialect="postgres", cwd=starter.parent)
     with pytest.raises(ConfigError, match="already exists"):
-        write_starter_config(starter.parent)
+        init_project(starter.parent)

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from slipway import __version__
+from slipway.cli.app_commands import app_cli
 from slipway.cli.breakers import breakers_app
 from slipway.cli.common import (
     AllowOlder,
@@ -57,6 +58,7 @@ cli.add_typer(migrations_app, name="migrations")
 cli.add_typer(breakers_app, name="breakers")
 cli.add_typer(users_app, name="users")
 cli.add_typer(review_app, name="review")
+cli.add_typer(app_cli, name="app")
 cli.command()(serve)
 
 
@@ -113,11 +115,22 @@ def init(
     directory: Annotated[Path, typer.Argument(help="Where to write slipway.yml.")] = Path("."),
     force: Annotated[bool, typer.Option(help="Overwrite an existing slipway.yml.")] = False,
 ) -> None:
-    """Write a commented slipway.yml to start from."""
-    from slipway.services.starter import write_starter_config
+    """Look at the project (Python: Flask, Django, FastAPI; Node) and write a slipway.yml for it."""
+    from rich.markup import escape
 
-    target = write_starter_config(directory, force=force)
-    print(f"wrote {target}; check it with 'slipway validate'")
+    from slipway.model.starter import summary
+    from slipway.services.starter import init_project
+
+    result = init_project(directory, force=force)
+    out = console()
+    out.print(f"detected: {escape(summary(result.detection))}")
+    out.print(f"wrote {escape(str(result.config))}")
+    if result.gitignore != "unchanged":
+        how = "created .gitignore with" if result.gitignore == "created" else "added to .gitignore:"
+        out.print(f"{how} .slipway/ (the state, artifacts and local deploy roots stay out of git)")
+    for advice in result.advice:
+        out.print(f"[yellow]check:[/] {escape(advice)}")
+    out.print("next: slipway validate; git add slipway.yml .gitignore && git commit -m 'slipway'; slipway run")
 
 
 @cli.command()

@@ -19,6 +19,9 @@ from slipway.services.app import App, make_target
 from slipway.services.environments import require_environment
 from slipway.services.secrets import resolve_secrets
 
+#: The container engine's command for what a fleet command does on hosts.
+CONTAINER_VERB = {"slipway exec": "exec", "slipway app logs": "logs", "slipway app status": "ps"}
+
 
 @dataclass(frozen=True)
 class HostOutcome:
@@ -35,8 +38,9 @@ class HostOutcome:
         return self.exit_code == 0
 
 
-def chosen_targets(app: App, environment: str, roles: tuple[str, ...]) -> list[TargetSpec]:
-    """The environment's host targets with one of ``roles`` (all of them without roles); ConfigError for none."""
+def chosen_targets(app: App, environment: str, roles: tuple[str, ...], *, command: str = "slipway exec") -> list[TargetSpec]:
+    """The environment's host targets with one of ``roles`` (all of them without roles); ConfigError for none,
+    and for containers (``command`` names what refuses them)."""
     env = require_environment(app.config.project, environment)
     chosen = [t for t in env.targets if not roles or set(t.roles) & set(roles)]
     if not chosen:
@@ -48,8 +52,10 @@ def chosen_targets(app: App, environment: str, roles: tuple[str, ...]) -> list[T
     containers = [t.name for t in chosen if isinstance(t, ContainerTargetSpec)]
     if containers:
         raise ConfigError(
-            f"{environment}'s targets {', '.join(containers)} are containers: 'slipway exec' runs on hosts",
-            hint="use the container engine's own exec (podman exec, docker exec) for a container",
+            f"{environment}'s target{'s' if len(containers) > 1 else ''} {', '.join(containers)} "
+            f"{'are containers' if len(containers) > 1 else 'is a container'}: '{command}' is for hosts",
+            hint="use the container engine's own command for a container "
+            f"(podman {CONTAINER_VERB.get(command, 'exec')}, docker {CONTAINER_VERB.get(command, 'exec')})",
         )
     return chosen
 

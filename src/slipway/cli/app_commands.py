@@ -36,27 +36,6 @@ def status(ctx: typer.Context, environment: Environment, json_out: JsonView = Fa
         raise typer.Exit(1)
 
 
-async def _reaped(deadline: float = 5) -> None:
-    """Wait until the commands a local target ran are gone. Its run kills their process group when cancelled
-    but does not wait for them (targets/local.py): with the loop closed at once, asyncio would then warn about
-    their transports. Linux: this process's children are in /proc/self/task/*/children."""
-    import asyncio
-    import time
-    from pathlib import Path
-
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            children = "".join(p.read_text() for p in Path("/proc/self/task").glob("*/children")).split()
-        except OSError:
-            return
-        if not children:
-            break
-        await asyncio.sleep(0.02)
-    for _ in range(10):  # the transports' exit and close callbacks run on the next iterations
-        await asyncio.sleep(0)
-
-
 def _status_table(hosts: list[Any]) -> Any:
     from rich.markup import escape
     from rich.table import Table
@@ -125,11 +104,7 @@ def _interruptible(app: Any, coro: Callable[[], Coroutine[Any, Any, T]], *, ends
 
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, stop, sig)
-        try:
-            return await coro()
-        except asyncio.CancelledError:
-            await _reaped()
-            raise
+        return await coro()
 
     try:
         return asyncio.run(guarded())

@@ -68,7 +68,11 @@ class LocalTarget:
                 stderr_tail="".join(err[-10:]).rstrip("\n"),
             ) from None
         except asyncio.CancelledError:
+            # Stop the group and wait for it (bounded, even if cancelled again): a caller that closes its
+            # loop right after the cancellation must not leave the process's transports behind.
             _kill_group(proc.pid)
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.shield(_reap(proc, readers))
             raise
         await _finish(readers)
         return CommandResult(
@@ -162,6 +166,13 @@ async def _finish(tasks: list[asyncio.Task[None]]) -> None:
         task.cancel()
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _reap(proc: Process, readers: list[asyncio.Task[None]]) -> None:
+    """Wait for a killed command and its output readers, at most a few seconds."""
+    async with asyncio.timeout(5):
+        await proc.wait()
+        await _finish(readers)
 
 
 def _kill_group(pid: int) -> None:

@@ -268,7 +268,9 @@ class Shell(asyncssh.SSHClientSession[bytes]):
     def start(self, stdin: bytes | None) -> None:
         """Tell the host to run the command offered (after its "go"), with its stdin."""
         assert self._chan is not None and self._frame is not None and self._frame.go.is_set()
-        self._chan.write(self._frame.nonce + b"\n" + (stdin or b""))
+        self._chan.write(self._frame.nonce + b"\n")
+        if stdin:
+            self._chan.write(stdin)  # as it is: a fleet's hosts often share one upload's bytes
 
     def banner_tail(self) -> str:
         """What the login shell printed before it exited (the evidence when the shell never started)."""

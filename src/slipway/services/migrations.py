@@ -294,6 +294,8 @@ class MigrationSteps:
             "batches": result.batches,
             "rows": result.rows,
         }
+        if result.batches:
+            detail.update({k: round(getattr(result, k), 4) for k in ("lock_p50", "lock_p99", "lock_max", "paused")})
         store.audit(actor, "migration.apply", subject, detail)
         for o in result.overrides:
             store.audit(
@@ -307,7 +309,12 @@ class MigrationSteps:
 def _summary(r: MigrationResult) -> str:
     text = f"applied in {r.duration:.2f}s ({r.statements} statements"
     if r.batches:
-        text += f", {r.batches} batches, {r.rows} rows, longest batch {r.longest_transaction * 1000:.1f} ms"
+        text += (
+            f", {r.batches} batches, {r.rows} rows, locks held per batch p50 {r.lock_p50 * 1000:.1f} ms, "
+            f"p99 {r.lock_p99 * 1000:.1f} ms, max {r.lock_max * 1000:.1f} ms"
+        )
+        if r.paused:
+            text += f", paused {r.paused:.2f}s after batches over budget"
     if r.overrides:
         text += "; overrides: " + ", ".join(f"{o.rule} ({o.reason})" for o in r.overrides)
     return text + ")"

@@ -107,13 +107,17 @@ def three_releases(app: AlembicApp) -> dict[int, dict[str, str]]:
             assert "production-2 runs release" in status["0004"]["held_because"], status["0004"]
             assert "name" in app.columns("production") and app.head("production") == "0003"
             assert "name" not in app.columns("dev")  # dev has one host: its contract ran after verify
+            held = app.slipway("migrations", "contract", "production")
+            assert "no contract migration of production was due" in held.stdout, held.stdout + held.stderr
+            assert "0004 is held: production-2 runs release" in held.stdout + held.stderr
+            assert app.head("production") == "0003"
         app.slipway("approve", str(parked["id"]), "--reason", f"release {number}")
         production = app.status()["production"]
         releases[number] = {"id": production["release"], "digest": production["artifact_digest"], "run": str(parked["id"])}
     return releases
 
 
-def test_three_releases_parallel_change(alembic_app: AlembicApp) -> None:
+def test_three_releases_parallel_change_and_no_rollback_past_the_contract(alembic_app: AlembicApp) -> None:
     app = alembic_app
     releases = three_releases(app)
     for env in ("dev", "production"):
@@ -152,9 +156,7 @@ def test_expand_runs_before_the_switch_and_a_rollback_behind_it_is_allowed(alemb
     assert release_of(app, "production") == release_one
 
 
-def test_rollback_past_an_applied_contract_is_refused_before_any_host_changes(alembic_app: AlembicApp) -> None:
-    app = alembic_app
-    releases = three_releases(app)
+    # Rolling production back past the applied contract revision is refused before any host changes.
     before, deployments = app.hosts(), app.json("deployments", "production")
     refused = app.slipway("rollback", "production", "--to", releases[2]["id"], "--reason", "back", check=False)
     assert refused.returncode == 7, refused.stdout + refused.stderr
@@ -173,7 +175,7 @@ def test_promote_of_a_release_without_the_database_head_is_refused(alembic_app: 
     release_two = release_of(app, "production")
     before, deployments = app.hosts(), app.json("deployments", "production")
     refused = app.slipway(
-        "promote", digest_one, "--to", "production", "--allow-older", "re-deploy release 1", check=False
+        "promote", digest_one, "--to", "production", "--allow-older", "--reason", "re-deploy release 1", check=False
     )
     assert refused.returncode == 7, refused.stdout + refused.stderr
     assert "Alembic revision 0003" in refused.stderr and f"deploy release {release_two}" in refused.stderr

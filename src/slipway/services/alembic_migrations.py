@@ -223,8 +223,10 @@ class AlembicDeployment:
         async with self.project() as project:
             view = await asyncio.to_thread(self.view, project)
             for revision in view.pending():
-                why = held_reason(self.app, self.loaded, self.environment, revision.path)
-                if revision.phase is Phase.CONTRACT and why:
+                why = held_reason(self.app, self.loaded, self.environment, revision.path) if (
+                    revision.phase is Phase.CONTRACT
+                ) else None
+                if why:
                     self.app.observer.message(f"contract revision {revision.revision} is held: {why}")
                     break
                 await self.apply(project, revision)

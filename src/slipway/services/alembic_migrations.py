@@ -21,19 +21,25 @@ import asyncio
 import contextlib
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
-from slipway.config import LoadedConfig
 from slipway.errors import ArtifactError, MigrationError
 from slipway.migrations.alembic_history import RevisionRecord, read_records, record_applied
 from slipway.migrations.alembic_tool import AlembicProject, Revision, as_migration, database_heads, dialect_of_url
 from slipway.migrations.files import Phase
 from slipway.model.config import MigrationsSpec
 from slipway.services.app import App
-from slipway.services.migrations import MigrationSteps, held_reason
+
+
+class Steps(Protocol):
+    """Records a migration step of the stage (services/migrations.py: MigrationSteps)."""
+
+    async def run(self, label: str, command: str, work: Callable[[], str]) -> None:
+        """Run ``work`` in a thread as one recorded step; its summary line is logged."""
 
 
 @dataclass(frozen=True)
@@ -125,39 +131,50 @@ def refuse_expand_behind_contract(pending: Sequence[Revision], *, environment: s
         )
 
 
+@contextlib.asynccontextmanager
+async def release_project(app: App, spec: MigrationsSpec, url: str, digest: str) -> AsyncIterator[AlembicProject]:
+    """The Alembic project of the release ``digest``, extracted from its verified artifact for the block."""
+    from slipway.artifacts.store import unpack_into
+
+    with tempfile.TemporaryDirectory(prefix="slipway-alembic-release-") as tmp:
+        await asyncio.to_thread(unpack_into, app.artifacts, digest, Path(tmp))
+        yield project_in(Path(tmp), spec, url, app)
+
+
+def read_view(project: AlembicProject | None, spec: MigrationsSpec, url: str, *, environment: str) -> DatabaseView:
+    """The release's revisions (none without a project) against the database's head and records (blocking)."""
+    heads = database_heads(url, connect_timeout=spec.connect_timeout)
+    if len(heads) > 1:
+        raise MigrationError(
+            f"the database of {environment} has {len(heads)} Alembic heads ({', '.join(heads)}): "
+            "Slipway runs one line of history",
+            hint="merge the branches with 'alembic merge heads' and upgrade by hand once",
+        )
+    records = read_records(url, connect_timeout=spec.connect_timeout)
+    return DatabaseView(project.revisions() if project else (), heads[0] if heads else None, records)
+
+
 @dataclass
 class AlembicDeployment:
     """The Alembic revisions of one deployment: checked up front, expand before the switch, contract after."""
 
     app: App
-    loaded: LoadedConfig
     environment: str
     release: str
     digest: str
     spec: MigrationsSpec
     url: str
-    steps: MigrationSteps
+    steps: Steps
+    #: Why the contract revision in a file must wait (None: it may run): services/migrations.held_reason.
+    held: Callable[[str], str | None]
 
-    @contextlib.asynccontextmanager
-    async def project(self) -> AsyncIterator[AlembicProject]:
+    def project(self) -> contextlib.AbstractAsyncContextManager[AlembicProject]:
         """The release's Alembic project, extracted from its verified artifact for the block."""
-        from slipway.artifacts.store import unpack_into
-
-        with tempfile.TemporaryDirectory(prefix="slipway-alembic-release-") as tmp:
-            await asyncio.to_thread(unpack_into, self.app.artifacts, self.digest, Path(tmp))
-            yield project_in(Path(tmp), self.spec, self.url, self.app)
+        return release_project(self.app, self.spec, self.url, self.digest)
 
     def view(self, project: AlembicProject) -> DatabaseView:
         """The release's revisions against the database (blocking)."""
-        heads = database_heads(self.url, connect_timeout=self.spec.connect_timeout)
-        if len(heads) > 1:
-            raise MigrationError(
-                f"the database of {self.environment} has {len(heads)} Alembic heads ({', '.join(heads)}): "
-                "Slipway runs one line of history",
-                hint="merge the branches with 'alembic merge heads' and upgrade by hand once",
-            )
-        records = read_records(self.url, connect_timeout=self.spec.connect_timeout)
-        return DatabaseView(project.revisions(), heads[0] if heads else None, records)
+        return read_view(project, self.spec, self.url, environment=self.environment)
 
     async def check(self, *, rollback: bool) -> None:
         """Everything that can refuse this release, before any host is touched."""
@@ -223,9 +240,7 @@ class AlembicDeployment:
         async with self.project() as project:
             view = await asyncio.to_thread(self.view, project)
             for revision in view.pending():
-                why = held_reason(self.app, self.loaded, self.environment, revision.path) if (
-                    revision.phase is Phase.CONTRACT
-                ) else None
+                why = self.held(revision.path) if revision.phase is Phase.CONTRACT else None
                 if why:
                     self.app.observer.message(f"contract revision {revision.revision} is held: {why}")
                     break
@@ -269,19 +284,13 @@ def project_in(root: Path, spec: MigrationsSpec, url: str, app: App) -> AlembicP
 
 
 async def newest_view(
-    app: App, loaded: LoadedConfig, environment: str, url: str, artifacts: Sequence[tuple[str, str]]
-) -> tuple[DatabaseView, AlembicDeployment | None]:
+    app: App, spec: MigrationsSpec, environment: str, url: str, artifacts: Sequence[tuple[str, str]]
+) -> DatabaseView:
     """The database against the newest release installed or rolling out whose artifact is still there."""
-    spec = loaded.project.migrations
-    assert spec is not None
-    steps = MigrationSteps(app, environment, None)
-    for digest, release in artifacts:
-        deployment = AlembicDeployment(app, loaded, environment, release, digest, spec, url, steps)
+    for digest, _release in artifacts:
         try:
-            async with deployment.project() as project:
-                return await asyncio.to_thread(deployment.view, project), deployment
+            async with release_project(app, spec, url, digest) as project:
+                return await asyncio.to_thread(read_view, project, spec, url, environment=environment)
         except ArtifactError:  # collected since: an older release still tells
             continue
-    heads = await asyncio.to_thread(database_heads, url, connect_timeout=spec.connect_timeout)
-    records = await asyncio.to_thread(read_records, url, connect_timeout=spec.connect_timeout)
-    return DatabaseView((), heads[0] if heads else None, records), None
+    return await asyncio.to_thread(read_view, None, spec, url, environment=environment)

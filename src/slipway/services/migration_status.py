@@ -128,7 +128,7 @@ async def alembic_status(
     from slipway.services.alembic_migrations import newest_view
 
     spec = require_spec(loaded)
-    view, _ = await newest_view(app, loaded, environment, url, artifacts)
+    view = await newest_view(app, spec, environment, url, artifacts)
     applied = {r.revision for r in view.applied()}
     parked = _parked(app, environment)
     rows = []

@@ -423,12 +423,7 @@ async def for_deployment(
     if spec is None:
         return None
     if spec.tool == "alembic":
-        from slipway.services.alembic_migrations import AlembicDeployment
-
-        alembic = AlembicDeployment(
-            app, loaded, environment, release, digest, spec, database_url(app, loaded, environment),
-            MigrationSteps(app, environment, stage_id),
-        )
+        alembic = alembic_deployment(app, loaded, environment, release, digest, MigrationSteps(app, environment, stage_id))
         await alembic.check(rollback=rollback)
         return alembic
     url = database_url(app, loaded, environment)
@@ -446,11 +441,8 @@ async def check_rollback(app: App, loaded: LoadedConfig, environment: str, *, di
     if spec is None:
         return
     if spec.tool == "alembic":
-        from slipway.services.alembic_migrations import AlembicDeployment
-
         steps = MigrationSteps(app, environment, None)
-        url = database_url(app, loaded, environment)
-        await AlembicDeployment(app, loaded, environment, release, digest, spec, url, steps).check(rollback=True)
+        await alembic_deployment(app, loaded, environment, release, digest, steps).check(rollback=True)
         return
     url = database_url(app, loaded, environment)
     migrations = await asyncio.to_thread(artifact_migrations, app, loaded, digest)
@@ -486,15 +478,26 @@ async def contract_now(app: App, loaded: LoadedConfig, environment: str) -> list
     app.store.acquire_lock(lock, holder, ttl=3600, is_dead=reconcile.holder_is_dead)
     try:
         if spec.tool == "alembic":
-            from slipway.services.alembic_migrations import AlembicDeployment
-
-            done = await AlembicDeployment(app, loaded, environment, release, digest, spec, url, steps).run_contracts()
+            done = await alembic_deployment(app, loaded, environment, release, digest, steps).run_contracts()
             return [r.path for r in done]
         migrations = await asyncio.to_thread(artifact_migrations, app, loaded, digest)
         results = await run_contracts(app, loaded, environment, migrations, steps, url=url, release=release)
         return [r.path for r in results]
     finally:
         app.store.release_lock(lock, holder)
+
+
+def alembic_deployment(
+    app: App, loaded: LoadedConfig, environment: str, release: str, digest: str, steps: MigrationSteps
+) -> AlembicDeployment:
+    """The Alembic revisions of a deployment of ``release`` (``migrations: {tool: alembic}``)."""
+    from slipway.services.alembic_migrations import AlembicDeployment
+
+    spec = require_spec(loaded)
+    url = database_url(app, loaded, environment)
+    return AlembicDeployment(
+        app, environment, release, digest, spec, url, steps, held=lambda path: held_reason(app, loaded, environment, path)
+    )
 
 
 def require_spec(loaded: LoadedConfig) -> MigrationsSpec:

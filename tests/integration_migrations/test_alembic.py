@@ -170,6 +170,9 @@ def test_promote_of_a_release_without_the_database_head_is_refused_and_rollback_
     back = app.slipway("rollback", "production", "--reason", "try release 1 on the expanded schema")
     assert "revision 0003" in back.stdout + back.stderr and "does not know it" in back.stdout + back.stderr
     assert release_of(app, "production") == release_one and app.columns("production") == {"id", "name", "title"}
+    # Status reads the release rolled back from, which knows the head: nothing shows as pending or missing.
+    status = app.revisions("production")
+    assert {r: row["state"] for r, row in status.items()} == {"0001": "applied", "0002": "applied", "0003": "applied"}
 
 
 INDEX = '''"""index items by name"""

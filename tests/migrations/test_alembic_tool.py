@@ -12,8 +12,8 @@ import pytest
 
 from slipway.config import parse_config
 from slipway.errors import ConfigError, MigrationError
-from slipway.migrations.alembic_history import RevisionRecord
-from slipway.migrations.alembic_tool import AlembicProject, Revision, split_offline_sql
+from slipway.migrations.alembic_history import RevisionRecord, read_records, record_applied
+from slipway.migrations.alembic_tool import AlembicProject, Revision, database_heads, split_offline_sql
 from slipway.migrations.files import Phase
 from slipway.migrations.statements import Dialect
 from slipway.services.alembic_migrations import DatabaseView, refuse_expand_behind_contract, refuse_unknown_head
@@ -143,6 +143,8 @@ def test_a_release_that_knows_the_head_passes_and_its_pending_revisions_follow_t
     assert refuse_unknown_head(view, environment="prod", release="r3", rollback=False) is None
     assert [r.revision for r in view.pending()] == ["c"] and [r.revision for r in view.applied()] == ["a", "b"]
     assert [r.revision for r in DatabaseView((rev("a"),), None).pending()] == ["a"]
+    behind = DatabaseView((rev("a"),), "b")  # the database is past this release: all of it is applied
+    assert not behind.knows_head and behind.pending() == () and [r.revision for r in behind.applied()] == ["a"]
 
 
 def test_deploying_a_release_without_the_head_names_the_revision_and_the_release_that_applied_it() -> None:
@@ -174,3 +176,31 @@ def test_an_expand_behind_a_pending_contract_is_refused() -> None:
     with pytest.raises(MigrationError) as info:
         refuse_expand_behind_contract([rev("b", Phase.CONTRACT), rev("c")], environment="prod")
     assert "expand revision c comes after contract revision b" in str(info.value)
+
+
+def test_upgrade_head_and_records_on_sqlite(release_two: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    alembic = AlembicProject(release_two, url, timeout=50)
+    assert database_heads(url, connect_timeout=5) == ()
+    revisions = alembic.revisions()
+    for revision in revisions[:2]:
+        alembic.upgrade(revision.revision)
+        at = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
+        record_applied(
+            url, revision, connect_timeout=5, applied_at=at, applied_by="ada", duration=0.5, release="r2", overrides=()
+        )
+    assert database_heads(url, connect_timeout=5) == ("0002",)
+    records = read_records(url, connect_timeout=5)
+    assert list(records) == ["0001", "0002"]
+    assert (records["0002"].phase, records["0002"].release, records["0002"].applied_by) == (Phase.EXPAND, "r2", "ada")
+    assert records["0002"].path == "migrations/versions/0002_add_title.py"
+
+
+def test_a_failing_upgrade_says_which_revision_and_why(release_two: Path, tmp_path: Path) -> None:
+    path = release_two / "migrations/versions/0002_add_title.py"
+    path.write_text(path.read_text().replace('op.add_column("items"', 'op.add_column("no_such_table"'))
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    with pytest.raises(MigrationError) as failed:
+        AlembicProject(release_two, url, timeout=50).upgrade("0002")
+    assert "alembic upgrade failed" in str(failed.value) and "no_such_table" in str(failed.value), failed.value
+    assert database_heads(url, connect_timeout=5) == ("0001",)  # 0001 committed on its own, 0002 rolled back

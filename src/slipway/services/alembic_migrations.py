@@ -63,8 +63,9 @@ class DatabaseView:
         return self.revisions[ids.index(self.head) + 1 :] if self.head in ids else ()
 
     def applied(self) -> tuple[Revision, ...]:
-        """The release's revisions up to and including the database's head."""
-        return self.revisions[: len(self.revisions) - len(self.pending())] if self.knows_head else ()
+        """The release's revisions up to and including the database's head (all of them when the database
+        is past the release: one line of history)."""
+        return self.revisions[: len(self.revisions) - len(self.pending())]
 
     def unknown(self) -> list[RevisionRecord]:
         """Revisions applied by Slipway that the release's scripts do not contain (none when it knows the head)."""
@@ -286,11 +287,16 @@ def project_in(root: Path, spec: MigrationsSpec, url: str, app: App) -> AlembicP
 async def newest_view(
     app: App, spec: MigrationsSpec, environment: str, url: str, artifacts: Sequence[tuple[str, str]]
 ) -> DatabaseView:
-    """The database against the newest release installed or rolling out whose artifact is still there."""
+    """The database against the newest release installed or rolling out whose scripts know its head (after
+    a rollback behind an expand, the release rolled back from), else the newest one still there."""
+    first: DatabaseView | None = None
     for digest, _release in artifacts:
         try:
             async with release_project(app, spec, url, digest) as project:
-                return await asyncio.to_thread(read_view, project, spec, url, environment=environment)
+                view = await asyncio.to_thread(read_view, project, spec, url, environment=environment)
         except ArtifactError:  # collected since: an older release still tells
             continue
-    return await asyncio.to_thread(read_view, None, spec, url, environment=environment)
+        if view.knows_head:
+            return view
+        first = first or view
+    return first or await asyncio.to_thread(read_view, None, spec, url, environment=environment)

@@ -212,3 +212,23 @@ def test_the_linter_reads_the_sql_of_a_revision(alembic_app: AlembicApp) -> None
     assert app.revisions("production")["0002"]["overrides"] == [
         {"rule": "SW008", "reason": "items has a handful of rows"}
     ]
+
+
+def test_manual_contract_waits_for_the_command(alembic_app: AlembicApp) -> None:
+    app = alembic_app
+    config = app.root / "slipway.yml"
+    config.write_text(config.read_text().replace("contract: auto", "contract: manual"))
+    app.commit("contract: manual")
+    app.run_and_approve()
+    shutil.copytree(app.root / "parallel-change/release-2", app.root, dirs_exist_ok=True)
+    app.overlay(3)  # one release with the expand, the backfill and the contract
+    parked = app.json("run")  # dev deployed; production parked after its canary
+    assert parked["state"] == "waiting", parked
+    assert app.head("dev") == "0003" and app.columns("dev") == {"id", "name", "title"}
+    contract = app.revisions("dev")["0004"]
+    assert contract["state"] == "held" and "contract: manual" in contract["held_because"], contract
+    done = app.slipway("migrations", "contract", "dev")
+    assert "applied 1 contract migration(s): 0004_drop_name.py" in done.stdout, done.stdout + done.stderr
+    assert app.head("dev") == "0004" and app.columns("dev") == {"id", "title"}
+    assert app.revisions("dev")["0004"]["state"] == "applied"
+    assert app.head("production") == "0003"  # its own database: untouched by the command for dev

@@ -5,6 +5,7 @@ that refuse a release (unknown head, rollback past a contract, expand behind a p
 from __future__ import annotations
 
 import shutil
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -204,3 +205,11 @@ def test_a_failing_upgrade_says_which_revision_and_why(release_two: Path, tmp_pa
         AlembicProject(release_two, url, timeout=50).upgrade("0002")
     assert "alembic upgrade failed" in str(failed.value) and "no_such_table" in str(failed.value), failed.value
     assert database_heads(url, connect_timeout=5) == ("0001",)  # 0001 committed on its own, 0002 rolled back
+
+
+def test_migrations_python_runs_the_worker_and_a_missing_one_is_named(release_two: Path) -> None:
+    assert len(AlembicProject(release_two, "sqlite://", python=sys.executable, timeout=50).revisions()) == 3
+    with pytest.raises(MigrationError) as info:
+        AlembicProject(release_two, "sqlite://", python=str(release_two / "no-python"), timeout=50).revisions()
+    assert "cannot start" in str(info.value) and "no-python" in str(info.value)
+    assert "migrations.python" in (info.value.hint or "")

@@ -214,11 +214,21 @@ def test_the_linter_reads_the_sql_of_a_revision(alembic_app: AlembicApp) -> None
     ]
 
 
+ENV_FROM_SECRET = """config = context.config
+import os  # noqa: E402
+assert os.environ["SLIPWAY_ENVIRONMENT"] in ("dev", "production"), "Slipway says which environment"
+config.set_main_option("sqlalchemy.url", os.environ["DATABASE_URL"].replace("%", "%%"))
+"""
+
+
 def test_manual_contract_waits_for_the_command(alembic_app: AlembicApp) -> None:
     app = alembic_app
     config = app.root / "slipway.yml"
     config.write_text(config.read_text().replace("contract: auto", "contract: manual"))
-    app.commit("contract: manual")
+    # env.py reads the URL the way many apps do, from the environment's secret DATABASE_URL, as hooks get it.
+    env_py = app.root / "migrations/env.py"
+    env_py.write_text(env_py.read_text().replace("config = context.config\n", ENV_FROM_SECRET))
+    app.commit("contract: manual; env.py takes the URL from DATABASE_URL")
     app.run_and_approve()
     shutil.copytree(app.root / "parallel-change/release-2", app.root, dirs_exist_ok=True)
     app.overlay(3)  # one release with the expand, the backfill and the contract

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,13 +133,16 @@ def refuse_expand_behind_contract(pending: Sequence[Revision], *, environment: s
 
 
 @contextlib.asynccontextmanager
-async def release_project(app: App, spec: MigrationsSpec, url: str, digest: str) -> AsyncIterator[AlembicProject]:
-    """The Alembic project of the release ``digest``, extracted from its verified artifact for the block."""
+async def release_project(
+    app: App, spec: MigrationsSpec, url: str, digest: str, *, environ: Mapping[str, str] | None = None
+) -> AsyncIterator[AlembicProject]:
+    """The Alembic project of the release ``digest``, extracted from its verified artifact for the block;
+    Alembic runs with ``environ`` (default: Slipway's)."""
     from slipway.artifacts.store import unpack_into
 
     with tempfile.TemporaryDirectory(prefix="slipway-alembic-release-") as tmp:
         await asyncio.to_thread(unpack_into, app.artifacts, digest, Path(tmp))
-        yield project_in(Path(tmp), spec, url, app)
+        yield project_in(Path(tmp), spec, url, app.environ if environ is None else environ)
 
 
 def read_view(project: AlembicProject | None, spec: MigrationsSpec, url: str, *, environment: str) -> DatabaseView:
@@ -168,10 +171,12 @@ class AlembicDeployment:
     steps: Steps
     #: Why the contract revision in a file must wait (None: it may run): services/migrations.held_reason.
     held: Callable[[str], str | None]
+    #: What Alembic and env.py run with: Slipway's environment plus the environment's secrets, as hooks get them.
+    environ: Mapping[str, str] | None = None
 
     def project(self) -> contextlib.AbstractAsyncContextManager[AlembicProject]:
         """The release's Alembic project, extracted from its verified artifact for the block."""
-        return release_project(self.app, self.spec, self.url, self.digest)
+        return release_project(self.app, self.spec, self.url, self.digest, environ=self.environ)
 
     def view(self, project: AlembicProject) -> DatabaseView:
         """The release's revisions against the database (blocking)."""
@@ -269,7 +274,7 @@ class AlembicDeployment:
         self.app.store.audit(self.app.settings.actor, "migration.apply", f"{self.environment} {revision.filename}", detail)
 
 
-def project_in(root: Path, spec: MigrationsSpec, url: str, app: App) -> AlembicProject:
+def project_in(root: Path, spec: MigrationsSpec, url: str, environ: Mapping[str, str]) -> AlembicProject:
     """The Alembic project of the release extracted to ``root``, with the project's settings."""
     return AlembicProject(
         root,
@@ -277,7 +282,7 @@ def project_in(root: Path, spec: MigrationsSpec, url: str, app: App) -> AlembicP
         config=spec.alembic_config,
         script_location=spec.script_location,
         python=spec.python,
-        environ=app.environ,
+        environ=environ,
         lock_timeout=spec.lock_timeout,
         statement_timeout=spec.statement_timeout,
         timeout=spec.statement_timeout + spec.connect_timeout + 120,
@@ -299,4 +304,6 @@ async def newest_view(
         if view.knows_head:
             return view
         first = first or view
-    return first or await asyncio.to_thread(read_view, None, spec, url, environment=environment)
+    if first is not None:
+        return first
+    return await asyncio.to_thread(read_view, None, spec, url, environment=environment)

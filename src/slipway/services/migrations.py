@@ -495,8 +495,14 @@ def alembic_deployment(
 
     spec = require_spec(loaded)
     url = database_url(app, loaded, environment)
+    env = loaded.project.environments[environment]
+    secrets = resolve_secrets(env, environment=environment, root=loaded.root, environ=app.environ)
+    app.masker.add(secrets.values())
+    # env.py sees what hooks see: the environment's secrets (DATABASE_URL ...) and where it runs.
+    environ = {**app.environ, **secrets, "SLIPWAY_ENVIRONMENT": environment, "SLIPWAY_RELEASE_ID": release}
     return AlembicDeployment(
-        app, environment, release, digest, spec, url, steps, held=lambda path: held_reason(app, loaded, environment, path)
+        app, environment, release, digest, spec, url, steps,
+        held=lambda path: held_reason(app, loaded, environment, path), environ=environ,
     )
 
 

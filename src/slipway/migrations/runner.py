@@ -85,7 +85,7 @@ class MigrationRunner:
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = _utc_now,
     ) -> None:
-        self._engine, self._display_url = _engine(database, connect_timeout=connect_timeout)
+        self._engine, self._display_url = make_engine(database, connect_timeout=connect_timeout)
         self.dialect: Dialect = dialect_of(self._engine)
         self.lock_wait = lock_wait
         self.lock_timeout = lock_timeout
@@ -494,7 +494,7 @@ class MigrationRunner:
         return MigrationError(f"{failed.label} failed: {failed.failure.message}", file=m.path, hint=hint)
 
 
-def _engine(database: str | sa.Engine, *, connect_timeout: float) -> tuple[sa.Engine, str]:
+def make_engine(database: str | sa.Engine, *, connect_timeout: float) -> tuple[sa.Engine, str]:
     """The engine to use and a URL to show (password hidden)."""
     if isinstance(database, sa.Engine):
         return database, database.url.render_as_string(hide_password=True)

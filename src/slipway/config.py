@@ -200,7 +200,7 @@ def _explain(err: Any, loc: Loc, raw: tuple[Any, ...]) -> tuple[str, str]:
     msg = str(err["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    return msg, ""
+    return msg, str(getattr(err.get("ctx", {}).get("error"), "hint", ""))  # a HintedValueError's advice
 
 
 def _allowed_keys(loc: Loc) -> set[str]:

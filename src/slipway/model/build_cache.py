@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
@@ -78,31 +79,35 @@ def _inside(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory + "/")
 
 
-def check_caches(caches: Sequence[BuildCache]) -> None:
-    """Caches of one build: unique names, paths that no other cache holds, key files outside every path."""
+@dataclass(frozen=True)
+class CacheProblem:
+    """What is wrong with one cache of a build, where (below ``artifact.cache``), and what to do."""
+
+    loc: tuple[str | int, ...]
+    message: str
+    hint: str
+
+
+def cache_problem(caches: Sequence[BuildCache]) -> CacheProblem | None:
+    """Caches of one build: unique names, paths no other cache holds, key files outside every path."""
     seen: dict[str, int] = {}
     owner: dict[str, int] = {}
     for i, cache in enumerate(caches):
         if cache.label in seen:
-            raise HintedValueError(
-                f"cache[{i}] and cache[{seen[cache.label]}] are both named {cache.label!r}",
-                hint="give each cache its own name: (name: ...)",
-            )
+            return CacheProblem((i, "name"), f"cache[{seen[cache.label]}] is named {cache.label!r} too",
+                                "give each cache its own name (name: ...)")
         seen[cache.label] = i
-        for path in cache.paths:
-            other = next((j for p, j in owner.items() if _inside(path, p) or _inside(p, path)), None)
+        for j, path in enumerate(cache.paths):
+            other = next((k for p, k in owner.items() if _inside(path, p) or _inside(p, path)), None)
             if other is not None:
-                raise HintedValueError(
-                    f"cache path {path!r} of cache[{i}] overlaps a path of cache[{other}]",
-                    hint="each directory belongs to one cache: merge the two, or name different directories",
-                )
+                return CacheProblem((i, "paths", j), f"cache path {path!r} overlaps a path of cache[{other}]",
+                                    "each directory belongs to one cache: merge the two, or name other directories")
             owner[path] = i
-        for key in cache.key:
+        for j, key in enumerate(cache.key):
             if any(_inside(key, path) for path in cache.paths):
-                raise HintedValueError(
-                    f"cache key file {key!r} of cache[{i}] is inside one of its paths",
-                    hint="the key is a committed lock file; the paths are what the build makes from it",
-                )
+                return CacheProblem((i, "key", j), f"cache key file {key!r} is inside one of the cache's paths",
+                                    "the key is a committed lock file; the paths are what the build makes from it")
+    return None
 
 
 def layer_key(cache: BuildCache, *, build: Sequence[str], files: Sequence[tuple[str, str]]) -> str:

@@ -16,7 +16,7 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 from slipway.model.base import NAME_RE as NAME_RE
 from slipway.model.base import Frozen as Frozen
 from slipway.model.base import SecretRef as SecretRef
-from slipway.model.build_cache import BuildCache, check_caches
+from slipway.model.build_cache import BuildCache
 from slipway.model.checks import CheckSpec, DependencySpec, LoadTestSpec
 from slipway.model.containers import ContainerTargetSpec, ImageArtifactSpec, ServiceConfig
 from slipway.model.freeze import Freeze, OnFreeze, unique_names
@@ -110,12 +110,6 @@ class ArtifactSpec(Frozen):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
-
-    @field_validator("cache")
-    @classmethod
-    def _caches(cls, value: tuple[BuildCache, ...]) -> tuple[BuildCache, ...]:
-        check_caches(value)
-        return value
 
 
 class DatabaseSpec(Frozen):

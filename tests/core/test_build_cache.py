@@ -108,23 +108,36 @@ def test_a_layer_round_trips_files_modes_and_links(tmp_path: Path) -> None:
     assert os.access(fresh / "deps/bin/tool", os.X_OK) and os.readlink(fresh / "deps/tool") == "bin/tool"
 
 
-def test_a_layer_that_would_write_outside_its_paths_is_refused(tmp_path: Path) -> None:
+def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, io.BytesIO(data)
+
+
+def _symlink(name: str, target: str) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info, None
+
+
+@pytest.mark.parametrize("escape", ["a file outside its paths", "a file through a link"])
+def test_a_layer_that_would_write_outside_its_paths_is_refused(tmp_path: Path, escape: str) -> None:
     store = LayerCache(tmp_path / "cache")
     key = "sha256:" + "3" * 64
-    built = tmp_path / "built"
+    built, outside = tmp_path / "built", tmp_path / "outside"
     (built / "deps").mkdir(parents=True)
     (built / "deps/a").write_text("a")
-    saved = store.save("deps", key, built, ("deps",))
-    assert saved is not None
+    outside.mkdir()
+    assert store.save("deps", key, built, ("deps",)) is not None
     # Someone rewrites the layer and its key record alike: the digest matches, the contents escape.
+    members = ([_file("app.py", b"evil")] if escape == "a file outside its paths"
+               else [_symlink("deps/out", str(outside)), _file("deps/out/evil", b"evil")])
     evil = tmp_path / "evil.tar"
     with tarfile.open(evil, "w") as tar:
-        info = tarfile.TarInfo("app.py")
-        info.size = 4
-        tar.addfile(info, io.BytesIO(b"evil"))
+        for info, data in members:
+            tar.addfile(info, data)
     digest = sha256_file(evil)
-    layers = tmp_path / "cache/deps/layers"
-    os.replace(evil, layers / f"{digest.split(':')[1]}.tar")
+    os.replace(evil, tmp_path / "cache/deps/layers" / f"{digest.split(':')[1]}.tar")
     record = tmp_path / "cache/deps/keys" / f"{key.split(':')[1]}.json"
     record.write_text(json.dumps({**json.loads(record.read_text()), "digest": digest}))
     layer = store.lookup("deps", key)
@@ -133,4 +146,4 @@ def test_a_layer_that_would_write_outside_its_paths_is_refused(tmp_path: Path) -
     dest.mkdir()
     with pytest.raises(UnsafeArchive, match="outside its paths"):
         store.restore("deps", layer, dest)
-    assert not (dest / "app.py").exists()
+    assert not (dest / "app.py").exists() and not (outside / "evil").exists()

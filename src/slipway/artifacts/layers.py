@@ -87,10 +87,7 @@ class LayerCache:
         try:
             with tarfile.open(path, "r:") as tar:
                 members = tar.getmembers()
-                for member in members:
-                    name = check_member_path(member.name)
-                    if not any(name == p or name.startswith(p + "/") for p in layer.paths):
-                        raise UnsafeArchive(f"layer {layer.digest} holds {name!r}, outside its paths")
+                _check_members(members, layer)
                 tar.extractall(dest, members=members, **_SAFE_EXTRACT)
         except (tarfile.TarError, OSError) as exc:
             raise ArtifactError(f"cannot unpack layer {layer.digest} of cache {cache}: {exc}") from exc
@@ -158,6 +155,27 @@ class LayerCache:
                 path.unlink(missing_ok=True)
                 removed.append(f"layer {PREFIX}{path.stem}")
         return removed
+
+
+def _check_members(members: list[tarfile.TarInfo], layer: Layer) -> None:
+    """Every member lands inside the layer's paths: its name, a hard link's target, and no path through a
+    symbolic link of the layer (a link may point anywhere; nothing is written through one)."""
+    links: set[str] = set()
+
+    def inside(name: str) -> bool:
+        return any(name == p or name.startswith(p + "/") for p in layer.paths)
+
+    for member in members:
+        name = check_member_path(member.name)
+        through = next((link for link in links if name.startswith(link + "/")), None)
+        if not inside(name) or through is not None:
+            raise UnsafeArchive(f"layer {layer.digest} holds {name!r}, outside its paths")
+        if member.islnk() and not inside(check_member_path(member.linkname)):
+            raise UnsafeArchive(f"layer {layer.digest} links {name!r} to {member.linkname!r}, outside its paths")
+        if member.issym():
+            links.add(name)
+        elif not (member.isfile() or member.isdir() or member.islnk()):
+            raise UnsafeArchive(f"layer {layer.digest} holds {name!r}, a {member.type!r} entry")
 
 
 def _mtime(path: Path) -> float:

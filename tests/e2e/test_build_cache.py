@@ -220,7 +220,7 @@ def test_a_cache_path_the_commit_holds_is_refused_with_its_line(layered: Project
     (layered.root / "deps/vendored.txt").write_text("committed by mistake\n")
     commit = layered.commit("vendored deps")
     out = layered.slipway("run", check=False)
-    assert out.returncode != 0
+    assert out.returncode == 2, out.stderr  # a config error
     text = " ".join(out.stderr.split())
     assert "slipway.yml:9:15" in text and "artifact.cache[0].paths[0]" in text, out.stderr
     assert f"cache path 'deps' is in commit {commit[:12]}" in text and "git rm -r --cached deps" in text
@@ -243,7 +243,7 @@ def test_validate_names_a_missing_lock_file_with_its_line(layered: Project) -> N
     subprocess.run(["git", "commit", "-qm", "lock file left out"], cwd=layered.root, check=True, env=layered.env)
     commit = git_head(layered)
     out = layered.slipway("run", "--allow-dirty", check=False)
-    assert out.returncode != 0 and f"is not a file in commit {commit[:12]}" in " ".join(out.stderr.split())
+    assert out.returncode == 2 and f"is not a file in commit {commit[:12]}" in " ".join(out.stderr.split())
 
 
 # -- a real wheelhouse made by pip, from a local mirror ---------------------------------------------------

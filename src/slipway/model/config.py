@@ -16,6 +16,7 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 from slipway.model.base import NAME_RE as NAME_RE
 from slipway.model.base import Frozen as Frozen
 from slipway.model.base import SecretRef as SecretRef
+from slipway.model.build_cache import BuildCache
 from slipway.model.checks import CheckSpec, DependencySpec, LoadTestSpec
 from slipway.model.containers import ContainerTargetSpec, ImageArtifactSpec, ServiceConfig
 from slipway.model.freeze import Freeze, OnFreeze, unique_names
@@ -102,6 +103,8 @@ class ArtifactSpec(Frozen):
     paths: tuple[str, ...] = Field(min_length=1)
     #: Glob patterns left out.
     exclude: tuple[str, ...] = ("**/__pycache__", "**/*.pyc", ".git")
+    #: Dependency layers restored before the build commands while their lock files are unchanged.
+    cache: tuple[BuildCache, ...] = ()
 
     @field_validator("build", mode="before")
     @classmethod

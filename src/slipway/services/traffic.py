@@ -25,7 +25,7 @@ from slipway.model.config import Environment
 from slipway.model.routing import Backend, Router, RouterState
 from slipway.model.traffic import ReadinessSpec
 from slipway.ports import Clock, Target
-from slipway.routers.nginx import NginxRouter
+from slipway.routers.nginx import Bootstrap, NginxRouter
 
 
 @dataclass
@@ -44,7 +44,13 @@ class RouterGate:
     steps: StepRunner | None = None
 
     async def prepare(self) -> None:
-        """Make sure the group lists exactly this environment's hosts; keeps what is already right."""
+        """Make sure the group lists exactly this environment's hosts; keeps what is already right.
+
+        The first deployment behind an nginx whose include file is missing writes it first (nginx need
+        not run yet: it cannot start without the file), as ``slipway router bootstrap`` does.
+        """
+        if isinstance(self.router, NginxRouter):
+            await ensure_upstream(self.router, self.group, list(self.backends.values()), self.observer)
         wanted = {(b.host, b.port) for b in self.backends.values()}
         state: RouterState | None
         try:
@@ -144,6 +150,16 @@ class RouterGate:
                         f"{spec.deadline:g}s ({attempts} attempt(s)); last: {last}"
                     )
                 await self.clock.sleep(spec.interval)
+
+
+async def ensure_upstream(
+    router: NginxRouter, group: str, backends: Sequence[Backend], observer: Observer
+) -> Bootstrap:
+    """Before a deployment's first router change: write the group's file if it is missing (and say so)."""
+    done = await router.bootstrap(group, backends)
+    if done.written:
+        observer.message(f"router: {done.summary()}")
+    return done
 
 
 def traffic_gate(

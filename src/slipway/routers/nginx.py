@@ -292,6 +292,10 @@ class NginxRouter:
         """The group's state as written in its include file."""
         return await self._require_state(group)
 
+    async def close(self) -> None:
+        """Close the target nginx is driven through (an SSH connection to a remote load balancer)."""
+        await self.target.close()
+
     # -- files ------------------------------------------------------------------------------------
 
     def path_for(self, group: str) -> str:

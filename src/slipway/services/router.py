@@ -20,9 +20,10 @@ from slipway.model.config import Environment
 from slipway.model.containers import ContainerTargetSpec
 from slipway.model.routing import Backend
 from slipway.model.strategy import BlueGreen
-from slipway.routers.nginx import Bootstrap, NginxRouter
+from slipway.routers.nginx import Bootstrap
 from slipway.services.app import App
 from slipway.services.environments import require_environment
+from slipway.services.traffic import nginx_router
 
 #: The release a router port is rendered with: ports name no release.
 _NO_RELEASE = ReleaseInfo("<release>", "sha256:<digest>", "<commit>")
@@ -38,18 +39,22 @@ async def bootstrap_router(app: App, environment: str, *, adopt: bool = False) -
             key_path=f"environments.{environment}.router",
             hint="add router: {kind: nginx, conf_dir: ..., port: ...} to it (docs/strategies.md)",
         )
-    router = NginxRouter.from_config(env.router)
+    groups = await _groups(app, loaded, environment, env)
+    router = nginx_router(env.router, root=loaded.root)
     done = []
-    for group, backends in (await _groups(app, loaded, environment, env)).items():
-        result = await router.bootstrap(group, backends, adopt=adopt)
-        if result.written:
-            app.store.audit(
-                app.settings.actor,
-                "router.adopt" if result.adopted else "router.bootstrap",
-                f"environment {environment}",
-                {"group": group, "path": result.path, "backends": [b.address for b in result.state.backends]},
-            )
-        done.append(result)
+    try:
+        for group, backends in groups.items():
+            result = await router.bootstrap(group, backends, adopt=adopt)
+            if result.written:
+                app.store.audit(
+                    app.settings.actor,
+                    "router.adopt" if result.adopted else "router.bootstrap",
+                    f"environment {environment}",
+                    {"group": group, "path": result.path, "backends": [b.address for b in result.state.backends]},
+                )
+            done.append(result)
+    finally:
+        await router.close()
     return done
 
 

@@ -1,0 +1,84 @@
+"""nginx on another machine (``router.host``), reached over SSH like a target: a host of the SSH test bed.
+
+The include directory is under the router host's own /srv (each bed host has a private one), and nginx is
+started over SSH on that host, so it reads the file there: Slipway can only have written it through SSH.
+Bootstrap before nginx starts (502), a rolling deployment through it, and ``slipway status`` reading it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from tests.e2e.conftest import Project
+from tests.routers.test_bootstrap import behind, get
+from tests.support.nginx import NginxServer
+from tests.support.pytest_ssh import ssh_bed_installed, ssh_testbed  # noqa: F401  (fixtures)
+from tests.support.sshbed import SSHHost, SSHTestBed
+
+from slipway.targets.ssh import SSHTarget
+
+pytestmark = pytest.mark.timeout(240)
+CONF_DIR = "/srv/slipway-router"
+
+
+@pytest.fixture
+def remote(ssh_testbed: Callable[..., SSHTestBed]) -> Iterator[tuple[NginxServer, SSHHost]]:  # noqa: F811
+    """A bed host and an nginx configured to run there, including CONF_DIR of that host; not started."""
+    host = ssh_testbed(1).hosts[0]
+    server = NginxServer([], worker_processes=1)
+    server.conf_dir = Path(CONF_DIR)
+    server.prepare(upstream=False)
+    try:
+        yield server, host
+    finally:
+        server.stop()
+
+
+def on_host(host: SSHHost, command: str) -> str:
+    """Run ``command`` on the bed host over SSH (its processes see its /srv)."""
+    async def go() -> str:
+        target = SSHTarget("router", host.address, root="/", port=host.port, username=host.username,
+                           client_keys=[host.client_key], known_hosts=host.known_hosts)
+        try:
+            result = await target.run(command, timeout=30)
+        finally:
+            await target.close()
+        assert result.ok, result
+        return result.stdout
+
+    return asyncio.run(asyncio.wait_for(go(), 60))
+
+
+def test_nginx_on_another_host_is_bootstrapped_and_deployed_through_over_ssh(
+    project: Project, remote: tuple[NginxServer, SSHHost]
+) -> None:
+    nginx, host = remote
+    behind(project, nginx)
+    config = yaml.safe_load((project.root / "slipway.yml").read_text())
+    config["environments"]["production"]["router"]["host"] = {
+        "address": host.address, "port": host.port, "user": host.username,
+        "key": str(host.client_key), "known_hosts": str(host.known_hosts),
+    }
+    (project.root / "slipway.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    project.commit("nginx runs on the router host")
+
+    done = project.slipway("router", "bootstrap", "production")
+    assert "placeholder marked down" in done.stdout, done.stdout
+    written = host.host_dir / "slipway-router" / "slipway_app.conf"
+    assert "# slipway-state: " in written.read_text()  # on the router host's /srv
+    assert not Path(CONF_DIR).exists()  # not on this machine
+
+    on_host(host, f"{nginx.binary} -p {nginx.root} -c {nginx.config}")
+    nginx._started = True  # stop() ends it (same pid namespace) and removes its prefix
+    nginx._wait_listening(15)
+    assert get(nginx).status_code == 502
+
+    assert project.json("run")["state"] == "succeeded"
+    answer = get(nginx)
+    assert answer.status_code == 200 and answer.json()["status"] == "ok", answer.text
+    hosts = project.status()["production"]["hosts"]
+    assert {h["router"] for h in hosts} == {"in rotation"}, hosts

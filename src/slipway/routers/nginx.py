@@ -33,7 +33,8 @@ nothing is served through it yet, and nginx reads it when it starts. A file Slip
 never replaced unless the user says so (``adopt``).
 
 All commands run through a Target as POSIX shell strings built with :func:`shlex.quote`, so the same
-adapter drives an nginx on a remote load balancer over SSH.
+adapter drives an nginx on a remote load balancer over SSH (``router.host``:
+:func:`slipway.services.traffic.nginx_router`).
 """
 
 from __future__ import annotations

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from tests.e2e.conftest import Project
 from tests.routers.test_bootstrap import behind, get
 from tests.support.nginx import NginxServer
 from tests.support.pytest_ssh import ssh_bed_installed, ssh_testbed  # noqa: F401  (fixtures)
 from tests.support.sshbed import SSHHost, SSHTestBed
 
+from slipway.model.config import Environment
 from slipway.targets.ssh import SSHTarget
 
 pytestmark = pytest.mark.timeout(240)
@@ -82,3 +84,22 @@ def test_nginx_on_another_host_is_bootstrapped_and_deployed_through_over_ssh(
     assert answer.status_code == 200 and answer.json()["status"] == "ok", answer.text
     hosts = project.status()["production"]["hosts"]
     assert {h["router"] for h in hosts} == {"in rotation"}, hosts
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"strategy": {"kind": "blue_green", "slot_vars": {"blue": {"port": 8001}, "green": {"port": 8002}}}},
+        {"targets": [{"kind": "container", "name": "c-1", "engine": "unix:///run/podman.sock"}]},
+    ],
+    ids=["blue_green", "containers"],
+)
+def test_router_host_is_refused_where_it_is_not_supported(extra: dict[str, object]) -> None:
+    environment = {
+        "targets": [{"kind": "local", "name": "a", "path": "a"}],
+        "router": {"kind": "nginx", "host": {"address": "10.0.0.5"}},
+        **extra,
+    }
+    with pytest.raises(ValidationError, match=r"router\.host .* blue_green and container targets need nginx"):
+        Environment.model_validate(environment)
+    Environment.model_validate({**environment, "router": {"kind": "nginx"}})  # without host: fine

@@ -54,3 +54,11 @@ def test_first_container_deployments_behind_a_fresh_nginx(
     assert stg.check().returncode == 0
     stg.start(prepared=True)
     assert get(stg) == (200, "v1")
+
+    # a new load balancer for dev, which runs v1: bootstrap routes to the running container as it is
+    dev.stop(keep=True)
+    (dev.conf_dir / "slipway_app.conf").unlink()
+    rebuilt = project.slipway("router", "bootstrap", "dev")
+    assert "placeholder" not in rebuilt.stdout and "-> 127.0.0.1:" in rebuilt.stdout, rebuilt.stdout
+    dev.start(prepared=True)
+    assert get(dev) == (200, "v1")

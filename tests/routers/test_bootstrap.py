@@ -108,6 +108,16 @@ def test_nginx_starts_after_bootstrap_answers_502_then_serves_the_first_deployme
     assert answer.status_code == 200 and answer.json()["status"] == "ok", answer.text
     assert "router.bootstrap" in audited(project)
 
+    # a new load balancer for an environment that runs: bootstrap lists the deployed hosts as they are
+    nginx.stop(keep=True)
+    include_file(nginx).unlink()
+    rebuilt = project.slipway("router", "bootstrap", "production")
+    ports = [t["vars"]["port"] for t in yaml.safe_load((project.root / "slipway.yml").read_text())[
+        "environments"]["production"]["targets"]]
+    assert f"-> 127.0.0.1:{ports[0]}, 127.0.0.1:{ports[1]};" in rebuilt.stdout, rebuilt.stdout
+    nginx.start(prepared=True)
+    assert get(nginx).status_code == 200
+
 
 def test_a_first_deployment_without_bootstrap_writes_the_include_file(project: Project, nginx: NginxServer) -> None:
     behind(project, nginx)

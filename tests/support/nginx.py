@@ -165,14 +165,15 @@ http {{
             return None
         return pid
 
-    def stop(self, *, timeout: float = 10.0) -> None:
-        """Stop the master and its workers (quit, then TERM, then KILL) and remove the prefix we made."""
+    def stop(self, *, timeout: float = 10.0, keep: bool = False) -> None:
+        """Stop the master and its workers (quit, then TERM, then KILL) and remove the prefix we made
+        (``keep``: leave it, to start this nginx again)."""
         if self._started:
             self._started = False
             pid = self.master_pid()
             if pid is not None:
                 self._signal_until_gone(pid, timeout)
-        if self._own_root:
+        if self._own_root and not keep:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def _signal_until_gone(self, pid: int, timeout: float) -> None:

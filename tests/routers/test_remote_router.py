@@ -3,6 +3,7 @@
 The include directory is under the router host's own /srv (each bed host has a private one), and nginx is
 started over SSH on that host, so it reads the file there: Slipway can only have written it through SSH.
 Bootstrap before nginx starts (502), a rolling deployment through it, and ``slipway status`` reading it.
+And bootstrap for a blue/green environment on SSH hosts (local nginx): the serving slot's backends.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from pydantic import ValidationError
-from tests.e2e.conftest import Project
+from tests.e2e.conftest import Project, free_port
 from tests.routers.test_bootstrap import behind, get
 from tests.support.nginx import NginxServer
 from tests.support.pytest_ssh import ssh_bed_installed, ssh_testbed  # noqa: F401  (fixtures)
 from tests.support.sshbed import SSHHost, SSHTestBed
+from tests.zero_downtime.support import behind_nginx, blue_green
 
 from slipway.model.config import Environment
 from slipway.targets.ssh import SSHTarget
@@ -103,3 +106,25 @@ def test_router_host_is_refused_where_it_is_not_supported(extra: dict[str, objec
     with pytest.raises(ValidationError, match=r"router\.host .* blue_green and container targets need nginx"):
         Environment.model_validate(environment)
     Environment.model_validate({**environment, "router": {"kind": "nginx"}})  # without host: fine
+
+
+def test_bootstrap_of_a_blue_green_environment_lists_the_serving_slot(
+    project: Project, ssh_testbed: Callable[..., SSHTestBed]  # noqa: F811
+) -> None:
+    bed = ssh_testbed(2)
+    blue, green = free_port(), free_port()
+    nginx = behind_nginx(project, bed, strategy=blue_green((blue, green)), port=blue, hosts=2)
+    try:
+        assert project.json("run")["state"] == "succeeded"  # release 1 in blue
+        project.edit("app/server.py", '"status": "ok"', '"status": "ok", "v": 2')
+        project.commit("release 2")
+        assert project.json("run")["state"] == "succeeded"  # release 2 in green, which serves
+        nginx.stop(keep=True)  # a new load balancer
+        (nginx.conf_dir / "slipway_app.conf").unlink()
+        done = project.slipway("router", "bootstrap", "production")
+        addresses = ", ".join(f"{h.address}:{green}" for h in bed.hosts[:2])
+        assert f"-> {addresses};" in done.stdout, done.stdout
+        nginx.start(prepared=True)
+        assert {httpx.get(f"{nginx.url}/health", timeout=10).json().get("v") for _ in range(6)} == {2}
+    finally:
+        nginx.stop()

@@ -224,7 +224,7 @@ def _ratio(rounds: list[dict[str, float]], a: str, b: str) -> str:
 
 def section(name: str, rounds: list[dict[str, float]], loads: tuple[str, str]) -> str:
     rows = [
-        ["first deploy", _spread([r["s1"] for r in rounds]), "`tar | ssh`", _spread([r["b1"] for r in rounds]),
+        ["first deploy", _spread([r["s1"] for r in rounds]), "`tar \\| ssh`", _spread([r["b1"] for r in rounds]),
          _ratio(rounds, "s1", "b1")],
         ["1% of files changed", _spread([r["s2"] for r in rounds]), "`rsync --link-dest` + `ssh`",
          _spread([r["b2"] for r in rounds]), _ratio(rounds, "s2", "b2")],

@@ -22,6 +22,7 @@ BENCHMARKS = {
     "startup": "benchmarks.bench_startup",
     "server": "benchmarks.bench_server",
     "triggers": "benchmarks.bench_triggers",
+    "build_cache": "benchmarks.bench_build_cache",
 }
 OUT = ROOT / "BENCHMARKS.md"
 MARK = "<!-- section: {} -->"

@@ -22,7 +22,8 @@ from slipway.config_source import Loc as Loc
 from slipway.config_source import Mark as Mark
 from slipway.config_source import compose, decode, dotted, to_python
 from slipway.errors import ConfigError
-from slipway.model.config import HOOK_ORDER, Environment, Project
+from slipway.model.build_cache import cache_problem
+from slipway.model.config import HOOK_ORDER, ArtifactSpec, Environment, Project
 from slipway.model.containers import CONTAINER_NAME_RE, ContainerTargetSpec, ImageArtifactSpec, dependency_order
 from slipway.model.host_services import HOST_SERVICE_NAME_RE
 from slipway.model.review import REVIEW_KEYS, review_number
@@ -200,7 +201,7 @@ def _explain(err: Any, loc: Loc, raw: tuple[Any, ...]) -> tuple[str, str]:
     msg = str(err["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    return msg, ""
+    return msg, str(getattr(err.get("ctx", {}).get("error"), "hint", ""))  # a HintedValueError's advice
 
 
 def _allowed_keys(loc: Loc) -> set[str]:
@@ -263,6 +264,9 @@ def check_references(loaded: LoadedConfig) -> None:
     check_host_services(loaded)
     check_breaker_keys(loaded)
     check_review(loaded)
+    artifact = project.artifact
+    if isinstance(artifact, ArtifactSpec) and (problem := cache_problem(artifact.cache)):
+        raise loaded.error(problem.message, ("artifact", "cache", *problem.loc), hint=problem.hint)
     seen: dict[str, int] = {}
     deployed: set[str] = set()
     envs = sorted(project.environments)

@@ -61,7 +61,8 @@ def _config(files: dict[str, str]) -> dict[str, object]:
 def test_python_ships_a_wheelhouse_and_each_host_makes_its_venv() -> None:
     config = _config(FLASK)
     assert config["artifact"]["build"] == [  # type: ignore[index]
-        "mkdir -p wheels && python3 -m pip wheel --quiet --disable-pip-version-check --wheel-dir wheels -r requirements.txt"]
+        "test -d wheels || python3 -m pip wheel --quiet --disable-pip-version-check --wheel-dir wheels -r requirements.txt"]
+    assert config["artifact"]["cache"] == [{"key": ["requirements.txt"], "paths": ["wheels"]}]  # type: ignore[index]
     install = config["deploy"]["hooks"]["install"][0]  # type: ignore[index]
     assert "python3 -m venv .venv" in install and "--no-index --find-links wheels -r requirements.txt" in install
     web = config["deploy"]["services"]["web"]  # type: ignore[index]
@@ -87,7 +88,8 @@ def test_each_framework_gets_its_server() -> None:
 
 def test_node_installs_from_its_lock_file_and_runs_its_entry() -> None:
     config = _config(NODE)
-    assert config["artifact"]["build"] == ["yarn install --frozen-lockfile", "npm run build"]  # type: ignore[index]
+    assert config["artifact"]["build"] == ["test -d node_modules || yarn install --frozen-lockfile", "npm run build"]  # type: ignore[index]
+    assert config["artifact"]["cache"] == [{"key": ["yarn.lock"], "paths": ["node_modules"]}]  # type: ignore[index]
     assert config["deploy"]["services"]["web"]["command"] == "node src/server.js"  # type: ignore[index]
     assert config["pipeline"][1]["run"] == ["node --check src/server.js"]  # type: ignore[index]  # not npm's placeholder
 

@@ -55,8 +55,13 @@ def podman_service(request: pytest.FixtureRequest) -> PodmanService:
 
 @pytest.fixture
 def podman_client(podman_service: PodmanService) -> Iterator[docker.DockerClient]:
-    """A Docker SDK client on the session's service; closed after the test."""
+    """A Docker SDK client on the session's service; closed after the test.
+
+    The base image is checked again for each test: another test session on this machine (a developer's,
+    beside CI's) removes every test image when it ends, the base image too.
+    """
     client = podman_service.client()
+    ensure_base_image(client)
     try:
         yield client
     finally:

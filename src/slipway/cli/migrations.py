@@ -117,7 +117,7 @@ def contract(ctx: typer.Context, environment: Environment) -> None:
     app = open_app(ctx)
     done = run_async(app, lambda: service.contract_now(app, app.config, environment))
     if done:
-        names = ", ".join(Path(r.path).name for r in done)
+        names = ", ".join(Path(path).name for path in done)
         console().print(f"applied {len(done)} contract migration(s): {names}")
     else:
         console().print(f"no contract migration of {environment} was due ('slipway migrations status {environment}')")

@@ -63,7 +63,10 @@ class BatchSpec:
 
     table: str
     key: str
+    #: Rows per batch; with ``budget``, the first batch's size (the runner sizes the next ones).
     size: int = DEFAULT_BATCH_SIZE
+    #: ``budget=50ms``: seconds one batch may hold its locks; the runner adapts the size to stay under it.
+    budget: float | None = None
 
 
 @dataclass(frozen=True)
@@ -249,11 +252,11 @@ def _parse_batch(args: str, where: str) -> BatchSpec:
     fields: dict[str, str] = {}
     for item in args.split():
         key, sep, value = item.partition("=")
-        if not sep or key not in ("table", "key", "size") or key in fields or not value:
+        if not sep or key not in ("table", "key", "size", "budget") or key in fields or not value:
             raise MigrationError(
                 f"cannot read batch header item {item!r}",
                 file=where,
-                hint="write it as: -- slipway:batch table=users key=id size=1000",
+                hint="write it as: -- slipway:batch table=users key=id size=1000 [budget=50ms]",
             )
         fields[key] = value
     for required in ("table", "key"):
@@ -264,7 +267,24 @@ def _parse_batch(args: str, where: str) -> BatchSpec:
     size_text = fields.get("size", str(DEFAULT_BATCH_SIZE))
     if not size_text.isdigit() or not 1 <= int(size_text) <= MAX_BATCH_SIZE:
         raise MigrationError(f"batch size must be a whole number from 1 to {MAX_BATCH_SIZE}", file=where)
-    return BatchSpec(table=fields["table"], key=fields["key"], size=int(size_text))
+    budget = _parse_budget(fields["budget"], where) if "budget" in fields else None
+    return BatchSpec(table=fields["table"], key=fields["key"], size=int(size_text), budget=budget)
+
+
+_BUDGET = re.compile(r"(\d+(?:\.\d+)?)(ms|s)\Z")
+
+
+def _parse_budget(text: str, where: str) -> float:
+    """``50ms`` or ``0.2s`` -> seconds; from 1 ms to 10 s."""
+    match = _BUDGET.match(text)
+    seconds = float(match[1]) / (1000 if match[2] == "ms" else 1) if match else 0.0
+    if not match or not 0.001 <= seconds <= 10:
+        raise MigrationError(
+            f"batch budget {text!r} is not a time from 1ms to 10s",
+            file=where,
+            hint="write it with its unit: budget=50ms (how long one batch may hold its row locks)",
+        )
+    return seconds
 
 
 def _resolve_phase(path: str, from_name: Phase | None, from_header: Phase | None) -> Phase:

@@ -45,6 +45,13 @@ class MigrationResult:
     retries: int = 0
     #: True when a migrate file continued a backfill that an earlier run had started.
     resumed: bool = False
+    #: A migrate file's batches: median, 99th percentile and longest time one held its locks (seconds).
+    lock_p50: float = 0.0
+    lock_p99: float = 0.0
+    lock_max: float = 0.0
+    #: With a lock budget: the size the last batch had, and how long the runner paused for slow batches.
+    last_batch_size: int = 0
+    paused: float = 0.0
     overrides: tuple[Override, ...] = ()
 
 
@@ -62,6 +69,8 @@ class BatchProgress:
     last_key: Any
     #: Seconds this batch held its transaction.
     held: float
+    #: The size of the next batch (the declared size, or what the lock budget made it).
+    next_size: int = 0
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from slipway.errors import ChecksumMismatch, MigrationError
 from slipway.migrations import history as hist
 from slipway.migrations import locking
 from slipway.migrations._db import Connection, DatabaseFailure, dialect_of
+from slipway.migrations.budget import LockBudget, lock_summary
 from slipway.migrations.concurrent import ConcurrentIndexGuard
 from slipway.migrations.files import BATCH_END, BATCH_START, Migration, Override, Phase, order_migrations
 from slipway.migrations.lint import lint_migration
@@ -84,7 +85,7 @@ class MigrationRunner:
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = _utc_now,
     ) -> None:
-        self._engine, self._display_url = _engine(database, connect_timeout=connect_timeout)
+        self._engine, self._display_url = make_engine(database, connect_timeout=connect_timeout)
         self.dialect: Dialect = dialect_of(self._engine)
         self.lock_wait = lock_wait
         self.lock_timeout = lock_timeout
@@ -358,13 +359,15 @@ class MigrationRunner:
             )
         last_key = progress.last_key if progress else None
         batches, rows = (progress.batches, progress.rows) if progress else (0, 0)
-        longest, retries = 0.0, 0
+        assert m.batch is not None
+        budget = LockBudget(m.batch.budget, m.batch.size)
+        retries, paused = 0, 0.0
         while True:
             for attempt in itertools.count():
                 started = self._monotonic()
                 try:
                     with conn.transaction():
-                        step = self._one_batch(conn, m, statements, last_key, batches, rows, record)
+                        step = self._one_batch(conn, m, statements, last_key, batches, rows, record, budget.size)
                     break
                 except _Retry as retry:
                     self._backoff(m, retry, attempt)
@@ -375,21 +378,25 @@ class MigrationRunner:
                         m, failed, f"{batches} batches are committed; the next run resumes {where}"
                     ) from failed
             held = self._monotonic() - started
-            longest = max(longest, held)
             if step is None:
                 return {
-                    "longest_transaction": longest,
+                    "longest_transaction": max(budget.held, default=held),
                     "retries": retries,
                     "batches": batches,
                     "rows": rows,
                     "resumed": progress is not None,
+                    **lock_summary(budget.held),
+                    "last_batch_size": budget.size,
+                    "paused": paused,
                 }
-            last_key, changed = step
+            last_key, changed, keys = step
             batches, rows = batches + 1, rows + changed
+            pause = budget.after_batch(keys, held)
             if self.on_batch is not None:
-                self.on_batch(BatchProgress(m.version, m.path, batches, changed, rows, last_key, held))
-            if self.batch_pause:
-                self._sleep(self.batch_pause)
+                self.on_batch(BatchProgress(m.version, m.path, batches, changed, rows, last_key, held, budget.size))
+            if pause or self.batch_pause:
+                paused += pause
+                self._sleep(pause + self.batch_pause)
 
     def _one_batch(
         self,
@@ -400,12 +407,16 @@ class MigrationRunner:
         batches: int,
         rows: int,
         record: Callable[[], None],
-    ) -> tuple[Any, int] | None:
-        """Run the next batch (inside a transaction); None when no rows are left (and record it)."""
+        size: int,
+    ) -> tuple[Any, int, int] | None:
+        """Run the next batch of ``size`` keys (inside a transaction): its last key, rows changed and keys.
+
+        None when no keys are left (and the migration is recorded).
+        """
         assert m.batch is not None
         spec = m.batch
         after = f" WHERE {spec.key} > %s" if last_key is not None else ""
-        params = ([last_key] if last_key is not None else []) + [spec.size]
+        params = ([last_key] if last_key is not None else []) + [size]
         bounds_sql = (
             f"SELECT min(k), max(k), count(*) FROM (SELECT {spec.key} AS k FROM {spec.table}{after} "
             f"ORDER BY {spec.key} LIMIT %s) AS slipway_batch"
@@ -425,7 +436,7 @@ class MigrationRunner:
         self._guard(
             conn, m, "save the backfill progress", lambda: hist.save_progress(conn, progress, now=self._now())
         )
-        return high, changed
+        return high, changed, int(count)
 
     # -- statements and errors --------------------------------------------------------------------
 
@@ -483,7 +494,7 @@ class MigrationRunner:
         return MigrationError(f"{failed.label} failed: {failed.failure.message}", file=m.path, hint=hint)
 
 
-def _engine(database: str | sa.Engine, *, connect_timeout: float) -> tuple[sa.Engine, str]:
+def make_engine(database: str | sa.Engine, *, connect_timeout: float) -> tuple[sa.Engine, str]:
     """The engine to use and a URL to show (password hidden)."""
     if isinstance(database, sa.Engine):
         return database, database.url.render_as_string(hide_password=True)

@@ -18,6 +18,14 @@ def env_names(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+class HintedValueError(ValueError):
+    """A validator's ValueError that also says what to do: slipway.yml's error shows ``hint`` under it."""
+
+    def __init__(self, message: str, *, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
 class Frozen(BaseModel):
     """Base of every config model: immutable and strict about keys."""
 

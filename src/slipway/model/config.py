@@ -16,6 +16,7 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 from slipway.model.base import NAME_RE as NAME_RE
 from slipway.model.base import Frozen as Frozen
 from slipway.model.base import SecretRef as SecretRef
+from slipway.model.build_cache import BuildCache
 from slipway.model.checks import CheckSpec, DependencySpec, LoadTestSpec
 from slipway.model.containers import ContainerTargetSpec, ImageArtifactSpec, ServiceConfig
 from slipway.model.freeze import Freeze, OnFreeze, unique_names
@@ -102,6 +103,8 @@ class ArtifactSpec(Frozen):
     paths: tuple[str, ...] = Field(min_length=1)
     #: Glob patterns left out.
     exclude: tuple[str, ...] = ("**/__pycache__", "**/*.pyc", ".git")
+    #: Dependency layers restored before the build commands while their lock files are unchanged.
+    cache: tuple[BuildCache, ...] = ()
 
     @field_validator("build", mode="before")
     @classmethod
@@ -131,8 +134,16 @@ class DatabaseSpec(Frozen):
 class MigrationsSpec(Frozen):
     """Where an artifact's migration files are and how a deployment runs them (docs/migrations.md)."""
 
-    #: Directory of the ``.sql`` files, relative to the artifact's root (it must be in artifact.paths).
-    directory: str = Field(min_length=1)
+    #: Which migrations: Slipway's own ``.sql`` files, or an Alembic project's revisions.
+    tool: Literal["sql", "alembic"] = "sql"
+    #: tool sql: directory of the ``.sql`` files, relative to the artifact's root (it must be in artifact.paths).
+    directory: str | None = Field(default=None, min_length=1)
+    #: tool alembic: the alembic.ini inside the artifact (default ``alembic.ini``).
+    config: str | None = Field(default=None, min_length=1)
+    #: tool alembic: the script directory inside the artifact, instead of the ini's ``script_location``.
+    script_location: str | None = Field(default=None, min_length=1)
+    #: tool alembic: the interpreter that runs Alembic and the release's env.py (default: Slipway's own).
+    python: str | None = Field(default=None, min_length=1)
     #: ``auto``: contract migrations run at the end of the deployment that makes them safe; ``manual``:
     #: only on ``slipway migrations contract ENV``.
     contract: Literal["auto", "manual"] = "auto"
@@ -147,12 +158,37 @@ class MigrationsSpec(Frozen):
     #: Seconds to wait when connecting to the database.
     connect_timeout: float = Field(default=10, gt=0)
 
-    @field_validator("directory")
+    @field_validator("directory", "config", "script_location")
     @classmethod
-    def _inside(cls, value: str) -> str:
+    def _inside(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if value.startswith("/") or ".." in value.split("/"):
             raise ValueError(f"{value!r} must be a relative path inside the artifact")
         return value.strip("/")
+
+    @model_validator(mode="after")
+    def _keys_of_the_tool(self) -> MigrationsSpec:
+        if self.tool == "sql":
+            if self.directory is None:
+                raise ValueError(
+                    "tool sql needs 'directory' (where the .sql files are inside the artifact, e.g. db/migrations); "
+                    "for an Alembic project write 'tool: alembic'"
+                )
+            wrong = [k for k in ("config", "script_location", "python") if getattr(self, k) is not None]
+            if wrong:
+                raise ValueError(f"{', '.join(wrong)}: only for 'tool: alembic'; remove it, or set tool: alembic")
+        elif self.directory is not None:
+            raise ValueError(
+                "directory is for tool sql: an Alembic project names its alembic.ini with 'config' "
+                "(default alembic.ini) or its scripts with 'script_location'"
+            )
+        return self
+
+    @property
+    def alembic_config(self) -> str:
+        """The alembic.ini inside the artifact."""
+        return self.config or "alembic.ini"
 
 
 class LocalTargetSpec(Frozen):

@@ -46,8 +46,9 @@ def _python_install(python: PythonProject) -> str:
 
 
 def _python_build(python: PythonProject) -> str:
-    what = "-r requirements.txt" if python.source == "requirements.txt" else "."
-    return f"mkdir -p wheels && python3 -m pip wheel {PIP} --wheel-dir wheels {what}"
+    if python.source == "requirements.txt":  # cached on the lock file: a restored wheelhouse skips pip
+        return f"test -d wheels || python3 -m pip wheel {PIP} --wheel-dir wheels -r requirements.txt"
+    return f"mkdir -p wheels && python3 -m pip wheel {PIP} --wheel-dir wheels ."
 
 
 def _server_command(detection: Detection) -> str | None:
@@ -118,19 +119,29 @@ def _artifact(detection: Detection) -> list[str]:
     lines = ["artifact:",
              "  # Commands run once per commit, in a clean export of the commit (never your working tree)."]
     build: list[str] = []
+    cache: list[str] = []
     if detection.python is not None:
         lines += ["  # Python: a wheelhouse of the dependencies, built here once; each host makes its own virtual",
                   "  # environment from it without network (deploy.hooks.install). Hosts need python3 with venv, of",
                   "  # the same minor version as here when a dependency has compiled code."]
         build.append(_python_build(detection.python))
+        if detection.python.source == "requirements.txt":
+            cache.append("    - {key: [requirements.txt], paths: [wheels]}")
     if detection.node is not None:
         node = detection.node
         install = {"yarn.lock": "yarn install --frozen-lockfile",
                    "pnpm-lock.yaml": "pnpm install --frozen-lockfile"}.get(node.lock_file or "", "npm ci")
         lines.append("  # Node: the dependencies of the lock file, installed once here and shipped in node_modules.")
-        build.append(install if node.lock_file else "npm install")
+        if node.lock_file:
+            build.append(f"test -d node_modules || {install}")
+            cache.append(f"    - {{key: [{node.lock_file}], paths: [node_modules]}}")
+        else:
+            build.append("npm install")
         build += ["npm run build"] if "build" in node.scripts else []
     lines += ["  build:" + ("" if build else " []")] + [f"    - {_q(c)}" for c in build]
+    if cache:
+        lines += ["  # The dependency layer is kept while the lock file is unchanged (docs: config.md, Dependency layers).",
+                  "  cache:", *cache]
     lines += ["  # What goes into the artifact: the whole export, with what the build made.",
               '  paths: ["."]',
               '  exclude: ["**/__pycache__", "**/*.pyc", ".git", ".venv"]', ""]

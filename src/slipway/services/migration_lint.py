@@ -10,6 +10,7 @@ from slipway.errors import MigrationError
 from slipway.migrations import Dialect, load_migrations
 from slipway.migrations.lint import Finding as Finding  # what a lint report holds, for the CLI
 from slipway.migrations.lint import lint_migration
+from slipway.model.config import MigrationsSpec
 
 #: The dialects whose rules ``lint`` knows, for a caller to check its input against.
 DIALECTS = tuple(d.value for d in Dialect)
@@ -40,5 +41,27 @@ def lint(directory: Path | None, *, dialect: str, config_path: Path | None = Non
             raise MigrationError(
                 "slipway.yml has no 'migrations' section", hint="pass the directory: slipway migrations lint PATH"
             )
-        directory = loaded.root / loaded.project.migrations.directory
+        spec = loaded.project.migrations
+        if spec.tool == "alembic":
+            return LintReport(loaded.root, tuple(lint_alembic(loaded.root, spec, dialect=dialect)))
+        assert spec.directory is not None
+        directory = loaded.root / spec.directory
     return LintReport(directory, tuple(lint_directory(directory, dialect=dialect)))
+
+
+def lint_alembic(root: Path, spec: MigrationsSpec, *, dialect: str) -> list[Finding]:
+    """Lint the SQL every revision of the Alembic project in ``root`` would execute (offline mode, from the
+    first revision, for ``dialect``: no database is touched); the findings without an ``allow``."""
+    from slipway.migrations.alembic_tool import AlembicProject, as_migration
+
+    url = "sqlite://" if dialect == Dialect.SQLITE.value else "postgresql+psycopg://"
+    project = AlembicProject(root, url, config=spec.alembic_config, script_location=spec.script_location, python=spec.python)
+    revisions = project.revisions()
+    if not revisions:
+        return []
+    sql = project.offline_sql(None, revisions[-1].revision)
+    findings: list[Finding] = []
+    for position, revision in enumerate(revisions, start=1):
+        migration = as_migration(revision, sql.get(revision.revision, ""), position=position)
+        findings += lint_migration(migration, dialect=dialect).findings
+    return findings

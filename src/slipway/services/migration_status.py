@@ -13,12 +13,13 @@ can be deployed and run from its first key.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from slipway.config import LoadedConfig
 from slipway.errors import ArtifactError, MigrationError
 from slipway.migrations import Migration, MigrationState, MigrationStatus, Phase
+from slipway.migrations.alembic_history import RevisionRecord
 from slipway.migrations.history import Progress
 from slipway.model.records import DeploymentRecord
 from slipway.model.states import DeploymentKind, State
@@ -29,6 +30,7 @@ from slipway.services.migrations import (
     artifact_migrations,
     current_artifact,
     database_url,
+    held_reason,
     held_reasons,
     make_runner,
     require_spec,
@@ -39,7 +41,8 @@ from slipway.services.migrations import (
 class StatusRow:
     """One migration of ``slipway migrations status``."""
 
-    version: int
+    #: The file's version; an Alembic revision's id.
+    version: int | str
     name: str
     phase: str
     state: str
@@ -94,6 +97,8 @@ async def environment_status(app: App, loaded: LoadedConfig, environment: str) -
     spec = require_spec(loaded)
     url = database_url(app, loaded, environment)
     artifacts = known_artifacts(app, environment)
+    if spec.tool == "alembic":
+        return await alembic_status(app, loaded, environment, url, artifacts)
     migrations = await asyncio.to_thread(known_migrations, app, loaded, artifacts)
     statuses = await asyncio.to_thread(make_runner(spec, url).status, migrations)
     files = {m.version: m for m in migrations}
@@ -113,6 +118,57 @@ async def environment_status(app: App, loaded: LoadedConfig, environment: str) -
     newest = artifacts[0][1] if artifacts else None
     rows = [_row(s, reasons.get(s.version), environment=environment, newest=newest) for s in statuses]
     return sorted(rows, key=lambda r: (Phase(r.phase).rank, r.version))
+
+
+async def alembic_status(
+    app: App, loaded: LoadedConfig, environment: str, url: str, artifacts: list[tuple[str, str]]
+) -> list[StatusRow]:
+    """The Alembic revisions of the newest release installed or rolling out, base first, against the
+    database's head, then the revisions Slipway applied that this release does not have (``missing``)."""
+    from slipway.services.alembic_migrations import newest_view
+
+    spec = require_spec(loaded)
+    view = await newest_view(app, spec, environment, url, artifacts)
+    applied = {r.revision for r in view.applied()}
+    parked = _parked(app, environment)
+    rows = []
+    for r in view.revisions:
+        record = view.records.get(r.revision)
+        held = None
+        if r.revision not in applied and r.phase is Phase.CONTRACT:
+            held = held_reason(app, loaded, environment, r.path)
+            if held and parked is not None:
+                held = f"deployment {parked.id} of release {parked.release_id} is parked after its canary; {held}"
+            if not held and spec.contract == "manual":
+                held = f"contract: manual; run 'slipway migrations contract {environment}'"
+        state = "applied" if r.revision in applied else "held" if held else "pending"
+        rows.append(_alembic_row(r.revision, r.name, r.phase, state, r.path, record, held))
+    known = {r.revision for r in view.revisions}
+    for record in view.records.values():
+        if record.revision not in known:
+            rows.append(_alembic_row(record.revision, record.name, record.phase, "missing", None, record, None))
+    if view.head is not None and view.head not in known and view.head not in view.records:
+        note = "the database's head, applied outside Slipway and in no release installed or rolling out"
+        rows.append(replace(_alembic_row(view.head, "(not in the release)", Phase.EXPAND, "missing", None, None, None), note=note))
+    return rows
+
+
+def _alembic_row(
+    revision: str, name: str, phase: Phase, state: str, file: str | None, record: RevisionRecord | None, held: str | None
+) -> StatusRow:
+    return StatusRow(
+        version=revision,
+        name=name,
+        phase=phase.value,
+        state=state,
+        file=file,
+        applied_at=record.applied_at.isoformat(timespec="seconds") if record else None,
+        applied_by=record.applied_by if record else None,
+        release=record.release if record else None,
+        duration=record.duration if record else None,
+        overrides=[{"rule": o.rule, "reason": o.reason} for o in record.overrides] if record else [],
+        held_because=held,
+    )
 
 
 def _parked(app: App, environment: str) -> DeploymentRecord | None:

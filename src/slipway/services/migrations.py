@@ -45,6 +45,7 @@ from slipway.services.secrets import resolve_secrets
 
 if TYPE_CHECKING:
     from slipway.migrations.runner import MigrationRunner
+    from slipway.services.alembic_migrations import AlembicDeployment
 
 #: The "host" migration steps are recorded under: they run in the Slipway process, not on a target.
 HOST = "slipway"
@@ -107,7 +108,7 @@ def parse_directory(files: Mapping[str, str], *, batch_size: int) -> tuple[Migra
 def artifact_migrations(app: App, loaded: LoadedConfig, digest: str) -> tuple[Migration, ...]:
     """The migrations inside the artifact ``digest``, read from its verified bytes."""
     spec = spec_of(loaded)
-    if spec is None:
+    if spec is None or spec.directory is None:  # no migrations, or Alembic's (services/alembic_migrations.py)
         return ()
     manifest = app.artifacts.manifest(digest)
     prefix = spec.directory + "/"
@@ -125,11 +126,16 @@ def artifact_migrations(app: App, loaded: LoadedConfig, digest: str) -> tuple[Mi
 
 def artifact_has(app: App, digest: str, migration: Migration) -> bool:
     """Whether the artifact ``digest`` ships ``migration`` (the same path)."""
+    return artifact_has_path(app, digest, migration.path)
+
+
+def artifact_has_path(app: App, digest: str, path: str) -> bool:
+    """Whether the artifact ``digest`` ships the file ``path``."""
     try:
         manifest = app.artifacts.manifest(digest)
     except ArtifactError:
         return False
-    return any(f.path == migration.path for f in manifest.files)
+    return any(f.path == path for f in manifest.files)
 
 
 def make_runner(
@@ -208,28 +214,31 @@ def lint_pending(migrations: Sequence[Migration], statuses: Sequence[MigrationSt
 
 def held_reasons(app: App, loaded: LoadedConfig, environment: str, pending: Sequence[Migration]) -> dict[int, str]:
     """Why each pending contract migration must wait (absent: it may run now)."""
+    reasons: dict[int, str] = {}
+    for m in pending:
+        if m.phase is Phase.CONTRACT:
+            why = held_reason(app, loaded, environment, m.path)
+            if why:
+                reasons[m.version] = why
+    return reasons
+
+
+def held_reason(app: App, loaded: LoadedConfig, environment: str, path: str) -> str | None:
+    """Why the contract migration in the file ``path`` must wait: a target runs a release whose artifact
+    lacks the file, or the environment's last deployment did not succeed (None: it may run now)."""
     store = app.store
     env = loaded.project.environments[environment]
     running = {h.host: h for h in store.host_releases(environment)}
+    for target in env.targets:
+        host = running.get(target.name)
+        if host is None:
+            return f"{target.name} runs no release yet"
+        if not artifact_has_path(app, host.artifact_digest, path):
+            return f"{target.name} runs release {host.release_id}, whose artifact does not contain it"
     latest = store.deployments(environment, limit=1)
-    reasons: dict[int, str] = {}
-    for m in pending:
-        if m.phase is not Phase.CONTRACT:
-            continue
-        why = ""
-        for target in env.targets:
-            host = running.get(target.name)
-            if host is None:
-                why = f"{target.name} runs no release yet"
-            elif not artifact_has(app, host.artifact_digest, m):
-                why = f"{target.name} runs release {host.release_id}, whose artifact does not contain it"
-            if why:
-                break
-        if not why and (not latest or latest[0].state is not State.SUCCEEDED):
-            why = f"the last deployment of {environment} did not succeed (its verify has not passed)"
-        if why:
-            reasons[m.version] = why
-    return reasons
+    if not latest or latest[0].state is not State.SUCCEEDED:
+        return f"the last deployment of {environment} did not succeed (its verify has not passed)"
+    return None
 
 
 # -- running -----------------------------------------------------------------------------------------
@@ -276,6 +285,23 @@ class MigrationSteps:
         self._audit(result, release)
         return result
 
+    async def run(self, label: str, command: str, work: Callable[[], str]) -> None:
+        """One migration step of another kind (an Alembic revision): ``work`` runs in a thread and returns
+        its summary line; recorded as a step like :meth:`apply`, failed on MigrationError."""
+        app = self.app
+        step_id = None
+        if self.stage_id is not None:
+            step_id = app.store.start_step(self.stage_id, name=label, host=HOST, command=command)
+        app.observer.step_started(HOST, label)
+        started = time.monotonic()
+        try:
+            summary = await asyncio.to_thread(work)
+        except MigrationError as exc:
+            self._finish(step_id, State.FAILED, [app.masker(str(exc))], label, started)
+            raise
+        app.observer.output(HOST, "stdout", summary)
+        self._finish(step_id, State.SUCCEEDED, [summary], label, started)
+
     def _finish(self, step_id: int | None, state: State, lines: list[str], label: str, started: float) -> None:
         if step_id is not None:
             self.app.store.finish_step(
@@ -294,6 +320,8 @@ class MigrationSteps:
             "batches": result.batches,
             "rows": result.rows,
         }
+        if result.batches:
+            detail.update({k: round(getattr(result, k), 4) for k in ("lock_p50", "lock_p99", "lock_max", "paused")})
         store.audit(actor, "migration.apply", subject, detail)
         for o in result.overrides:
             store.audit(
@@ -307,7 +335,12 @@ class MigrationSteps:
 def _summary(r: MigrationResult) -> str:
     text = f"applied in {r.duration:.2f}s ({r.statements} statements"
     if r.batches:
-        text += f", {r.batches} batches, {r.rows} rows, longest batch {r.longest_transaction * 1000:.1f} ms"
+        text += (
+            f", {r.batches} batches, {r.rows} rows, locks held per batch p50 {r.lock_p50 * 1000:.1f} ms, "
+            f"p99 {r.lock_p99 * 1000:.1f} ms, max {r.lock_max * 1000:.1f} ms"
+        )
+        if r.paused:
+            text += f", paused {r.paused:.2f}s after batches over budget"
     if r.overrides:
         text += "; overrides: " + ", ".join(f"{o.rule} ({o.reason})" for o in r.overrides)
     return text + ")"
@@ -391,11 +424,15 @@ async def run_contracts(
 
 async def for_deployment(
     app: App, loaded: LoadedConfig, *, environment: str, digest: str, release: str, stage_id: int, rollback: bool
-) -> DeploymentMigrations | None:
+) -> DeploymentMigrations | AlembicDeployment | None:
     """Check a deployment's migrations before any host is touched; None when the project has none."""
     spec = spec_of(loaded)
     if spec is None:
         return None
+    if spec.tool == "alembic":
+        alembic = alembic_deployment(app, loaded, environment, release, digest, MigrationSteps(app, environment, stage_id))
+        await alembic.check(rollback=rollback)
+        return alembic
     url = database_url(app, loaded, environment)
     migrations = await asyncio.to_thread(artifact_migrations, app, loaded, digest)
     found = DeploymentMigrations(
@@ -409,6 +446,10 @@ async def check_rollback(app: App, loaded: LoadedConfig, environment: str, *, di
     """Refuse going back to a release whose artifact lacks a contract migration applied since."""
     spec = spec_of(loaded)
     if spec is None:
+        return
+    if spec.tool == "alembic":
+        steps = MigrationSteps(app, environment, None)
+        await alembic_deployment(app, loaded, environment, release, digest, steps).check(rollback=True)
         return
     url = database_url(app, loaded, environment)
     migrations = await asyncio.to_thread(artifact_migrations, app, loaded, digest)
@@ -429,25 +470,47 @@ def current_artifact(app: App, environment: str) -> tuple[str, str] | None:
     return (succeeded[0].artifact_digest, succeeded[0].release_id) if succeeded else None
 
 
-async def contract_now(app: App, loaded: LoadedConfig, environment: str) -> list[MigrationResult]:
-    """``slipway migrations contract ENV``: run the contract migrations that are no longer held."""
+async def contract_now(app: App, loaded: LoadedConfig, environment: str) -> list[str]:
+    """``slipway migrations contract ENV``: run the contract migrations that are no longer held; their files."""
     require_environment(loaded.project, environment)
-    require_spec(loaded)
+    spec = require_spec(loaded)
     current = current_artifact(app, environment)
     if current is None:
         raise MigrationError(f"nothing was deployed to {environment} yet: no contract migration can be due")
     digest, release = current
     url = database_url(app, loaded, environment)
-    migrations = await asyncio.to_thread(artifact_migrations, app, loaded, digest)
+    steps = MigrationSteps(app, environment, None)
     lock = f"environment {environment}"
     holder = reconcile.holder_text(app.settings.actor, run_id=None, doing="migrations contract")
     app.store.acquire_lock(lock, holder, ttl=3600, is_dead=reconcile.holder_is_dead)
     try:
-        return await run_contracts(
-            app, loaded, environment, migrations, MigrationSteps(app, environment, None), url=url, release=release
-        )
+        if spec.tool == "alembic":
+            done = await alembic_deployment(app, loaded, environment, release, digest, steps).run_contracts()
+            return [r.path for r in done]
+        migrations = await asyncio.to_thread(artifact_migrations, app, loaded, digest)
+        results = await run_contracts(app, loaded, environment, migrations, steps, url=url, release=release)
+        return [r.path for r in results]
     finally:
         app.store.release_lock(lock, holder)
+
+
+def alembic_deployment(
+    app: App, loaded: LoadedConfig, environment: str, release: str, digest: str, steps: MigrationSteps
+) -> AlembicDeployment:
+    """The Alembic revisions of a deployment of ``release`` (``migrations: {tool: alembic}``)."""
+    from slipway.services.alembic_migrations import AlembicDeployment
+
+    spec = require_spec(loaded)
+    url = database_url(app, loaded, environment)
+    env = loaded.project.environments[environment]
+    secrets = resolve_secrets(env, environment=environment, root=loaded.root, environ=app.environ)
+    app.masker.add(secrets.values())
+    # env.py sees what hooks see: the environment's secrets (DATABASE_URL ...) and where it runs.
+    environ = {**app.environ, **secrets, "SLIPWAY_ENVIRONMENT": environment, "SLIPWAY_RELEASE_ID": release}
+    return AlembicDeployment(
+        app, environment, release, digest, spec, url, steps,
+        held=lambda path: held_reason(app, loaded, environment, path), environ=environ,
+    )
 
 
 def require_spec(loaded: LoadedConfig) -> MigrationsSpec:

@@ -27,6 +27,7 @@ from slipway.services import checks, notifications, ordering, queue, releases
 from slipway.services import deployments as dep
 from slipway.services import freeze as freezes
 from slipway.services.app import App
+from slipway.services.build_cache import restore_layers, save_layers
 from slipway.services.review_env import run_config_of
 from slipway.services.secrets import resolve_secrets
 from slipway.services.workspace import with_artifact, workspace
@@ -81,9 +82,11 @@ class PipelineRun:
         builder = LocalTarget("build", ws, base_env=self.app.environ)
         steps = self._steps(stage, {"SLIPWAY_COMMIT": self.run.commit})
         context: dict[str, object] = {"project": self.project.name, "commit": self.run.commit}
+        layers = await restore_layers(self.app, self.loaded, ws, steps=steps, target=builder, commit=self.run.commit)
         for i, command in enumerate(self.project.artifact.build):  # templated like stage commands
             text = render(command, context, where=f"artifact.build[{i}]")
             await steps.run_command(builder, f"build: {command}", text, cwd=str(ws), timeout=3600)
+        await save_layers(self.app, layers, ws, steps=steps, target=builder)  # before the artifact: a layer is an input
         files = collect_files(ws, self.project.artifact.paths, self.project.artifact.exclude)
         make_private_dir(artifacts.root)
         fd, tmp_name = tempfile.mkstemp(dir=artifacts.root, prefix=".build-", suffix=".tar.gz")

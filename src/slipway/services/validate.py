@@ -12,6 +12,7 @@ from slipway.engine.template import render
 from slipway.errors import ConfigError
 from slipway.model.containers import ImageArtifactSpec
 from slipway.services.app import App
+from slipway.services.build_cache import check_key_files
 from slipway.services.checks import render_all
 from slipway.services.releases import environment_url, host_views, make_plan
 from slipway.services.review_env import check_review
@@ -54,6 +55,7 @@ def validate_project(loaded: LoadedConfig, *, environ: Mapping[str, str] | None 
             raise ConfigError(
                 f"environment {name}: {exc.reason}", file=str(loaded.path), key_path=exc.key_path, hint=exc.hint
             ) from None
+    check_key_files(loaded, loaded.root, where="the project directory")  # a run checks its commit's
     build = getattr(project.artifact, "build", ())  # an image artifact is built by its Containerfile
     for i, command in enumerate(build if isinstance(build, tuple) else ()):
         try:

@@ -222,10 +222,19 @@ class SSHTarget(SSHConnector):
         return SocketForward(listener)
 
     async def close(self) -> None:
-        """Close the connection (and its shells); the next call opens a new one."""
-        self._idle = []
+        """End the idle shells, then close the connection; the next call opens a new one.
+
+        A shell told EOF exits by itself (removing its FIFOs) and sshd reaps it before the connection
+        goes: dropped with the connection instead, it would be orphaned on the host.
+        """
+        shells, self._idle = self._idle, []
         conn, self._conn = self._conn, None
         if conn is not None and self._loop is asyncio.get_running_loop():
+            ending = [shell.end() for shell in shells if not shell.closed]
+            if ending:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(PIPE_GRACE):
+                        await asyncio.gather(*ending)
             conn.close()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.kill_timeout):

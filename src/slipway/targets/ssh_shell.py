@@ -185,6 +185,7 @@ class Shell(asyncssh.SSHClientSession[bytes]):
         self._frame: _Frame | None = None
         self._chan: asyncssh.SSHClientChannel[bytes] | None = None
         self.closed = False
+        self._gone = asyncio.Event()
         self.unsupported = ""
         #: The connection the channel runs on (set by the target once the channel is open).
         self.conn: asyncssh.SSHClientConnection | None = None
@@ -247,6 +248,7 @@ class Shell(asyncssh.SSHClientSession[bytes]):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._gone.set()
         if not self.started.done():
             self.started.set_result(False)
         frame, self._frame = self._frame, None
@@ -279,6 +281,12 @@ class Shell(asyncssh.SSHClientSession[bytes]):
     def idle(self) -> bool:
         """Whether the shell can take a command now."""
         return not self.closed and self._frame is None and self.started.done() and self.started.result()
+
+    async def end(self) -> None:
+        """Send EOF: the dispatcher leaves its loop, removes its FIFOs and exits; wait for the channel."""
+        if self._chan is not None and not self.closed:
+            self._chan.write_eof()
+            await self._gone.wait()
 
     def close(self) -> None:
         """End the shell: it reads EOF and exits, removing its FIFO directory."""

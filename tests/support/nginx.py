@@ -110,14 +110,31 @@ http {{
 }}
 """
 
-    def start(self, *, timeout: float = 15.0) -> None:
-        """Install nginx if needed, write the config and start the master; waits until it answers."""
+    def prepare(self, *, upstream: bool = True) -> None:
+        """Install nginx if needed and write its config; ``upstream=False``: leave the group file to Slipway."""
         self.binary = ensure_nginx()
-        for sub in ("logs", "slipway", *(f"tmp/{kind}" for kind in _TEMP_KINDS)):
+        for sub in ("logs", *(f"tmp/{kind}" for kind in _TEMP_KINDS)):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        group_file = self.conf_dir / f"{upstream_name(self.group)}.conf"
-        group_file.write_text(render_upstream(RouterState(group=self.group, backends=self.initial_backends)))
+        if upstream:
+            self.conf_dir.mkdir(parents=True, exist_ok=True)
+            group_file = self.conf_dir / f"{upstream_name(self.group)}.conf"
+            group_file.write_text(render_upstream(RouterState(group=self.group, backends=self.initial_backends)))
         self.config.write_text(self.render_config())
+
+    def check(self) -> subprocess.CompletedProcess[str]:
+        """``nginx -t`` on this config (as a user would run it before starting nginx)."""
+        return subprocess.run(
+            [self.binary, "-p", str(self.root), "-c", str(self.config), "-t"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )
+
+    def start(self, *, timeout: float = 15.0, prepared: bool = False) -> None:
+        """Install nginx if needed, write the config and start the master; waits until it answers.
+
+        ``prepared``: :meth:`prepare` wrote the config already (the group file may be Slipway's own).
+        """
+        if not prepared:
+            self.prepare()
         self._started = True
         try:
             proc = subprocess.run(
@@ -148,14 +165,15 @@ http {{
             return None
         return pid
 
-    def stop(self, *, timeout: float = 10.0) -> None:
-        """Stop the master and its workers (quit, then TERM, then KILL) and remove the prefix we made."""
+    def stop(self, *, timeout: float = 10.0, keep: bool = False) -> None:
+        """Stop the master and its workers (quit, then TERM, then KILL) and remove the prefix we made
+        (``keep``: leave it, to start this nginx again)."""
         if self._started:
             self._started = False
             pid = self.master_pid()
             if pid is not None:
                 self._signal_until_gone(pid, timeout)
-        if self._own_root:
+        if self._own_root and not keep:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def _signal_until_gone(self, pid: int, timeout: float) -> None:

@@ -42,6 +42,7 @@ from slipway.cli.common import (
 )
 from slipway.cli.migrations import migrations_app
 from slipway.cli.review import review_app
+from slipway.cli.router import router_app
 from slipway.cli.server import serve, users_app
 from slipway.errors import SlipwayError
 
@@ -59,6 +60,7 @@ cli.add_typer(breakers_app, name="breakers")
 cli.add_typer(users_app, name="users")
 cli.add_typer(review_app, name="review")
 cli.add_typer(app_cli, name="app")
+cli.add_typer(router_app, name="router")
 cli.command()(serve)
 
 

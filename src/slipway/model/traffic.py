@@ -11,6 +11,22 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
+class RouterHostSpec(BaseModel):
+    """``router.host``: the machine nginx runs on, reached over SSH like an ``ssh`` target."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str = Field(min_length=1)
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = "root"
+    #: Private key file (default: the SSH agent and ~/.ssh keys); relative to slipway.yml.
+    key: str | None = None
+    #: known_hosts file the host key is checked against (default ~/.ssh/known_hosts). Never skipped.
+    known_hosts: str | None = None
+    accept_new_host_keys: bool = False
+    connect_timeout: float = Field(default=10, gt=0)
+
+
 class NginxRouterConfig(BaseModel):
     """``router: {kind: nginx, ...}`` in an environment of slipway.yml."""
 
@@ -28,6 +44,8 @@ class NginxRouterConfig(BaseModel):
     nginx: str = "nginx"
     drain_timeout: float = Field(default=30.0, ge=0)
     reload_timeout: float = Field(default=10.0, gt=0)
+    #: Where nginx runs: None is the machine running Slipway; else a host reached over SSH.
+    host: RouterHostSpec | None = None
 
 
 class NginxRouterSpec(NginxRouterConfig):

@@ -24,8 +24,17 @@ Every change goes through one path (:meth:`NginxRouter._apply`):
 5. when draining, wait (bounded) until every worker of the old generation has exited: nothing in flight
    can still reach the backend that was taken out.
 
+Before nginx first starts, its ``proxy_pass http://slipway_app;`` names an upstream that only this file
+defines, so nginx refuses to start without it. :meth:`NginxRouter.bootstrap` (``slipway router bootstrap``,
+and the first deployment behind the router) writes the file first, with a placeholder server marked
+``down`` when nothing is deployed yet (nginx answers 502 until the first deployment). While nginx is
+not running, a group whose file this router wrote first is only written and checked (``nginx -T``):
+nothing is served through it yet, and nginx reads it when it starts. A file Slipway did not write is
+never replaced unless the user says so (``adopt``).
+
 All commands run through a Target as POSIX shell strings built with :func:`shlex.quote`, so the same
-adapter drives an nginx on a remote load balancer over SSH.
+adapter drives an nginx on a remote load balancer over SSH (``router.host``:
+:func:`slipway.services.traffic.nginx_router`).
 """
 
 from __future__ import annotations
@@ -34,7 +43,9 @@ import asyncio
 import logging
 import shlex
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 from pydantic import ValidationError
 
@@ -54,6 +65,8 @@ from slipway.targets.local import LocalTarget
 log = logging.getLogger(__name__)
 
 _STATE_PREFIX = "# slipway-state: "
+#: The server of a group that has no backend yet: marked down, so nginx starts and answers 502.
+PLACEHOLDER = "127.0.0.1:1"
 _SHUTTING_DOWN = "shutting down"
 
 #: Lists the master's children as "PID TITLE" lines using only sh builtins, cat and tr (no procps needed).
@@ -74,12 +87,23 @@ def upstream_name(group: str) -> str:
     return f"slipway_{check_name('group', group)}"
 
 
-def render_upstream(state: RouterState) -> str:
+def render_upstream(state: RouterState, *, placeholder_ok: bool = False) -> str:
     """The include file for one group: a state line for Slipway, an upstream block for nginx.
 
     Backends of an inactive blue/green slot are left out (not routed at all); backends taken out
     by ``drain`` stay listed with ``down`` so that nginx keeps their place in the rotation.
+    ``placeholder_ok``: a group without backends (nothing deployed yet) gets a placeholder server
+    marked down, so that nginx starts and answers 502; only a bootstrap writes one.
     """
+    if placeholder_ok and not state.backends:
+        return "\n".join([
+            "# Managed by Slipway: rewritten on every deployment, do not edit.",
+            _STATE_PREFIX + state.model_dump_json(),
+            f"upstream {upstream_name(state.group)} {{",
+            "    # nothing deployed yet: requests get 502 until the first deployment",
+            f"    server {PLACEHOLDER} down;",
+            "}",
+        ]) + "\n"
     if not state.serving:
         raise DeploymentError(
             f"upstream group {state.group!r} would have no backend in rotation",
@@ -99,7 +123,12 @@ def render_upstream(state: RouterState) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_state(text: str) -> RouterState:
+def is_slipway_file(text: str) -> bool:
+    """Whether an include file has a slipway-state line (Slipway wrote it)."""
+    return any(line.startswith(_STATE_PREFIX) for line in text.splitlines())
+
+
+def parse_state(text: str, *, path: str = "the include file") -> RouterState:
     """Read back the state line of an include file written by :func:`render_upstream`."""
     for line in text.splitlines():
         if line.startswith(_STATE_PREFIX):
@@ -110,7 +139,41 @@ def parse_state(text: str) -> RouterState:
                     f"the include file's slipway-state line is not valid: {exc.errors()[0]['msg']}",
                     hint="it was edited by hand: the next deployment rewrites it",
                 ) from exc
-    raise DeploymentError("the include file has no slipway-state line: it was not written by Slipway")
+    raise DeploymentError(
+        f"{path} has no slipway-state line: it was not written by Slipway",
+        hint="if it is a placeholder written so that nginx could start, check that it holds nothing else you "
+        "need, then run 'slipway router bootstrap ENVIRONMENT --adopt' to let Slipway replace it",
+    )
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """What :meth:`NginxRouter.bootstrap` did with a group's include file."""
+
+    path: str
+    state: RouterState
+    #: False: a file Slipway wrote was there already and is left as it is.
+    written: bool
+    #: True: a file Slipway did not write was replaced (``adopt``).
+    adopted: bool = False
+    #: Whether nginx was running (and reloaded); False: nginx reads the file when it starts.
+    running: bool = True
+
+    @property
+    def placeholder(self) -> bool:
+        """The file routes nowhere yet (requests get 502 until the first deployment)."""
+        return not self.state.backends
+
+    def summary(self) -> str:
+        """One line for the user."""
+        if not self.written:
+            return f"{self.path} was written by Slipway already: left as it is"
+        what = "a placeholder marked down (502 until the first deployment)" if self.placeholder else ", ".join(
+            b.address for b in self.state.backends
+        )
+        verb = "replaced (adopted)" if self.adopted else "written"
+        after = "nginx reloaded" if self.running else "nginx -t passes; nginx is not running: start it now"
+        return f"{self.path} {verb} with upstream {upstream_name(self.state.group)} -> {what}; {after}"
 
 
 class NginxRouter:
@@ -149,6 +212,8 @@ class NginxRouter:
         self.target: Target = target if target is not None else LocalTarget("localhost", "/")
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._lock = asyncio.Lock()
+        #: Groups this router wrote first while nginx was not running: changed without a reload until it runs.
+        self._offline: set[str] = set()
 
     @classmethod
     def from_config(
@@ -174,7 +239,28 @@ class NginxRouter:
             if active not in slots:
                 active = None if None in slots else sorted(s for s in slots if s is not None)[0]
             state = RouterState(group=group, backends=tuple(backends), active_slot=active)
-            await self._apply(state, wait_for_old_workers=False)
+            await self._apply(state, wait_for_old_workers=False, first=old is None)
+
+    async def bootstrap(self, group: str, backends: Sequence[Backend], *, adopt: bool = False) -> Bootstrap:
+        """Write the group's include file if it is missing, so nginx can start (nginx need not run).
+
+        Without backends the upstream is a placeholder marked down. A file Slipway wrote is left as it
+        is; one it did not write is refused, or replaced with ``adopt``. Checked with ``nginx -T``
+        (the previous file restored on failure) and, when nginx runs, reloaded.
+        """
+        async with self._lock:
+            path = self.path_for(group)
+            previous = await self._read_text(path)
+            if previous is not None and (is_slipway_file(previous) or not adopt):
+                return Bootstrap(path, parse_state(previous, path=path), written=False)
+            state = RouterState(group=group, backends=tuple(backends))
+            if len({b.slot is None for b in state.backends}) > 1:
+                raise DeploymentError(f"group {group!r}: either every backend has a slot or none has")
+            slots = sorted({b.slot for b in state.backends if b.slot is not None})
+            if slots:
+                state = state.model_copy(update={"active_slot": slots[0]})
+            running = await self._apply(state, wait_for_old_workers=False, first=True, placeholder_ok=True)
+            return Bootstrap(path, state, written=True, adopted=previous is not None, running=running)
 
     async def drain(self, group: str, backend: Backend) -> None:
         """Mark ``backend`` down, reload, and wait until the old workers (its in-flight requests) exit."""
@@ -207,6 +293,10 @@ class NginxRouter:
         """The group's state as written in its include file."""
         return await self._require_state(group)
 
+    async def close(self) -> None:
+        """Close the target nginx is driven through (an SSH connection to a remote load balancer)."""
+        await self.target.close()
+
     # -- files ------------------------------------------------------------------------------------
 
     def path_for(self, group: str) -> str:
@@ -223,8 +313,9 @@ class NginxRouter:
         return result.stdout
 
     async def _read_state(self, group: str) -> RouterState | None:
-        text = await self._read_text(self.path_for(group))
-        return None if text is None else parse_state(text)
+        path = self.path_for(group)
+        text = await self._read_text(path)
+        return None if text is None else parse_state(text, path=path)
 
     async def _require_state(self, group: str) -> RouterState:
         state = await self._read_state(group)
@@ -235,22 +326,38 @@ class NginxRouter:
             )
         return state
 
-    async def _apply(self, state: RouterState, *, wait_for_old_workers: bool) -> None:
-        """Write, validate (restore on failure), reload, confirm; optionally wait for old workers."""
-        text = render_upstream(state)
+    async def _apply(
+        self, state: RouterState, *, wait_for_old_workers: bool, first: bool = False, placeholder_ok: bool = False
+    ) -> bool:
+        """Write, validate (restore on failure), reload, confirm; optionally wait for old workers.
+
+        ``first``: the group's file does not exist yet (or is adopted), so nginx need not run: nothing is
+        served through it. Returns whether nginx was running (False: written and checked only).
+        """
+        text = render_upstream(state, placeholder_ok=placeholder_ok)
         path = self.path_for(state.group)
-        workers = await self._workers()  # fails early and clearly when nginx is not running
+        # fails early and clearly when nginx is not running, unless nothing can be served through the file yet
+        workers = await self._workers(missing_ok=first or state.group in self._offline)
         previous = await self._read_text(path)
+        if previous is None:
+            await self._run(f"mkdir -p {shlex.quote(self.conf_dir)}")
         await self.target.put(text.encode(), path)
         try:
-            await self._validate(path)
-            await self._reload()
+            await self._validate(path, state.group)
+            if workers is not None:
+                await self._reload()
         except BaseException:  # refused, or nginx never got the reload: the file says what nginx runs
             await self._restore(path, previous)
             raise
+        if workers is None:
+            self._offline.add(state.group)
+            log.info("nginx is not running: wrote %s; nginx reads it when it starts", path)
+            return False
+        self._offline.discard(state.group)
         await self._wait_new_generation(set(workers))
         if wait_for_old_workers:
             await self._wait_old_workers_gone(set(workers))
+        return True
 
     async def _restore(self, path: str, previous: str | None) -> None:
         if previous is None:
@@ -274,9 +381,19 @@ class NginxRouter:
             raise CommandFailed.from_result(result)
         return result
 
-    async def _validate(self, path: str) -> None:
+    async def _validate(self, path: str, group: str) -> None:
         """``nginx -T``: the whole config is valid and really includes our file."""
         result = await self._run(shlex.join(self._nginx_argv("-T", "-q")), check=False)
+        if not result.ok and f'host not found in upstream "{upstream_name(group)}"' in result.stderr:
+            raise TargetError(
+                f"nginx's configuration names upstream {upstream_name(group)} but does not include {path} "
+                "(the previous file was restored)",
+                host=self.target.name,
+                command=result.command,
+                stderr_tail=result.tail(),
+                hint=f"add 'include {self.conf_dir}/*.conf;' inside the http {{}} block, before the server that "
+                "proxies to it",
+            )
         if not result.ok:
             raise CommandFailed.from_result(
                 result, what="nginx refused the new configuration (the previous file was restored)"
@@ -294,10 +411,19 @@ class NginxRouter:
         if not result.ok:
             raise CommandFailed.from_result(result, what="nginx reload failed")
 
-    async def _workers(self) -> dict[int, str]:
-        """The master's children: pid -> process title. Raises TargetError when nginx is not running."""
+    @overload
+    async def _workers(self) -> dict[int, str]: ...
+
+    @overload
+    async def _workers(self, *, missing_ok: bool) -> dict[int, str] | None: ...
+
+    async def _workers(self, *, missing_ok: bool = False) -> dict[int, str] | None:
+        """The master's children: pid -> process title. When nginx is not running: None if ``missing_ok``,
+        else TargetError."""
         script = _CHILDREN_SCRIPT.format(pid_file=shlex.quote(self.pid_file))
         result = await self._run(script, check=False)
+        if not result.ok and missing_ok and result.exit_code in (3, 4):  # no pid file, or no such process
+            return None
         if not result.ok:
             raise TargetError(
                 f"nginx is not running: {result.tail(3) or 'no master process'}",

@@ -130,8 +130,10 @@ async def shared_router(observer: Observer, env: Environment, specs: Mapping[str
     if env.router is None:
         return None
     from slipway.clock import SystemClock
+    from slipway.services.traffic import ensure_upstream
 
-    shared = SharedGroups(NginxRouter.from_config(env.router, clock=SystemClock()))
+    router = NginxRouter.from_config(env.router, clock=SystemClock())
+    shared = SharedGroups(router)
     groups: set[str] = set()
     for name, found in units.items():
         for spec in specs[name]:
@@ -141,6 +143,8 @@ async def shared_router(observer: Observer, env: Environment, specs: Mapping[str
             running = found[spec.name].current
             shared.adopt(spec.group, name, [running.backend] if running and running.backend else [])
     for group in sorted(groups):
+        # A missing include file is written first (a placeholder when nothing runs): nginx may not run yet.
+        await ensure_upstream(router, group, [b for owned in shared.owned[group].values() for b in owned], observer)
         if await shared.sync(group):
             observer.message(f"router: upstream {group} set to the running containers")
     return shared

@@ -114,11 +114,16 @@ async def _deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str
         },
         clock=SystemClock(),
         observer=app.observer,
+        root=loaded.root,
     )
-    if traffic is not None:
-        await traffic.prepare()  # nginx runs and lists every host, before the lock and any host is touched
-    with environment_lock(app, request.environment, run_id=request.run_id):
-        return await _deploy_hosts(app, loaded, request, resume, plan, checks, traffic, manifest, secrets)
+    try:
+        if traffic is not None:
+            await traffic.prepare()  # nginx runs and lists every host, before the lock and any host is touched
+        with environment_lock(app, request.environment, run_id=request.run_id):
+            return await _deploy_hosts(app, loaded, request, resume, plan, checks, traffic, manifest, secrets)
+    finally:
+        if traffic is not None:
+            await traffic.close()
 
 
 async def _deploy_hosts(

@@ -122,8 +122,12 @@ def router_rotations(app: App) -> dict[str, Rotation]:
 
 
 async def _rotation(app: App, name: str) -> Rotation:
-    from slipway.routers.nginx import NginxRouter  # the router and httpx: only for projects that have one
-    from slipway.services.traffic import UNKNOWN, Rotation, read_rotation
+    from slipway.services.traffic import (  # the router and httpx: only for projects that have one
+        UNKNOWN,
+        Rotation,
+        nginx_router,
+        read_rotation,
+    )
 
     env = app.config.project.environments[name]
     assert env.router is not None
@@ -131,7 +135,11 @@ async def _rotation(app: App, name: str) -> Rotation:
         wanted = _backends_of(app, name)
     except SlipwayError as exc:  # e.g. a router.port that does not render to a port
         return Rotation(env.router.group, dict.fromkeys((t.name for t in env.targets), UNKNOWN), exc.message)
-    return await read_rotation(NginxRouter.from_config(env.router), env.router.group, wanted)
+    router = nginx_router(env.router, root=app.root)
+    try:
+        return await read_rotation(router, env.router.group, wanted)
+    finally:
+        await router.close()
 
 
 def _backends_of(app: App, name: str) -> dict[str, list[tuple[str, int | None]]]:

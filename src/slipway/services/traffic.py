@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
@@ -23,9 +24,9 @@ from slipway.engine.template import render
 from slipway.errors import CheckFailed, ConfigError, DeploymentError, SlipwayError
 from slipway.model.config import Environment
 from slipway.model.routing import Backend, Router, RouterState
-from slipway.model.traffic import ReadinessSpec
+from slipway.model.traffic import NginxRouterConfig, ReadinessSpec
 from slipway.ports import Clock, Target
-from slipway.routers.nginx import NginxRouter
+from slipway.routers.nginx import Bootstrap, NginxRouter
 
 
 @dataclass
@@ -44,7 +45,13 @@ class RouterGate:
     steps: StepRunner | None = None
 
     async def prepare(self) -> None:
-        """Make sure the group lists exactly this environment's hosts; keeps what is already right."""
+        """Make sure the group lists exactly this environment's hosts; keeps what is already right.
+
+        The first deployment behind an nginx whose include file is missing writes it first (nginx need
+        not run yet: it cannot start without the file), as ``slipway router bootstrap`` does.
+        """
+        if isinstance(self.router, NginxRouter):
+            await ensure_upstream(self.router, self.group, list(self.backends.values()), self.observer)
         wanted = {(b.host, b.port) for b in self.backends.values()}
         state: RouterState | None
         try:
@@ -103,6 +110,11 @@ class RouterGate:
         # A step is recorded under a target's name; the router acts for this host, it is not its shell Target.
         await self.steps.run_builtin(cast(Target, SimpleNamespace(name=host)), label, action)
 
+    async def close(self) -> None:
+        """Close the router's connection (nginx on another host, over SSH)."""
+        if isinstance(self.router, NginxRouter):
+            await self.router.close()
+
     def is_out(self, host: str) -> bool:
         """Whether ``host`` is out of rotation."""
         return host in self.out
@@ -146,6 +158,39 @@ class RouterGate:
                 await self.clock.sleep(spec.interval)
 
 
+async def ensure_upstream(
+    router: NginxRouter, group: str, backends: Sequence[Backend], observer: Observer
+) -> Bootstrap:
+    """Before a deployment's first router change: write the group's file if it is missing (and say so)."""
+    done = await router.bootstrap(group, backends)
+    if done.written:
+        observer.message(f"router: {done.summary()}")
+    return done
+
+
+def nginx_router(spec: NginxRouterConfig, *, root: Path | None = None, clock: Clock | None = None) -> NginxRouter:
+    """The environment's nginx, on this machine or (``router.host``) on another one over SSH.
+
+    ``root``: the directory of slipway.yml, which relative key and known_hosts paths are relative to.
+    Close it (:meth:`NginxRouter.close`) when done.
+    """
+    if spec.host is None:
+        return NginxRouter.from_config(spec, clock=clock)
+    from slipway.model.config import SSHTargetSpec
+    from slipway.services.app import make_target
+
+    host = spec.host
+    target = make_target(
+        SSHTargetSpec(
+            name="router", address=host.address, port=host.port, user=host.user, key=host.key,
+            known_hosts=host.known_hosts, accept_new_host_keys=host.accept_new_host_keys,
+            connect_timeout=host.connect_timeout, path="/",
+        ),
+        root=root or Path.cwd(), environ={},
+    )
+    return NginxRouter.from_config(spec, target=target, clock=clock)
+
+
 def traffic_gate(
     env: Environment,
     *,
@@ -153,8 +198,12 @@ def traffic_gate(
     contexts: Mapping[str, Mapping[str, object]],
     clock: Clock,
     observer: Observer,
+    root: Path | None = None,
 ) -> RouterGate | None:
-    """The environment's gate, or None without a ``router:`` block. ``contexts``: host -> template vars."""
+    """The environment's gate, or None without a ``router:`` block. ``contexts``: host -> template vars.
+
+    ``root``: slipway.yml's directory (for ``router.host``'s key paths); close the gate's router when done.
+    """
     spec = env.router
     if spec is None:
         return None
@@ -170,7 +219,7 @@ def traffic_gate(
         )
         host_part = f"[{address}]" if ":" in address else address
         urls[host] = f"http://{host_part}:{probe}{readiness.path}"
-    router = NginxRouter.from_config(spec, clock=clock)
+    router = nginx_router(spec, root=root, clock=clock)
     return RouterGate(router, spec.group, backends, readiness, urls, clock, observer)
 
 

@@ -1,0 +1,64 @@
+"""Container targets behind an nginx that has never started: its ``proxy_pass`` names an upstream only Slipway writes.
+
+dev: ``slipway router bootstrap dev`` writes a placeholder (nginx starts and answers 502), the first deployment
+routes to the new container. staging: no bootstrap and nginx not running; the first deployment writes the
+include file itself instead of failing, and nginx started afterwards serves the container.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pipeline_support import config, get, image_project
+from tests.support.nginx import NginxServer
+from tests.support.podman import PodmanService
+from tests.support.registry import RegistryServer
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture
+def fresh_nginx() -> Iterator[dict[str, NginxServer]]:
+    """One nginx per environment, configured but not started, without any include file."""
+    servers = {env: NginxServer([], worker_processes=1) for env in ("dev", "staging")}
+    try:
+        for server in servers.values():
+            server.prepare(upstream=False)
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def test_first_container_deployments_behind_a_fresh_nginx(
+    tmp_path: Path, podman_service: PodmanService, session_registry: RegistryServer, cleanup_app: str,
+    fresh_nginx: dict[str, NginxServer],
+) -> None:
+    staging = [{"kind": "container", "name": "staging-1", "engine": podman_service.base_url}]
+    project = image_project(tmp_path / "shop", config(cleanup_app, podman_service, session_registry.address,
+                                                      fresh_nginx, staging))
+    dev, stg = fresh_nginx["dev"], fresh_nginx["staging"]
+    assert dev.check().returncode != 0 and stg.check().returncode != 0  # nginx cannot start yet
+
+    done = project.slipway("router", "bootstrap", "dev")
+    assert "placeholder marked down" in done.stdout, done.stdout
+    dev.start(prepared=True)
+    assert get(dev)[0] == 502
+
+    first = project.slipway("run", "--json", check=False)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert get(dev) == (200, "v1")
+    assert "nginx is not running: start it now" in first.stderr, first.stderr  # staging's nginx
+    assert stg.check().returncode == 0
+    stg.start(prepared=True)
+    assert get(stg) == (200, "v1")
+
+    # a new load balancer for dev, which runs v1: bootstrap routes to the running container as it is
+    dev.stop(keep=True)
+    (dev.conf_dir / "slipway_app.conf").unlink()
+    rebuilt = project.slipway("router", "bootstrap", "dev")
+    assert "placeholder" not in rebuilt.stdout and "-> 127.0.0.1:" in rebuilt.stdout, rebuilt.stdout
+    dev.start(prepared=True)
+    assert get(dev) == (200, "v1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -30,6 +30,22 @@ class Frozen(BaseModel):
     """Base of every config model: immutable and strict about keys."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SSHEndpoint(Frozen):
+    """How a machine is reached over SSH: an ``ssh`` target, or the machine ``router.host`` names."""
+
+    address: str = Field(min_length=1)
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = "root"
+    #: Private key file (default: the SSH agent and ~/.ssh keys); relative to slipway.yml.
+    key: str | None = None
+    #: known_hosts file the host key is checked against (default ~/.ssh/known_hosts). Never skipped.
+    known_hosts: str | None = None
+    #: Record the key of a host not yet in known_hosts instead of refusing it. Never the default.
+    accept_new_host_keys: bool = False
+    #: Seconds to wait for the connection.
+    connect_timeout: float = Field(default=10, gt=0)
 
 
 class SecretRef(Frozen):

@@ -16,6 +16,7 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 from slipway.model.base import NAME_RE as NAME_RE
 from slipway.model.base import Frozen as Frozen
 from slipway.model.base import SecretRef as SecretRef
+from slipway.model.base import SSHEndpoint
 from slipway.model.build_cache import BuildCache
 from slipway.model.checks import CheckSpec, DependencySpec, LoadTestSpec
 from slipway.model.containers import ContainerTargetSpec, ImageArtifactSpec, ServiceConfig
@@ -202,22 +203,11 @@ class LocalTargetSpec(Frozen):
     vars: dict[str, Any] = Field(default_factory=dict)
 
 
-class SSHTargetSpec(Frozen):
+class SSHTargetSpec(SSHEndpoint):
     """A host reached over SSH; its host key must be in ``known_hosts``."""
 
     kind: Literal["ssh"] = "ssh"
     name: str = Field(pattern=NAME_RE)
-    address: str = Field(min_length=1)
-    port: int = Field(default=22, ge=1, le=65535)
-    user: str = "root"
-    #: Private key file (default: the SSH agent and ~/.ssh keys).
-    key: str | None = None
-    #: known_hosts file the host key is checked against (default ~/.ssh/known_hosts). Never skipped.
-    known_hosts: str | None = None
-    #: Record the key of a host not yet in known_hosts instead of refusing it. Never the default.
-    accept_new_host_keys: bool = False
-    #: Seconds to wait for the connection.
-    connect_timeout: float = Field(default=10, gt=0)
     #: The deploy root on the host.
     path: str = "/srv/app"
     roles: tuple[str, ...] = ()

@@ -10,21 +10,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from slipway.model.base import SSHEndpoint
 
-class RouterHostSpec(BaseModel):
+
+class RouterHostSpec(SSHEndpoint):
     """``router.host``: the machine nginx runs on, reached over SSH like an ``ssh`` target."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    address: str = Field(min_length=1)
-    port: int = Field(default=22, ge=1, le=65535)
-    user: str = "root"
-    #: Private key file (default: the SSH agent and ~/.ssh keys); relative to slipway.yml.
-    key: str | None = None
-    #: known_hosts file the host key is checked against (default ~/.ssh/known_hosts). Never skipped.
-    known_hosts: str | None = None
-    accept_new_host_keys: bool = False
-    connect_timeout: float = Field(default=10, gt=0)
 
 
 class NginxRouterConfig(BaseModel):

@@ -24,8 +24,8 @@ command, as opening a channel did, and none of the login shell's startup.
 The nonce is fresh per command (128 random bits) and never written where the command can read it, so no
 output can end a frame early. The dispatcher runs each command as ``setsid sh -c SCRIPT`` (a process
 group of its own, which a timeout kills, as sshd's one-session-per-command did), with its stdin the
-exact bytes sent (GNU ``dd`` with ``count_bytes``, a third of ``head -c``'s CPU for a large upload, or
-``head -c``; then drained, so a command that reads less never desynchronises the
+exact bytes sent (``head -c``, or for more than 1 MB GNU ``dd`` with ``count_bytes``, a third of
+``head -c``'s CPU on a large upload; then drained, so a command that reads less never desynchronises the
 stream), and its stdout and stderr through fresh FIFOs relayed by ``cat``: output that a daemon the command
 left behind writes later cannot leak into the next command's frame; the relays are stopped one second
 after the command exits, as the old channel was closed one second after its exit status (``PIPE_GRACE``).
@@ -52,12 +52,14 @@ for c in setsid mkfifo head cat mktemp; do
 done
 d=$(mktemp -d "${TMPDIR:-/tmp}/slipway-shell.XXXXXXXX") || exit 1
 trap 'rm -rf -- "$d"' EXIT
-if dd if=/dev/null bs=1M iflag=fullblock,count_bytes count=0 status=none 2>/dev/null; then
-  take() { dd bs=1M iflag=fullblock,count_bytes count="$1" status=none; }
-else
-  take() { head -c "$1"; }
-fi
-k=0
+take() {
+  if [ "$1" -gt 1048576 ] && dd if=/dev/null bs=1M iflag=fullblock,count_bytes count=0 status=none 2>/dev/null; then
+    dd bs=1M iflag=fullblock,count_bytes count="$1" status=none
+  else
+    head -c "$1"
+  fi
+}
+k=0; g=0
 printf '%s ready\n' "$n0"
 while IFS=' ' read -r n nl il; do
   s=; i=0
@@ -67,11 +69,12 @@ while IFS=' ' read -r n nl il; do
   IFS= read -r go || break
   [ "$go" = "$n" ] || break
   if [ "$k" -eq 0 ]; then
-    rm -rf -- "$d/f" && mkdir "$d/f" && cd "$d/f" || break
-    mkfifo o1 e1 o2 e2 o3 e3 o4 e4 o5 e5 o6 e6 o7 e7 o8 e8 o9 e9 o10 e10 o11 e11 o12 e12 o13 e13 o14 e14 o15 e15 o16 e16 || break
-    cd / && k=16
+    g=$((g + 1)); set --; j=1
+    while [ "$j" -le 16 ]; do set -- "$@" "$d/o$g.$j" "$d/e$g.$j"; j=$((j + 1)); done
+    mkfifo "$@" || break
+    k=16
   fi
-  o=$d/f/o$k; e=$d/f/e$k; x=$d/f/x$k; k=$((k - 1))
+  o=$d/o$g.$k; e=$d/e$g.$k; x=$d/x$g.$k; k=$((k - 1))
   cat "$o" & co=$!
   cat "$e" >&2 & ce=$!
   if [ "$il" -gt 0 ]; then
@@ -80,7 +83,7 @@ while IFS=' ' read -r n nl il; do
     setsid sh -c "$s" sh "$x" </dev/null >"$o" 2>"$e"
   fi
   r=$?
-  (sleep 1; kill "$co" "$ce") 2>/dev/null & w=$!
+  (sleep 1; kill "$co" "$ce") >/dev/null 2>&1 & w=$!
   wait "$co" "$ce" 2>/dev/null
   kill "$w" 2>/dev/null
   if [ "$r" -gt 128 ] && [ ! -s "$x" ]; then r=-$((r - 128)); fi

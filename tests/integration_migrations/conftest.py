@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
@@ -35,11 +35,13 @@ class WebApp(Project):
     """The example project plus the URL of each environment's application database."""
 
     db_urls: dict[str, str] = field(default_factory=dict)
+    #: What the commits of each release are called.
+    label: ClassVar[str] = "webapp"
 
     def overlay(self, release: int) -> str:
         """Copy parallel-change/release-N over the project and commit it; return the commit."""
         shutil.copytree(self.root / f"parallel-change/release-{release}", self.root, dirs_exist_ok=True)
-        return self.commit(f"webapp: release {release}")
+        return self.commit(f"{self.label}: release {release}")
 
     def columns(self, environment: str) -> set[str]:
         engine = sa.create_engine(self.db_urls[environment], poolclass=NullPool)

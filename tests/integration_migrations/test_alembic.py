@@ -14,14 +14,15 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
-from tests.e2e.conftest import GIT_ENV, Project
+from tests.e2e.conftest import GIT_ENV
+from tests.integration_migrations.conftest import WebApp
 from tests.integration_migrations.test_parallel_change import migration_windows
 from tests.support.postgres import PostgresServer
 
@@ -32,21 +33,10 @@ VERSIONS = "migrations/versions"
 
 
 @dataclass
-class AlembicApp(Project):
+class AlembicApp(WebApp):
     """examples/alembic-app in its own git repository, one PostgreSQL database per environment."""
 
-    db_urls: dict[str, str] = field(default_factory=dict)
-
-    def overlay(self, release: int) -> str:
-        shutil.copytree(self.root / f"parallel-change/release-{release}", self.root, dirs_exist_ok=True)
-        return self.commit(f"alembic-app: release {release}")
-
-    def columns(self, environment: str) -> set[str]:
-        engine = sa.create_engine(self.db_urls[environment], poolclass=NullPool)
-        try:
-            return {c["name"] for c in sa.inspect(engine).get_columns("items")}
-        finally:
-            engine.dispose()
+    label: ClassVar[str] = "alembic-app"
 
     def head(self, environment: str) -> str:
         engine = sa.create_engine(self.db_urls[environment], poolclass=NullPool)

@@ -20,8 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.e2e.conftest import GIT_ENV, Project, free_port
+from tests.e2e.conftest import GIT_ENV, Project
 from tests.support.load import Load, LoadResult
+from tests.support.ports import free_port
 from tests.support.sshbed import SSHTestBed
 from tests.zero_downtime.support import HOSTS, behind_nginx, blue_green
 

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from checks_support import HttpServer, QuietServer, free_port, handler_for
+from checks_support import HttpServer, QuietServer, handler_for
+from tests.support.ports import free_port
 from tests.support.pytest_postgres import postgres_server, postgres_url  # noqa: F401
 
 from slipway.testing.fakeclock import FakeClock

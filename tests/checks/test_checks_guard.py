@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from checks_support import TcpListener, free_port, run
+from checks_support import TcpListener, run
+from tests.support.ports import free_port
 
 from slipway.checks import (
     BreakerStatus,

@@ -11,8 +11,8 @@ from dataclasses import replace
 import docker
 import pytest
 from containers_support import BAD_COMMIT, SMOKE, PublishedSet, context
-from tests.support.nginx import free_port
 from tests.support.podman import PodmanService
+from tests.support.ports import free_port
 from tests.support.pytest_podman import RegistryFactory
 from tests.support.registry import RegistryServer
 

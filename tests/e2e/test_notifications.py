@@ -17,7 +17,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
 
-from tests.e2e.conftest import Project, free_port
+from tests.e2e.conftest import Project
+from tests.support.ports import free_port
 from tests.support.receiver import Receiver as Receiver  # used here and by the server's notification tests
 
 pytestmark = pytest.mark.timeout(300)

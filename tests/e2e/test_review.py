@@ -19,7 +19,8 @@ import pytest
 from slipway.services import review
 from slipway.services.app import open_app
 from slipway.testing import FakeClock
-from tests.e2e.conftest import Project, free_port
+from tests.e2e.conftest import Project
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import free_port
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from tests.e2e.conftest import Project, free_port, project  # noqa: F401  (fixture)
+from tests.e2e.conftest import Project, project  # noqa: F401  (fixture)
+from tests.support.ports import free_port
 from tests.support.pytest_ssh import ssh_bed_installed, ssh_testbed  # noqa: F401  (fixtures)
 from tests.support.sshbed import SSHTestBed
 

@@ -13,8 +13,9 @@ from collections.abc import Callable
 import pytest
 import yaml
 
-from tests.e2e.conftest import Project, free_port
+from tests.e2e.conftest import Project
 from tests.fleet.conftest import host_path, ssh_target
+from tests.support.ports import free_port
 from tests.support.sshbed import SSHTestBed
 
 pytestmark = pytest.mark.timeout(300)

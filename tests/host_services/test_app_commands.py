@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 from collections.abc import Callable
@@ -16,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import SLIPWAY, Project, free_port
+from tests.e2e.conftest import SLIPWAY, Project
 from tests.fleet.conftest import host_path, ssh_target
 from tests.host_services.conftest import config, wait_until
+from tests.support.ports import free_port, free_ports
 from tests.support.pytest_ssh import BedFactory
 
 pytestmark = pytest.mark.timeout(420)
@@ -28,15 +28,7 @@ LOCAL = {"kind": "local", "name": "dev-1", "path": ".slipway/targets/dev"}
 
 def two_free_ports() -> int:
     """A port P with P + 1 free too (instance 1 listens there): a free P alone left web-1 a taken port."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("no two free ports in a row")
+    return free_ports(2)
 
 
 def _pid(path: Path) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -16,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Project, free_port
+from tests.e2e.conftest import Project
 from tests.host_services.conftest import config, health, run_binding_a_taken_port, wait_until
+from tests.support.ports import free_port, free_ports
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -104,16 +104,8 @@ def test_instances_templated_port_readiness_env_and_secrets(service_project: Mak
 
 
 def _two_free_ports() -> int:
-    """A port whose next one is free too."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("no two consecutive free ports")
+    """A port P with P + 1 free too (instance 1 listens there): a free P alone left web-1 a taken port."""
+    return free_ports(2)
 
 
 def test_a_restart_drops_no_accepted_connection(service_project: Make) -> None:

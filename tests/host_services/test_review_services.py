@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Project, free_port
+from tests.e2e.conftest import Project
 from tests.host_services.conftest import alive, config, health, wait_until
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(300)
 

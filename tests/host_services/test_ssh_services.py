@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Project, free_port
+from tests.e2e.conftest import Project
 from tests.fleet.conftest import host_path, ssh_target
 from tests.host_services.conftest import config, health, run_binding_a_taken_port, wait_until
+from tests.support.ports import free_port
 from tests.support.pytest_ssh import BedFactory
 
 pytestmark = pytest.mark.timeout(420)

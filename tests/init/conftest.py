@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import GIT_ENV, Project, free_port
+from tests.e2e.conftest import GIT_ENV, Project
 from tests.host_services.conftest import shutdown_supervisors
 from tests.init.wheelhouse import make_wheelhouse
+from tests.support.ports import free_port
 
 #: What the Python samples need, and so what the wheelhouse holds (with their dependencies).
 SAMPLE_PACKAGES = ["flask", "gunicorn", "django", "fastapi", "uvicorn"]

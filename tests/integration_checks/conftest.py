@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.e2e.conftest import free_port, project  # noqa: F401 - the e2e fixture, reused
+from tests.e2e.conftest import project  # noqa: F401 - the e2e fixture, reused
+from tests.support.ports import free_port
 
 #: The deployment pipeline every test here starts from; CHECKS, ENV_EXTRA and STAGES are filled in.
 CONFIG = """\

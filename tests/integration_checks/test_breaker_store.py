@@ -16,7 +16,8 @@ from slipway.errors import DependencyUnavailable
 from slipway.store.breakers import SqlBreakerRepository
 from slipway.store.repository import Store
 from slipway.testing.fakeclock import FakeClock
-from tests.integration_checks.conftest import TcpListener, free_port
+from tests.integration_checks.conftest import TcpListener
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,7 +9,8 @@ import urllib.request
 import pytest
 
 from tests.e2e.conftest import Project
-from tests.integration_checks.conftest import config, free_port
+from tests.integration_checks.conftest import config
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -22,7 +22,8 @@ from typing import Any, ClassVar
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
-from tests.e2e.conftest import GIT_ENV, Project, free_port
+from tests.e2e.conftest import GIT_ENV, Project
+from tests.support.ports import free_port
 from tests.support.postgres import PostgresServer
 
 from slipway.store.repository import Store

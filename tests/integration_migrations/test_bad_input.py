@@ -10,8 +10,8 @@ import json
 import os
 
 import pytest
-from tests.e2e.conftest import free_port
 from tests.integration_migrations.conftest import WebApp
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(300)
 MIGRATIONS = "db/migrations"

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.e2e.conftest import free_port
 from tests.integration_migrations.conftest import WebApp, make_webapp
+from tests.support.ports import free_port
 from tests.support.postgres import PostgresServer
 
 pytestmark = [pytest.mark.timeout(420), pytest.mark.postgres]

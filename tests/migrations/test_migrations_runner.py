@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from migrations_support import Database, MakeMigration
+from tests.support.ports import free_port
 
 from slipway.errors import ChecksumMismatch, LintError, LockTimeout, MigrationError
 from slipway.migrations import (
@@ -309,17 +310,11 @@ def test_failing_batch_keeps_the_committed_batches(db_url: str, db: Database, ma
     assert db.scalar("SELECT count(*) FROM users WHERE n = 1") == 1000
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.parametrize(
     "url",
     [
-        pytest.param(lambda tmp: f"postgresql+psycopg://postgres@127.0.0.1:{_free_port()}/app", id="postgres"),
-        pytest.param(lambda tmp: f"postgresql://postgres@127.0.0.1:{_free_port()}/app", id="postgres-bare"),
+        pytest.param(lambda tmp: f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/app", id="postgres"),
+        pytest.param(lambda tmp: f"postgresql://postgres@127.0.0.1:{free_port()}/app", id="postgres-bare"),
         pytest.param(lambda tmp: f"sqlite:///{tmp}/no/such/dir/app.db", id="sqlite"),
     ],
 )
@@ -345,7 +340,7 @@ def test_unusable_urls_are_migration_errors(url: str) -> None:
 
 
 def test_password_is_hidden_in_messages(make: MakeMigration) -> None:
-    runner = MigrationRunner(f"postgresql+psycopg://app:s3cret@127.0.0.1:{_free_port()}/app", connect_timeout=2)
+    runner = MigrationRunner(f"postgresql+psycopg://app:s3cret@127.0.0.1:{free_port()}/app", connect_timeout=2)
     with pytest.raises(MigrationError) as caught:
         runner.status()
     assert "s3cret" not in str(caught.value)

@@ -25,7 +25,8 @@ from slipway.services.traffic import RouterGate
 from tests.rollback.support import flaky_nginx
 from tests.rollout.test_rollout_breaker import FakeRun, Messages
 from tests.routers.routers_support import HttpBackend
-from tests.support.nginx import NginxServer, free_port
+from tests.support.nginx import NginxServer
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -27,8 +27,9 @@ import docker
 import yaml
 
 from tests.containers.pipeline_support import FAST_CHECK, image_project, write_config
-from tests.e2e.conftest import Project, free_port
+from tests.e2e.conftest import Project
 from tests.support.podman import HTTP_PORT, PodmanService, exec_output
+from tests.support.ports import free_port
 
 UNITS = ("u-1", "u-2", "u-3")
 NOTHING = "-"

@@ -10,8 +10,9 @@ from typing import Any
 
 import yaml
 
-from tests.e2e.conftest import Project, free_port
+from tests.e2e.conftest import Project
 from tests.e2e.conftest import project as project  # the fixture
+from tests.support.ports import free_port
 
 HOSTS = ("web-1", "web-2", "web-3")
 

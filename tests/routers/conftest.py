@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from routers_support import HttpBackend
 from tests.e2e.conftest import project  # noqa: F401  (the fixture: test_bootstrap.py)
-from tests.support.nginx import free_port
+from tests.support.ports import free_port
 from tests.support.pytest_nginx import nginx_server  # noqa: F401  (the fixture)
 
 

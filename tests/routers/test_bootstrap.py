@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from tests.e2e.conftest import Project, free_port
+from tests.e2e.conftest import Project
 from tests.support.nginx import NginxServer
+from tests.support.ports import free_port
 
 from slipway.errors import CommandFailed, DeploymentError, TargetError
 from slipway.model.routing import Backend

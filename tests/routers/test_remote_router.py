@@ -16,9 +16,10 @@ import httpx
 import pytest
 import yaml
 from pydantic import ValidationError
-from tests.e2e.conftest import Project, free_port
+from tests.e2e.conftest import Project
 from tests.routers.test_bootstrap import behind, get
 from tests.support.nginx import NginxServer
+from tests.support.ports import free_port
 from tests.support.pytest_ssh import ssh_bed_installed, ssh_testbed  # noqa: F401  (fixtures)
 from tests.support.sshbed import SSHHost, SSHTestBed
 from tests.zero_downtime.support import behind_nginx, blue_green

@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from tests.conftest import REPO
-from tests.e2e.conftest import SLIPWAY, Project, free_port, make_project, project  # noqa: F401 - the fixture is used here
+from tests.e2e.conftest import SLIPWAY, Project, make_project, project  # noqa: F401 - the fixture is used here
+from tests.support.ports import free_port
 
 PASSWORD = "correct horse battery staple"
 USERS = {

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import free_port
 from tests.server.conftest import Server
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(400)
 

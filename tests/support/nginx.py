@@ -22,6 +22,7 @@ from types import TracebackType
 
 from slipway.model.routing import Backend, RouterState
 from slipway.routers.nginx import NginxRouter, render_upstream, upstream_name
+from tests.support.ports import free_port
 from tests.support.testbed import require
 
 NGINX = "/usr/sbin/nginx"
@@ -31,13 +32,6 @@ _TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 def ensure_nginx() -> str:
     """Return the nginx binary; :class:`MissingTestbed` when Debian's nginx is not installed."""
     return require(NGINX, "nginx")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class NginxServer:

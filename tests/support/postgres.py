@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,7 @@ from types import TracebackType
 
 import psycopg
 
+from tests.support.ports import free_port
 from tests.support.testbed import missing_testbed
 
 PREFERRED_VERSION = 15
@@ -174,7 +174,7 @@ class PostgresServer:
         assert self._bindir is not None
         log = self._require_root() / "postgres.log"
         for attempt in range(3):
-            self.port = _free_port()
+            self.port = free_port()
             options = self._options()
             result = self._run(
                 [
@@ -274,13 +274,6 @@ def _run_as_owner(argv: list[str], *, cwd: Path, check: bool = True) -> subproce
             f"{(result.stderr or result.stdout)[-2000:]}"
         )
     return result
-
-
-def _free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _cleanup(bindir: Path, root: Path, as_root: bool) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.nginx import free_port
+from tests.support.ports import free_port
 from tests.support.processes import ServerProcess
 from tests.support.testbed import require
 

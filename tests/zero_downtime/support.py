@@ -8,9 +8,10 @@ from typing import Any
 import yaml
 
 from slipway.model.routing import Backend
-from tests.e2e.conftest import Project, free_port
+from tests.e2e.conftest import Project
 from tests.fleet.conftest import ssh_target
 from tests.support.nginx import NginxServer
+from tests.support.ports import free_port
 from tests.support.sshbed import SSHTestBed
 
 HOSTS = 3

@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterator
 import pytest
 import yaml
 
-from tests.e2e.conftest import Project, free_port
+from tests.e2e.conftest import Project
 from tests.support.load import Load
+from tests.support.ports import free_port
 from tests.support.sshbed import SSHTestBed
 from tests.zero_downtime.support import HOSTS, behind_nginx, blue_green
 

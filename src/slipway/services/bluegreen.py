@@ -9,7 +9,6 @@ release asked for: no install, no restart unless the warm slot fails its readine
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,8 +39,8 @@ from slipway.services.releases import (
     DeployRequest,
     artifact_commit_of,
     environment_url,
+    fresh_release_id,
     hosts_of,
-    new_release_id,
     revert_steps,
 )
 from slipway.services.secrets import resolve_secrets
@@ -265,7 +264,7 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
     manifest = app.artifacts.manifest(request.digest)  # verifies the archive, and the manifest against it
     artifact_commit = artifact_commit_of(app, request.digest, manifest.commit)
     release = ReleaseInfo(
-        request.release_id or new_release_id(request.digest, time.time()),
+        request.release_id or fresh_release_id(app, name, request.digest),
         request.digest,
         request.commit or artifact_commit,
         artifact_commit,

@@ -44,7 +44,7 @@ from slipway.services.app import App
 from slipway.services.checks import deployment_checks
 from slipway.services.containers import image_artifact, image_ref, recorded, registry_of, service_specs
 from slipway.services.envlock import environment_lock
-from slipway.services.releases import DeployRequest, new_release_id
+from slipway.services.releases import DeployRequest, fresh_release_id
 from slipway.services.secrets import resolve_secrets
 from slipway.targets.container import ContainerTarget, RunningService, ServiceSpec, ServiceUnits, deploy_services
 from slipway.targets.engines import OpenEngine, open_engine
@@ -65,7 +65,11 @@ async def deploy_containers(
     ref = image_ref(loaded, request.digest)
     record = app.store.get_artifact(request.digest)
     commit = request.commit or (record.commit if record else "unknown")
-    release_id = (resume.release_id if resume else None) or request.release_id or new_release_id(request.digest, time.time())
+    release_id = (
+        (resume.release_id if resume else None)
+        or request.release_id
+        or fresh_release_id(app, request.environment, request.digest)
+    )
     release = ReleaseInfo(release_id, request.digest, commit)
     rollback = request.kind is DeploymentKind.ROLLBACK
     checks = deployment_checks(app, loaded, environment=request.environment, release=release, hosts=[],

@@ -4,7 +4,6 @@ environment takes (release directories, blue/green slots, containers), and the r
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping
 
 from slipway.artifacts.archive import Manifest
@@ -32,9 +31,9 @@ from slipway.services.releases import (
     DeployRequest,
     artifact_commit_of,
     environment_url,
+    fresh_release_id,
     hosts_of,
     make_plan,
-    new_release_id,
     revert_steps,
 )
 from slipway.services.secrets import resolve_secrets
@@ -87,7 +86,11 @@ async def _deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str
         manifest = app.artifacts.manifest(request.digest)
     artifact_commit = artifact_commit_of(app, request.digest, manifest.commit if manifest else "unknown")
     commit = request.commit or artifact_commit
-    release_id = (resume.release_id if resume else None) or request.release_id or new_release_id(request.digest, time.time())
+    release_id = (
+        (resume.release_id if resume else None)
+        or request.release_id
+        or fresh_release_id(app, request.environment, request.digest)
+    )
     release = ReleaseInfo(release_id, request.digest, commit, artifact_commit)
     plan = make_plan(loaded, request.environment, release, rollback=rollback)
     checks = deployment_checks(

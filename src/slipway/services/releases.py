@@ -32,6 +32,23 @@ def new_release_id(digest: str, now: float) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + parse_digest(digest)[:12]
 
 
+def fresh_release_id(app: App, environment: str, digest: str, now: float | None = None) -> str:
+    """A release id the environment has never had.
+
+    Two deployments of one artifact in the same second would otherwise get the same name, and a rollback to
+    one could not be told from the other (the store, the hosts' release directories and the web UI's
+    rollback form all name releases by id). A taken name moves to the next free second, so ids still sort
+    by the time they were made."""
+    taken = {d.release_id for d in app.store.deployments(environment, limit=50)}
+    taken |= {h.release_id for h in app.store.host_releases(environment)}
+    now = time.time() if now is None else now
+    candidate = new_release_id(digest, now)
+    while candidate in taken:
+        now += 1
+        candidate = new_release_id(digest, now)
+    return candidate
+
+
 def hosts_of(loaded: LoadedConfig, environment: str) -> list[HostInfo]:
     """The planner's view of an environment's targets."""
     env = loaded.project.environments[environment]

@@ -22,7 +22,7 @@ import contextlib
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -142,7 +142,14 @@ async def release_project(
 
     with tempfile.TemporaryDirectory(prefix="slipway-alembic-release-") as tmp:
         await asyncio.to_thread(unpack_into, app.artifacts, digest, Path(tmp))
-        yield project_in(Path(tmp), spec, url, app.environ if environ is None else environ)
+        project = project_in(Path(tmp), spec, url, app.environ if environ is None else environ)
+        if len(_LISTED) > 256:  # a server runs for months: keep the releases of lately
+            _LISTED.clear()
+        yield replace(project, known=_LISTED, key=(digest, project.config, project.script_location or ""))
+
+
+#: The revisions of the releases this process listed (an artifact never changes): AlembicProject.known.
+_LISTED: dict[tuple[str, ...], tuple[Revision, ...]] = {}
 
 
 def read_view(project: AlembicProject | None, spec: MigrationsSpec, url: str, *, environment: str) -> DatabaseView:

@@ -12,5 +12,9 @@ preload_app = True
 # for at most this long; keep it below the service's stop_timeout.
 graceful_timeout = 20
 accesslog = None
+# gunicorn >= 25.1 opens a control socket at $HOME/.gunicorn/gunicorn.ctl by default: one path for every
+# gunicorn of the user, so two environments on one machine (or the old and the new process of a restart)
+# would take it from each other. Nothing here uses it (gunicornc).
+control_socket_disable = True
 errorlog = "-"  # the service's log: shared/log/web-0.log on each host (slipway app logs ENV)
 

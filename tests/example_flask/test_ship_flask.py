@@ -13,6 +13,7 @@ a mirror in a directory (PIP_FIND_LINKS), the hosts install from the artifact's 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import urllib.request
@@ -122,8 +123,9 @@ def test_flask_app_from_a_fresh_clone_to_two_hosts_behind_nginx(
     second = through_approval(proj)
     miss_seconds, miss_log = build_of(proj, second)
     assert "dependency cache miss" in miss_log, miss_log
-    for i in (0, 1):
-        assert list(host_path(bed, i, "app/current/.venv/lib").glob("python3*/site-packages/prometheus_client"))
+    venvs = [venv_of(bed, i) for i in (0, 1)]
+    for i, venv in enumerate(venvs):
+        assert list(host_path(bed, i, venv.removeprefix("/srv/")).glob("lib/python3*/site-packages/prometheus_client"))
 
     # release 3: the app alone, under load through nginx; then the rollback to release 2, under load.
     proj.edit("app/__init__.py", 'jsonify(status="ok"', 'jsonify(status="ok", greeting="hello"')
@@ -133,7 +135,9 @@ def test_flask_app_from_a_fresh_clone_to_two_hosts_behind_nginx(
     rolling = loads[0].stop()
     hit_seconds, hit_log = build_of(proj, third)
     assert "dependency cache hit" in hit_log, hit_log
-    assert health(nginx.url) == {**health(nginx.url), "commit": third["commit"], "greeting": "hello"}
+    answer = health(nginx.url)
+    assert (answer["commit"], answer["greeting"]) == (third["commit"], "hello"), answer
+    assert [venv_of(bed, i) for i in (0, 1)] == venvs  # the same lock: each host links the venv it made
 
     load = paced_load(nginx)
     proj.slipway("rollback", "production", "--reason", "back to release 2")
@@ -144,6 +148,11 @@ def test_flask_app_from_a_fresh_clone_to_two_hosts_behind_nginx(
     assert hit_seconds < miss_seconds, (hit_seconds, miss_seconds)
     print(f"\nbuild: cache miss {miss_seconds:.1f} s, hit {hit_seconds:.1f} s (x{miss_seconds / hit_seconds:.1f}); "
           f"rolling {summary(rolling)}; rollback {summary(rollback)}")
+
+
+def venv_of(bed: SSHTestBed, index: int) -> str:
+    """The virtual environment the release that host ``index`` runs links to (bin/venv.sh)."""
+    return os.readlink(host_path(bed, index, "app/current/.venv"))
 
 
 def paced_load(nginx: NginxServer) -> Load:

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import subprocess
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import yaml
 
 from tests.e2e.conftest import Project
 from tests.fleet.conftest import host_path, ssh_target
-from tests.host_services.conftest import shutdown_supervisors
+from tests.host_services.conftest import health, shutdown_supervisors
 from tests.init.conftest import offline_env
 from tests.support.load import Load, LoadResult
 from tests.support.nginx import NginxServer
@@ -94,11 +93,6 @@ def build_of(proj: Project, run: dict[str, Any]) -> tuple[float, str]:
     """The build stage's duration and log."""
     [build] = [s for s in run["stages"] if s["name"] == "build"]
     return float(build["duration"]), proj.slipway("logs", str(run["id"]), "--stage", "build").stdout
-
-
-def health(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{url}/health", timeout=10) as answer:
-        return dict(json.loads(answer.read()))
 
 
 def test_flask_app_from_a_fresh_clone_to_two_hosts_behind_nginx(

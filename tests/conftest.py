@@ -22,6 +22,7 @@ XDIST_GROUPS = {
     "integration_migrations": "load",
     "routers": "load",
     "rollback": "load",
+    "example_flask": "load",
 }
 
 #: Tests that use one of these fixtures join its group wherever they live: ``chromium`` (a real browser,

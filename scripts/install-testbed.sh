@@ -18,6 +18,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
 have unshare /usr/bin/unshare || need="$need util-linux"
 have podman /usr/bin/podman || need="$need podman"
 have runc /usr/sbin/runc || need="$need runc"
+# podman's init for containers (services.NAME.init, on by default): only recommended by podman.
+have catatonit /usr/bin/catatonit || need="$need catatonit"
 have docker-registry /usr/bin/docker-registry || need="$need docker-registry"
 have htpasswd /usr/bin/htpasswd || need="$need apache2-utils"
 # The web UI's end-to-end tests: Playwright drives Debian's Chromium (playwright install cannot download here).

@@ -189,3 +189,19 @@ def test_services_with_a_router_group_need_a_router(engine: Engine, images: Publ
     target = ContainerTarget(engine, app="norouter", environment="dev")
     with pytest.raises(ConfigError, match="need a router"):
         asyncio.run(deploy_services(target, services(), {"web": images.v1.ref, "worker": images.v1.ref}))
+
+
+@pytest.mark.parametrize("init", [True, False])
+def test_an_app_as_pid_1_stops_on_sigterm_only_behind_the_init(
+    engine: Engine, images: PublishedSet, cleanup_app: str, podman_client: docker.DockerClient, init: bool
+) -> None:
+    """A shell loop as PID 1 ignores SIGTERM (the kernel drops signals PID 1 does not handle), so every
+    stop waited the whole stop_timeout and ended in SIGKILL; behind the engine's init (the default) the
+    loop gets the SIGTERM and the container ends with 143 (128 + SIGTERM), not 137 (128 + SIGKILL)."""
+    target = ContainerTarget(engine, app=cleanup_app, environment="staging")
+    spec = ServiceSpec(name="worker", command=WORKER_LOOP, settle=0.5, stop_timeout=4, init=init)
+    running = asyncio.run(target.start(spec, images.v1.ref))
+    container = podman_client.containers.get(running.container_id)
+    podman_client.api.stop(running.container_id, timeout=spec.stop_timeout)
+    container.reload()
+    assert container.attrs["State"]["ExitCode"] == (143 if init else 137), container.attrs["State"]

@@ -106,6 +106,10 @@ class ServiceConfig(Frozen):
     router_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
     #: Seconds between SIGTERM and SIGKILL when an old container stops.
     stop_timeout: int = Field(default=10, ge=0, le=3600)
+    #: An init as the container's PID 1 (the engine's: podman's catatonit, Docker's docker-init) that
+    #: forwards signals to the app and reaps its children. An app that is PID 1 itself ignores SIGTERM
+    #: unless it handles it, so every stop would wait the whole ``stop_timeout``.
+    init: bool = True
     #: A service without readiness checks must still be running after this many seconds.
     settle: float = Field(default=1.0, gt=0, le=600)
 

@@ -193,6 +193,7 @@ def service_specs(loaded: LoadedConfig, environment: str, target: ContainerTarge
             name=name, port=service.port, command=service.command, env=variables,
             secrets={key: secrets[key] for key in service.secrets}, readiness=service.readiness,
             depends_on=service.depends_on, stop_timeout=service.stop_timeout, settle=service.settle,
+            init=service.init,
             group=(service.router_group or env.router.group) if routed and env.router else None,
         ))
     return specs

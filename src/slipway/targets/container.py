@@ -83,6 +83,8 @@ class ServiceSpec:
     group: str | None = None
     #: Seconds a stopping container gets between SIGTERM and SIGKILL.
     stop_timeout: int = 10
+    #: The engine's init as PID 1, forwarding signals (ServiceConfig.init).
+    init: bool = True
     #: A service without readiness checks must still run after this many seconds.
     settle: float = 1.0
 
@@ -248,6 +250,7 @@ class ContainerTarget:
             host_config=api.create_host_config(
                 port_bindings={p: (self.engine.spec.host_ip, None) for p in ports},
                 restart_policy={"Name": "no"},
+                init=spec.init or None,
             ),
         )
         container_id = str(created["Id"])

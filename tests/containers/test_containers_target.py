@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import io
 import logging
+import tarfile
 
 import docker
 import pytest
 from containers_support import HEALTH, Load, PublishedSet
 from tests.support.nginx import NginxServer
-from tests.support.podman import HTTP_PORT, PodmanService, exec_output
+from tests.support.podman import BASE_IMAGE, HTTP_PORT, TEST_LABEL, PodmanService, exec_output
+from tests.support.registry import RegistryServer
 
-from slipway.artifacts.image import Engine, EngineSpec, ImageRef
+from slipway.artifacts.image import Engine, EngineSpec, ImageRef, Registry, build_image, push_image
 from slipway.errors import ArtifactNotFound, CheckFailed, ConfigError, DeploymentError, HostUnreachable
 from slipway.targets.container import (
     ContainerTarget,
@@ -191,16 +194,33 @@ def test_services_with_a_router_group_need_a_router(engine: Engine, images: Publ
         asyncio.run(deploy_services(target, services(), {"web": images.v1.ref, "worker": images.v1.ref}))
 
 
+def pid_1_image(engine: Engine, registry: RegistryServer) -> ImageRef:
+    """An image whose PID 1 is the command itself (no init script, unlike the other test images)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        dockerfile = f'FROM {BASE_IMAGE}\nLABEL {TEST_LABEL}=app\nENTRYPOINT ["/bin/busybox"]\nCMD ["sh"]\n'.encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+
+    async def main() -> ImageRef:
+        built = await build_image(engine, buf.getvalue(), repository="localhost/slipway/pid1", commit="3" * 40)
+        return await push_image(engine, built, Registry(registry.address), name="pid1")
+
+    return asyncio.run(main())
+
+
 @pytest.mark.parametrize("init", [True, False])
 def test_an_app_as_pid_1_stops_on_sigterm_only_behind_the_init(
-    engine: Engine, images: PublishedSet, cleanup_app: str, podman_client: docker.DockerClient, init: bool
+    engine: Engine, session_registry: RegistryServer, cleanup_app: str, podman_client: docker.DockerClient,
+    init: bool,
 ) -> None:
     """A shell loop as PID 1 ignores SIGTERM (the kernel drops signals PID 1 does not handle), so every
     stop waited the whole stop_timeout and ended in SIGKILL; behind the engine's init (the default) the
     loop gets the SIGTERM and the container ends with 143 (128 + SIGTERM), not 137 (128 + SIGKILL)."""
     target = ContainerTarget(engine, app=cleanup_app, environment="staging")
     spec = ServiceSpec(name="worker", command=WORKER_LOOP, settle=0.5, stop_timeout=4, init=init)
-    running = asyncio.run(target.start(spec, images.v1.ref))
+    running = asyncio.run(target.start(spec, pid_1_image(engine, session_registry)))
     container = podman_client.containers.get(running.container_id)
     podman_client.api.stop(running.container_id, timeout=spec.stop_timeout)
     container.reload()

@@ -37,7 +37,7 @@ from slipway.migrations.files import Phase
 from slipway.migrations.framework import ALEMBIC, Revision, ToolProject, ToolWords, as_migration
 from slipway.model.config import MigrationsSpec
 from slipway.services.app import App
-from slipway.services.migrations import database_url, held_reason, require_spec
+from slipway.services.migration_setup import database_url, held_reason, require_spec
 from slipway.services.secrets import resolve_secrets
 
 

@@ -26,14 +26,8 @@ from slipway.model.states import DeploymentKind, State
 from slipway.services import reconcile
 from slipway.services.app import App
 from slipway.services.environments import require_environment
-from slipway.services.migrations import (
-    artifact_migrations,
-    current_artifact,
-    database_url,
-    held_reasons,
-    make_runner,
-    require_spec,
-)
+from slipway.services.migration_setup import database_url, require_spec
+from slipway.services.migrations import artifact_migrations, current_artifact, held_reasons, make_runner
 
 
 @dataclass(frozen=True)

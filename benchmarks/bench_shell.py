@@ -86,7 +86,9 @@ def _load() -> str:
 
 
 def wipe(bed: SSHTestBed) -> None:
-    """Fresh deploy roots on every host (the servers stopped first)."""
+    """Fresh deploy roots on every host (the servers stopped first). The root holds the socket of the agent
+    an earlier deployment left (docs/ssh.md): without it a first deployment logs in, as it would on a new
+    host, and the orphaned agent exits within two seconds."""
     stop_servers(bed.hosts)
     for h in bed.hosts:
         for root in ("slipway", "base"):

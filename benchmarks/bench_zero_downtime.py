@@ -49,7 +49,7 @@ def _project(tmp: Path) -> Project:
 
 
 def _load(url: str) -> Load:
-    return Load(url, workers=8, min_requests=MIN_REQUESTS, time_limit=90).start()
+    return Load(url, workers=8, min_requests=MIN_REQUESTS, time_limit=90, rate=None).start()
 
 
 def measure() -> dict[str, LoadResult]:

@@ -213,3 +213,18 @@ def test_migrations_python_runs_the_worker_and_a_missing_one_is_named(release_tw
         AlembicProject(release_two, "sqlite://", python=str(release_two / "no-python"), timeout=50).revisions()
     assert "cannot start" in str(info.value) and "no-python" in str(info.value)
     assert "migrations.python" in (info.value.hint or "")
+
+
+def test_a_releases_revisions_are_listed_once_per_process(release_two: Path) -> None:
+    """A deployment reads the release's scripts at its check, expand and contract; each listing started a
+    Python with Alembic. The second one comes from what the first found (an artifact never changes)."""
+    from dataclasses import replace
+
+    known: dict[tuple[str, ...], tuple[Revision, ...]] = {}
+    first = replace(project(release_two), known=known, key=("sha256:x", "alembic.ini", ""))
+    listed = first.revisions()
+    assert [r.revision for r in listed] == ["0001", "0002", "0003"] and len(known) == 1
+    unable = replace(first, python="/nonexistent/python3")  # would fail if it started a worker
+    assert unable.revisions() == listed
+    with pytest.raises(MigrationError, match="cannot start /nonexistent/python3"):
+        replace(unable, key=("sha256:y", "alembic.ini", "")).revisions()  # another release is listed anew

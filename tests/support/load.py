@@ -4,6 +4,11 @@ Every request opens a new connection (``Connection: close``): a client that reus
 can lose a request to nginx closing idle connections during a graceful reload, which is nginx behaviour
 and not what we measure (docs/strategies.md). The load stops by itself: at ``max_requests``, at
 ``time_limit`` seconds, or when :meth:`Load.stop` is called once at least ``min_requests`` were sent.
+
+Tests pace it (``rate`` requests per second in all): a request every few milliseconds finds any moment in
+which a switch refuses or drops a connection, and an unpaced load took both cores of the machine, so the
+other xdist worker's tests ran 2-5 times slower (one of them 44 s instead of 8 s). Benchmarks pass
+``rate=None`` to send as fast as the workers can.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class Load:
         time_limit: float = 60.0,
         timeout: float = 5.0,
         expect_status: int = 200,
+        rate: float | None = 400.0,
     ) -> None:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -60,6 +66,7 @@ class Load:
         self.expect = f" {expect_status} ".encode()
         self.workers, self.min_requests, self.max_requests = workers, min_requests, max_requests
         self.time_limit, self.timeout = time_limit, timeout
+        self.interval = workers / rate if rate else 0.0  # between two requests of one worker
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -95,10 +102,14 @@ class Load:
         )
 
     def _work(self) -> None:
+        next_at = time.monotonic()
         while not self._stop.is_set() and time.monotonic() < self._deadline:
             with self._lock:
                 if self._count >= self.max_requests:
                     return
+            if self.interval:  # paced: no burst to catch up after a slow request
+                self._stop.wait(max(0.0, next_at - time.monotonic()))
+                next_at = max(next_at + self.interval, time.monotonic())
             began = time.monotonic()
             error = self._one()
             took = (time.monotonic() - began) * 1000

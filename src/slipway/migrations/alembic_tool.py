@@ -45,6 +45,11 @@ class AlembicProject:
     timeout: float = 900.0
     #: Seconds to wait when connecting to the database to read its head.
     connect_timeout: float = 10.0
+    #: Revisions already listed for these scripts, by a key naming their content (an artifact's digest and
+    #: where its scripts are): listing starts a Python with Alembic, about half a second of CPU, and one
+    #: deployment reads the same release's scripts at its check, its expand and its contract.
+    known: dict[tuple[str, ...], tuple[Revision, ...]] | None = None
+    key: tuple[str, ...] = ()
 
     words = ALEMBIC
 
@@ -74,6 +79,14 @@ class AlembicProject:
 
     def revisions(self) -> tuple[Revision, ...]:
         """The revisions, base first; MigrationError for branches, a bad phase or a bad ``allow``."""
+        if self.known is not None and self.key in self.known:
+            return self.known[self.key]
+        revisions = self._list_revisions()
+        if self.known is not None and self.key:
+            self.known[self.key] = revisions
+        return revisions
+
+    def _list_revisions(self) -> tuple[Revision, ...]:
         answer = self._call("scripts")
         heads = answer["heads"]
         if len(heads) > 1:

@@ -264,6 +264,9 @@ class SSHTargetSpec(SSHEndpoint):
     path: str = "/srv/app"
     roles: tuple[str, ...] = ()
     vars: dict[str, Any] = Field(default_factory=dict)
+    #: Seconds the host's agent waits for the next connection before it exits (docs/ssh.md, "The agent");
+    #: 0: leave no agent, every later command logs in.
+    agent_idle: float = Field(default=600, ge=0)
 
 
 TargetSpec = Annotated[LocalTargetSpec | SSHTargetSpec | ContainerTargetSpec, Field(discriminator="kind")]

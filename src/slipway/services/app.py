@@ -186,5 +186,6 @@ def make_target(
             accept_new_host_keys=spec.accept_new_host_keys,
             connect_timeout=spec.connect_timeout,
             connect_gate=connect_gate,
+            agent_idle=spec.agent_idle or None,
         )
     raise ConfigError(f"unsupported target kind {getattr(spec, 'kind', '?')!r}")

@@ -24,7 +24,7 @@ import contextlib
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -32,7 +32,7 @@ from typing import Protocol
 from slipway.config import LoadedConfig
 from slipway.errors import ArtifactError, MigrationError
 from slipway.migrations.alembic_history import TABLES, RevisionRecord, read_records, record_applied
-from slipway.migrations.alembic_tool import dialect_of_url
+from slipway.migrations.alembic_tool import AlembicProject, dialect_of_url
 from slipway.migrations.files import Phase
 from slipway.migrations.framework import ALEMBIC, Revision, ToolProject, ToolWords, as_migration
 from slipway.model.config import MigrationsSpec
@@ -198,25 +198,26 @@ def read_view(project: ToolProject | None, spec: MigrationsSpec, url: str) -> Da
 
 def project_in(root: Path, spec: MigrationsSpec, url: str, environ: Mapping[str, str]) -> ToolProject:
     """The release extracted to ``root``, driven through the project's tool."""
+    locks, statements = spec.lock_timeout, spec.statement_timeout
     timeout = spec.statement_timeout + spec.connect_timeout + 120
-    timeouts = {"lock_timeout": spec.lock_timeout, "statement_timeout": spec.statement_timeout, "timeout": timeout}
     if spec.tool == "django":
         from slipway.migrations.django_tool import DjangoProject
 
         return DjangoProject(
             root, url, manage=spec.django_manage, settings=spec.settings, python=spec.python, environ=environ,
-            **timeouts,
+            lock_timeout=locks, statement_timeout=statements, timeout=timeout,
         )
     if spec.tool == "command":
         from slipway.migrations.command_tool import CommandProject
 
         assert spec.commands is not None
-        return CommandProject(root, url, spec.commands, environ=environ, **timeouts)
-    from slipway.migrations.alembic_tool import AlembicProject
-
+        return CommandProject(
+            root, url, spec.commands, environ=environ, lock_timeout=locks, statement_timeout=statements, timeout=timeout
+        )
     return AlembicProject(
         root, url, config=spec.alembic_config, script_location=spec.script_location, python=spec.python,
-        environ=environ, connect_timeout=spec.connect_timeout, **timeouts,
+        environ=environ, connect_timeout=spec.connect_timeout, lock_timeout=locks, statement_timeout=statements,
+        timeout=timeout,
     )
 
 
@@ -230,7 +231,16 @@ async def release_project(
 
     with tempfile.TemporaryDirectory(prefix=f"slipway-{spec.tool}-release-") as tmp:
         await asyncio.to_thread(unpack_into, app.artifacts, digest, Path(tmp))
-        yield project_in(Path(tmp), spec, url, app.environ if environ is None else environ)
+        project = project_in(Path(tmp), spec, url, app.environ if environ is None else environ)
+        if isinstance(project, AlembicProject):  # its revisions are listed once per process (see there)
+            if len(_LISTED) > 256:  # a server runs for months: keep the releases of lately
+                _LISTED.clear()
+            project = replace(project, known=_LISTED, key=(digest, project.config, project.script_location or ""))
+        yield project
+
+
+#: The revisions of the Alembic releases this process listed (an artifact never changes): AlembicProject.known.
+_LISTED: dict[tuple[str, ...], tuple[Revision, ...]] = {}
 
 
 @dataclass

@@ -38,6 +38,7 @@ from slipway.errors import (
     TargetError,
 )
 from slipway.ports import OutputSink
+from slipway.targets.ssh_agent import AgentClient, agent_socket
 from slipway.targets.ssh_connect import SSHConnector
 from slipway.targets.ssh_session import PID_MARK, CommandSession
 from slipway.targets.ssh_shell import STATUS_LINE, FramedCommand, Shell
@@ -98,7 +99,7 @@ def _tail(data: bytes, lines: int = 10) -> str:
     return "\n".join(data.decode("utf-8", "replace").strip().splitlines()[-lines:])
 
 
-class SSHTarget(SSHConnector):
+class SSHTarget(SSHConnector, AgentClient):
     """A host reached over SSH; implements :class:`slipway.ports.Target`."""
 
     def __init__(
@@ -119,6 +120,7 @@ class SSHTarget(SSHConnector):
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         connect_gate: asyncio.Semaphore | None = None,
         persistent_shell: bool = True,
+        agent_idle: float | None = 600.0,
     ) -> None:
         self.name = name
         self.root = root
@@ -143,6 +145,12 @@ class SSHTarget(SSHConnector):
         #: host that cannot run it.
         self.persistent_shell = persistent_shell
         self._idle: list[Shell] = []
+        #: Where the host's resident agent listens (ssh_agent), and for how long it waits for the next
+        #: connection; None: every new connection logs in.
+        self.agent_idle = agent_idle
+        self.agent_path = agent_socket(root) if agent_idle and persistent_shell else None
+        self._logged_in = False
+        self.agent_shells_opened = 0
         #: How many SSH connections, long-lived shells and one-command channels this target has opened.
         self.connections_opened = 0
         self.shells_opened = 0
@@ -227,6 +235,8 @@ class SSHTarget(SSHConnector):
         A shell told EOF exits by itself (removing its FIFOs) and sshd reaps it before the connection
         goes: dropped with the connection instead, it would be orphaned on the host.
         """
+        if self._loop is asyncio.get_running_loop():
+            await self._leave_agent()
         shells, self._idle = self._idle, []
         conn, self._conn = self._conn, None
         if conn is not None and self._loop is asyncio.get_running_loop():
@@ -372,6 +382,10 @@ class SSHTarget(SSHConnector):
                 return shell
         if not self.persistent_shell:
             return None
+        if self.agent_path is not None:
+            agent = await self._agent_shell()
+            if agent is not None:
+                return agent
         shell = Shell()
         conn, _chan = await self._open_channel(label, shell.command_line, shell)
         shell.conn = conn
@@ -384,6 +398,7 @@ class SSHTarget(SSHConnector):
                                   command=label) from None
         if ready:
             self.shells_opened += 1
+            self._logged_in = True
             return shell
         shell.close()
         if shell.unsupported:  # no setsid, mkfifo or head: one channel per command, as before

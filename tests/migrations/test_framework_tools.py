@@ -136,6 +136,7 @@ def test_tool_django_and_tool_command_parse_with_their_keys() -> None:
         ("{tool: command, commands: {apply: a, head: h, list: l}, python: python3}", "python: only for 'tool: alembic'"),
         ("{tool: django, manage: ../manage.py}", "must be a relative path inside the artifact"),
         ("{tool: django, directory: db}", "directory is for tool sql"),
+        ("{tool: django, settings: shop/settings.py}", "not a module name: write the dotted name"),
     ],
 )
 def test_bad_keys_of_a_tool_say_what_where_and_what_to_do(migrations: str, says: str) -> None:

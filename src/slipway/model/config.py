@@ -181,7 +181,7 @@ class MigrationsSpec(Frozen):
     #: tool django: the project's manage.py inside the artifact (default ``manage.py``).
     manage: str | None = Field(default=None, min_length=1)
     #: tool django: the settings module (DJANGO_SETTINGS_MODULE; default: what manage.py sets).
-    settings: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    settings: str | None = Field(default=None, min_length=1)
     #: tool command: the commands that apply, print the head, list the release's migrations (and print SQL).
     commands: MigrationCommands | None = None
     #: ``auto``: contract migrations run at the end of the deployment that makes them safe; ``manual``:
@@ -206,6 +206,15 @@ class MigrationsSpec(Frozen):
         if value.startswith("/") or ".." in value.split("/"):
             raise ValueError(f"{value!r} must be a relative path inside the artifact")
         return value.strip("/")
+
+    @field_validator("settings")
+    @classmethod
+    def _module(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", value):
+            raise ValueError(
+                f"{value!r} is not a module name: write the dotted name DJANGO_SETTINGS_MODULE takes, e.g. shop.settings"
+            )
+        return value
 
     @model_validator(mode="after")
     def _keys_of_the_tool(self) -> MigrationsSpec:

@@ -17,7 +17,7 @@ from slipway.migrations.alembic_history import RevisionRecord, read_records, rec
 from slipway.migrations.alembic_tool import AlembicProject, Revision, database_heads, split_offline_sql
 from slipway.migrations.files import Phase
 from slipway.migrations.statements import Dialect
-from slipway.services.alembic_migrations import DatabaseView, refuse_expand_behind_contract, refuse_unknown_head
+from slipway.services.framework_migrations import DatabaseView, refuse_expand_behind_contract, refuse_unknown_head
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,6 +1,7 @@
-"""Which release applied which Alembic revision: ``slipway_alembic_history`` in the application's database.
+"""Which release applied which framework migration: ``slipway_alembic_history`` (Alembic),
+``slipway_django_history`` (Django), ``slipway_command_history`` (``tool: command``) in the application's database.
 
-Alembic's own version table holds only the current head; this table, next to it and next to
+The tool's own version table holds only what is applied (Alembic's only the current head); this table, next to it and next to
 ``slipway_schema_history`` of the ``.sql`` files, keeps one row per revision Slipway applied: its phase,
 file, who, when, how long, with which release and which lint rules its ``allow`` waived. It is written
 right after the revision's upgrade committed (Alembic's env.py owns that transaction): the version table
@@ -19,12 +20,14 @@ import sqlalchemy as sa
 
 from slipway.errors import MigrationError
 from slipway.migrations._db import Connection, DatabaseFailure
-from slipway.migrations.alembic_tool import Revision
 from slipway.migrations.files import Override, Phase
+from slipway.migrations.framework import Revision
 from slipway.migrations.history import _as_datetime, _db_time, table_exists
 from slipway.migrations.statements import Dialect
 
 TABLE = "slipway_alembic_history"
+#: The history table of each framework tool.
+TABLES = {"alembic": TABLE, "django": "slipway_django_history", "command": "slipway_command_history"}
 _TIME = {Dialect.POSTGRES: "TIMESTAMPTZ", Dialect.SQLITE: "TEXT"}
 _FLOAT = {Dialect.POSTGRES: "DOUBLE PRECISION", Dialect.SQLITE: "REAL"}
 
@@ -51,18 +54,18 @@ def _connect(url: str, connect_timeout: float) -> Connection:
     return Connection(engine, display_url=display)
 
 
-def read_records(url: str, *, connect_timeout: float) -> dict[str, RevisionRecord]:
+def read_records(url: str, *, connect_timeout: float, table: str = TABLE) -> dict[str, RevisionRecord]:
     """Every revision Slipway applied to the database, by revision id (empty before the first)."""
     conn = _connect(url, connect_timeout)
     try:
-        if not table_exists(conn, TABLE):
+        if not table_exists(conn, table):
             return {}
         rows = conn.query(
             "SELECT revision, name, phase, path, applied_at, applied_by, duration, release, overrides "
-            f"FROM {TABLE} ORDER BY applied_at"
+            f"FROM {table} ORDER BY applied_at"
         )
     except DatabaseFailure as exc:
-        raise MigrationError(f"cannot read {TABLE}: {exc.message}") from exc
+        raise MigrationError(f"cannot read {table}: {exc.message}") from exc
     finally:
         conn.close()
     return {str(r[0]): _record(r) for r in rows}
@@ -93,20 +96,21 @@ def record_applied(
     duration: float,
     release: str,
     overrides: Iterable[Override],
+    table: str = TABLE,
 ) -> None:
     """Write (or replace) the row of ``revision``, creating the table on first use."""
     conn = _connect(url, connect_timeout)
     try:
         with conn.transaction():
             conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (revision TEXT PRIMARY KEY, name TEXT NOT NULL, "
+                f"CREATE TABLE IF NOT EXISTS {table} (revision TEXT PRIMARY KEY, name TEXT NOT NULL, "
                 f"phase TEXT NOT NULL, path TEXT NOT NULL, applied_at {_TIME[conn.dialect]} NOT NULL, "
                 f"applied_by TEXT NOT NULL, duration {_FLOAT[conn.dialect]} NOT NULL, release TEXT, "
                 "overrides TEXT NOT NULL)"
             )
-            conn.execute(f"DELETE FROM {TABLE} WHERE revision = %s", (revision.revision,))
+            conn.execute(f"DELETE FROM {table} WHERE revision = %s", (revision.revision,))
             conn.execute(
-                f"INSERT INTO {TABLE} (revision, name, phase, path, applied_at, applied_by, duration, release, "
+                f"INSERT INTO {table} (revision, name, phase, path, applied_at, applied_by, duration, release, "
                 "overrides) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     revision.revision,
@@ -122,9 +126,9 @@ def record_applied(
             )
     except (DatabaseFailure, sa.exc.SQLAlchemyError) as exc:
         raise MigrationError(
-            f"revision {revision.revision} was applied, but recording it in {TABLE} failed: {exc}",
+            f"revision {revision.revision} was applied, but recording it in {table} failed: {exc}",
             file=revision.path,
-            hint="the database has the revision (Alembic's version table says so); only Slipway's record of "
+            hint="the database has the revision (the tool's own table says so); only Slipway's record of "
             "who applied it is missing",
         ) from exc
     finally:

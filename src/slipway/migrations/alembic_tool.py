@@ -11,47 +11,21 @@ A revision's phase is the module attribute ``phase = "expand" | "migrate" | "con
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from slipway.errors import MigrationError
-from slipway.migrations.files import Migration, Override, Phase, checksum
+from slipway.migrations.framework import ALEMBIC, Revision, ToolState, WorkerCall, overrides_of, phase_of
+from slipway.migrations.framework import as_migration as as_migration  # where the Alembic code imported it
 from slipway.migrations.statements import Dialect, split_statements
 
+__all__ = ["AlembicProject", "Revision", "as_migration", "database_heads", "dialect_of_url", "split_offline_sql"]
+
 WORKER = Path(__file__).with_name("alembic_worker.py")
-_RULE = re.compile(r"^[A-Z]{2}[0-9]{3}$")
 _RUNNING = re.compile(r"^-- Running upgrade (?P<start>\S*) -> (?P<target>\S+)\s*$", re.MULTILINE)
-
-
-@dataclass(frozen=True)
-class Revision:
-    """One revision of the release's script directory."""
-
-    revision: str
-    down_revision: str | None
-    #: The revision file, relative to the release's root (as in the artifact's manifest).
-    path: str
-    doc: str
-    phase: Phase
-    overrides: tuple[Override, ...] = ()
-
-    @property
-    def name(self) -> str:
-        """The first line of the revision's message (its file name without one)."""
-        return self.doc.splitlines()[0].strip() if self.doc.strip() else Path(self.path).stem
-
-    @property
-    def filename(self) -> str:
-        """The revision file's base name."""
-        return Path(self.path).name
 
 
 @dataclass(frozen=True)
@@ -69,11 +43,39 @@ class AlembicProject:
     statement_timeout: float = 600.0
     #: Seconds one worker may run before it is stopped.
     timeout: float = 900.0
+    #: Seconds to wait when connecting to the database to read its head.
+    connect_timeout: float = 10.0
     #: Revisions already listed for these scripts, by a key naming their content (an artifact's digest and
     #: where its scripts are): listing starts a Python with Alembic, about half a second of CPU, and one
     #: deployment reads the same release's scripts at its check, its expand and its contract.
     known: dict[tuple[str, ...], tuple[Revision, ...]] | None = None
     key: tuple[str, ...] = ()
+
+    words = ALEMBIC
+
+    def read(self) -> ToolState:
+        """The revisions and the database's head (one line of history: several heads are refused)."""
+        revisions = self.revisions()
+        heads = database_heads(self.url, connect_timeout=self.connect_timeout)
+        if len(heads) > 1:
+            raise MigrationError(
+                f"the database has {len(heads)} Alembic heads ({', '.join(heads)}): Slipway runs one line of history",
+                hint="merge the branches with 'alembic merge heads' and upgrade by hand once",
+            )
+        return ToolState(revisions, heads[0] if heads else None)
+
+    def apply(self, revision: Revision) -> str:
+        """Upgrade to ``revision``; the command that did it."""
+        self.upgrade(revision.revision)
+        return self.command(revision)
+
+    def command(self, revision: Revision) -> str:
+        """What applying ``revision`` runs, for the step's record."""
+        return f"alembic upgrade {revision.revision}"
+
+    def pending_sql(self, head: str | None, pending: Sequence[Revision]) -> dict[str, str]:
+        """The SQL of the pending revisions, by revision (offline mode); MigrationError when there is none."""
+        return self.offline_sql(head, pending[-1].revision) if pending else {}
 
     def revisions(self) -> tuple[Revision, ...]:
         """The revisions, base first; MigrationError for branches, a bad phase or a bad ``allow``."""
@@ -107,81 +109,24 @@ class AlembicProject:
 
     def _call(self, operation: str, **fields: Any) -> dict[str, Any]:
         """Run the worker in the release's directory; its answer, or MigrationError with its evidence."""
-        with tempfile.TemporaryDirectory(prefix="slipway-alembic-") as tmp:
-            result = Path(tmp) / "result.json"
-            request = {
-                "operation": operation,
-                "config": self.config,
-                "script_location": self.script_location,
-                "url": self.url,
-                "result": str(result),
-                **fields,
-            }
-            env = dict(self.environ if self.environ is not None else os.environ)
-            env["PGOPTIONS"] = (
-                f"-c lock_timeout={max(1, int(self.lock_timeout * 1000))} "
-                f"-c statement_timeout={max(1, int(self.statement_timeout * 1000))}"
-            )
-            argv = [self.python or sys.executable, str(WORKER)]
-            try:
-                proc = subprocess.run(
-                    argv, input=json.dumps(request), cwd=self.root, env=env, capture_output=True, text=True,
-                    timeout=self.timeout, check=False,
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise MigrationError(
-                    f"alembic {operation} ran longer than {self.timeout:g}s and was stopped",
-                    hint="a lock held by a long transaction? see pg_stat_activity",
-                ) from exc
-            except OSError as exc:
-                raise MigrationError(
-                    f"cannot start {argv[0]} to run Alembic: {exc.strerror}",
-                    hint="migrations.python names an interpreter with alembic installed",
-                ) from exc
-            answer: dict[str, Any] = json.loads(result.read_text()) if result.exists() else {}
-        if proc.returncode != 0 or "error" in answer:
-            error = answer.get("error") or f"the worker exited {proc.returncode}"
-            tail = "\n".join((proc.stderr or "").strip().splitlines()[-8:])
-            raise MigrationError(
-                f"alembic {operation} failed: {error}",
-                hint=(f"its output ended with:\n{tail}" if tail else "") or answer.get("traceback", ""),
-            )
-        return answer
+        call = WorkerCall(
+            WORKER, self.root, "Alembic", python=self.python, environ=self.environ,
+            lock_timeout=self.lock_timeout, statement_timeout=self.statement_timeout, timeout=self.timeout,
+        )
+        request = {"config": self.config, "script_location": self.script_location, "url": self.url, **fields}
+        return call(operation, request)
 
 
 def _revision(item: dict[str, Any]) -> Revision:
     """A Revision from the worker's answer, its phase and ``allow`` checked."""
     path = str(item["path"])
-    phase_text = item.get("phase") or "expand"
-    try:
-        phase = Phase(str(phase_text).lower())
-    except ValueError:
-        raise MigrationError(
-            f"phase = {phase_text!r} is not a phase", file=path, hint='write phase = "expand", "migrate" or "contract"'
-        ) from None
+    phase = phase_of(item.get("phase"), path=path)
     down = item.get("down_revision")
     if isinstance(down, list):
         raise MigrationError(
             f"revision {item['revision']} merges {len(down)} revisions: Slipway runs one line of history", file=path
         )
-    return Revision(item["revision"], down, path, str(item.get("doc") or ""), phase, _overrides(item.get("allow"), path))
-
-
-def _overrides(allow: Any, path: str) -> tuple[Override, ...]:
-    """``allow = {"SW021": "reason"}`` as overrides; MigrationError naming the file when malformed."""
-    if allow is None:
-        return ()
-    hint = 'write it as: allow = {"SW021": "why it is safe here"}'
-    if not isinstance(allow, dict):
-        raise MigrationError("allow must be a dict of rule -> reason", file=path, hint=hint)
-    overrides = []
-    for rule, reason in allow.items():
-        if not isinstance(rule, str) or not _RULE.match(rule):
-            raise MigrationError(f"allow: {rule!r} is not a rule id like SW021", file=path, hint=hint)
-        if not isinstance(reason, str) or not reason.strip():
-            raise MigrationError(f"allow: {rule} has no reason", file=path, hint=hint)
-        overrides.append(Override(rule, reason.strip(), 0))
-    return tuple(overrides)
+    return Revision(item["revision"], down, path, str(item.get("doc") or ""), phase, overrides_of(item.get("allow"), path))
 
 
 def dialect_of_url(url: str) -> Dialect:
@@ -207,19 +152,6 @@ def split_offline_sql(text: str, *, dialect: Dialect) -> dict[str, str]:
         ]
         found[mark["target"]] = "".join(f"{s};\n\n" for s in kept)
     return found
-
-
-def as_migration(revision: Revision, sql: str, *, position: int) -> Migration:
-    """A revision's offline SQL as a Migration the linter reads (its file: the revision, offline SQL)."""
-    return Migration(
-        version=position,
-        name=revision.name,
-        phase=revision.phase,
-        path=f"{revision.path} (offline SQL of revision {revision.revision})",
-        sql=sql,
-        checksum=checksum(sql),
-        overrides=revision.overrides,
-    )
 
 
 def database_heads(url: str, *, connect_timeout: float, version_table: str = "alembic_version") -> tuple[str, ...]:

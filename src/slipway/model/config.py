@@ -132,19 +132,58 @@ class DatabaseSpec(Frozen):
         return self
 
 
+class MigrationCommands(Frozen):
+    """``tool: command``: the shell commands that drive any migration tool, run in the release's directory
+    with the environment's secrets, ``SLIPWAY_APP_DATABASE_URL`` and (apply, sql) ``SLIPWAY_MIGRATION``."""
+
+    #: Applies the release's migrations up to and including ``$SLIPWAY_MIGRATION``.
+    apply: str | None = Field(default=None, min_length=1)
+    #: Prints the id of the last migration applied to the database (nothing before the first).
+    head: str | None = Field(default=None, min_length=1)
+    #: Prints the release's migrations in the order they apply, one a line: ``ID [PHASE [NAME]]``.
+    list: str | None = Field(default=None, min_length=1)
+    #: Optional: prints the SQL ``$SLIPWAY_MIGRATION`` would execute, for the linter.
+    sql: str | None = Field(default=None, min_length=1)
+
+
+#: What each command of ``tool: command`` is for, in the error that says one is missing.
+COMMAND_ROLES = {
+    "apply": "the command that applies the migrations up to and including $SLIPWAY_MIGRATION",
+    "head": "the command that prints the id of the last migration applied to the database",
+    "list": "the command that prints the release's migrations in order, one a line: ID [PHASE [NAME]]",
+}
+#: The keys that belong to one tool only (python: Alembic's and Django's).
+TOOL_KEYS = {
+    "directory": ("sql",),
+    "config": ("alembic",),
+    "script_location": ("alembic",),
+    "python": ("alembic", "django"),
+    "manage": ("django",),
+    "settings": ("django",),
+    "commands": ("command",),
+}
+
+
 class MigrationsSpec(Frozen):
     """Where an artifact's migration files are and how a deployment runs them (docs/migrations.md)."""
 
-    #: Which migrations: Slipway's own ``.sql`` files, or an Alembic project's revisions.
-    tool: Literal["sql", "alembic"] = "sql"
+    #: Which migrations: Slipway's own ``.sql`` files, an Alembic project's revisions, a Django project's
+    #: migrations, or any tool driven by ``commands``.
+    tool: Literal["sql", "alembic", "django", "command"] = "sql"
     #: tool sql: directory of the ``.sql`` files, relative to the artifact's root (it must be in artifact.paths).
     directory: str | None = Field(default=None, min_length=1)
     #: tool alembic: the alembic.ini inside the artifact (default ``alembic.ini``).
     config: str | None = Field(default=None, min_length=1)
     #: tool alembic: the script directory inside the artifact, instead of the ini's ``script_location``.
     script_location: str | None = Field(default=None, min_length=1)
-    #: tool alembic: the interpreter that runs Alembic and the release's env.py (default: Slipway's own).
+    #: tool alembic, django: the interpreter that runs the tool and the release's code (default: Slipway's own).
     python: str | None = Field(default=None, min_length=1)
+    #: tool django: the project's manage.py inside the artifact (default ``manage.py``).
+    manage: str | None = Field(default=None, min_length=1)
+    #: tool django: the settings module (DJANGO_SETTINGS_MODULE; default: what manage.py sets).
+    settings: str | None = Field(default=None, min_length=1)
+    #: tool command: the commands that apply, print the head, list the release's migrations (and print SQL).
+    commands: MigrationCommands | None = None
     #: ``auto``: contract migrations run at the end of the deployment that makes them safe; ``manual``:
     #: only on ``slipway migrations contract ENV``.
     contract: Literal["auto", "manual"] = "auto"
@@ -159,7 +198,7 @@ class MigrationsSpec(Frozen):
     #: Seconds to wait when connecting to the database.
     connect_timeout: float = Field(default=10, gt=0)
 
-    @field_validator("directory", "config", "script_location")
+    @field_validator("directory", "config", "script_location", "manage")
     @classmethod
     def _inside(cls, value: str | None) -> str | None:
         if value is None:
@@ -168,28 +207,50 @@ class MigrationsSpec(Frozen):
             raise ValueError(f"{value!r} must be a relative path inside the artifact")
         return value.strip("/")
 
+    @field_validator("settings")
+    @classmethod
+    def _module(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", value):
+            raise ValueError(
+                f"{value!r} is not a module name: write the dotted name DJANGO_SETTINGS_MODULE takes, e.g. shop.settings"
+            )
+        return value
+
     @model_validator(mode="after")
     def _keys_of_the_tool(self) -> MigrationsSpec:
-        if self.tool == "sql":
-            if self.directory is None:
-                raise ValueError(
-                    "tool sql needs 'directory' (where the .sql files are inside the artifact, e.g. db/migrations); "
-                    "for an Alembic project write 'tool: alembic'"
-                )
-            wrong = [k for k in ("config", "script_location", "python") if getattr(self, k) is not None]
-            if wrong:
-                raise ValueError(f"{', '.join(wrong)}: only for 'tool: alembic'; remove it, or set tool: alembic")
-        elif self.directory is not None:
+        if self.tool == "sql" and self.directory is None:
             raise ValueError(
-                "directory is for tool sql: an Alembic project names its alembic.ini with 'config' "
-                "(default alembic.ini) or its scripts with 'script_location'"
+                "tool sql needs 'directory' (where the .sql files are inside the artifact, e.g. db/migrations); "
+                "for an Alembic project write 'tool: alembic', for Django 'tool: django'"
             )
+        if self.tool != "sql" and self.directory is not None:
+            raise ValueError(
+                f"directory is for tool sql: an Alembic project names its alembic.ini with 'config' "
+                f"(default alembic.ini) or its scripts with 'script_location'; tool {self.tool} does not read it"
+            )
+        for key, tools in TOOL_KEYS.items():
+            if key != "directory" and self.tool not in tools and getattr(self, key) is not None:
+                only = " and ".join(f"'tool: {t}'" for t in tools)
+                raise ValueError(f"{key}: only for {only}; remove it, or set tool: {tools[0]}")
+        if self.tool == "command":
+            missing = [k for k in COMMAND_ROLES if getattr(self.commands, k, None) is None]
+            if missing:
+                roles = "; ".join(f"commands.{k}: {COMMAND_ROLES[k]}" for k in missing)
+                raise ValueError(
+                    f"tool command needs {', '.join('commands.' + k for k in missing)} ({roles}); "
+                    "docs/migrations.md, 'Any tool', has a complete example"
+                )
         return self
 
     @property
     def alembic_config(self) -> str:
         """The alembic.ini inside the artifact."""
         return self.config or "alembic.ini"
+
+    @property
+    def django_manage(self) -> str:
+        """The Django project's manage.py inside the artifact."""
+        return self.manage or "manage.py"
 
 
 class LocalTargetSpec(Frozen):

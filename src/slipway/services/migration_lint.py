@@ -44,6 +44,14 @@ def lint(directory: Path | None, *, dialect: str, config_path: Path | None = Non
         spec = loaded.project.migrations
         if spec.tool == "alembic":
             return LintReport(loaded.root, tuple(lint_alembic(loaded.root, spec, dialect=dialect)))
+        if spec.tool != "sql":
+            raise MigrationError(
+                f"'slipway migrations lint' reads .sql files and Alembic revisions; with tool {spec.tool} the SQL "
+                "comes from the tool against the environment's database ("
+                + ("manage.py sqlmigrate" if spec.tool == "django" else "migrations.commands.sql")
+                + "), so it is linted when a deployment checks the release, before any host changes",
+                hint="run 'slipway run' (or deploy to a dev environment): a finding stops it before any host changes",
+            )
         assert spec.directory is not None
         directory = loaded.root / spec.directory
     return LintReport(directory, tuple(lint_directory(directory, dialect=dialect)))

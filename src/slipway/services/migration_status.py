@@ -26,15 +26,8 @@ from slipway.model.states import DeploymentKind, State
 from slipway.services import reconcile
 from slipway.services.app import App
 from slipway.services.environments import require_environment
-from slipway.services.migrations import (
-    artifact_migrations,
-    current_artifact,
-    database_url,
-    held_reason,
-    held_reasons,
-    make_runner,
-    require_spec,
-)
+from slipway.services.migration_setup import database_url, require_spec
+from slipway.services.migrations import artifact_migrations, current_artifact, held_reasons, make_runner
 
 
 @dataclass(frozen=True)
@@ -97,8 +90,8 @@ async def environment_status(app: App, loaded: LoadedConfig, environment: str) -
     spec = require_spec(loaded)
     url = database_url(app, loaded, environment)
     artifacts = known_artifacts(app, environment)
-    if spec.tool == "alembic":
-        return await alembic_status(app, loaded, environment, url, artifacts)
+    if spec.tool != "sql":
+        return await framework_status(app, loaded, environment, url, artifacts)
     migrations = await asyncio.to_thread(known_migrations, app, loaded, artifacts)
     statuses = await asyncio.to_thread(make_runner(spec, url).status, migrations)
     files = {m.version: m for m in migrations}
@@ -120,15 +113,18 @@ async def environment_status(app: App, loaded: LoadedConfig, environment: str) -
     return sorted(rows, key=lambda r: (Phase(r.phase).rank, r.version))
 
 
-async def alembic_status(
+async def framework_status(
     app: App, loaded: LoadedConfig, environment: str, url: str, artifacts: list[tuple[str, str]]
 ) -> list[StatusRow]:
-    """The Alembic revisions of the newest release installed or rolling out, base first, against the
-    database's head, then the revisions Slipway applied that this release does not have (``missing``)."""
-    from slipway.services.alembic_migrations import newest_view
+    """The framework migrations of the newest release installed or rolling out, in order, against the
+    database, then the ones Slipway applied that this release does not have (``missing``)."""
+    from slipway.services.framework_migrations import newest_view, tool_environ, tool_held
 
     spec = require_spec(loaded)
-    view = await newest_view(app, spec, environment, url, artifacts)
+    release = artifacts[0][1] if artifacts else None
+    environ = tool_environ(app, loaded, environment, release)
+    view = await newest_view(app, spec, url, artifacts, environ=environ)
+    held_by = tool_held(app, loaded, environment, url, environ)
     applied = {r.revision for r in view.applied()}
     parked = _parked(app, environment)
     rows = []
@@ -136,20 +132,23 @@ async def alembic_status(
         record = view.records.get(r.revision)
         held = None
         if r.revision not in applied and r.phase is Phase.CONTRACT:
-            held = held_reason(app, loaded, environment, r.path)
+            held = await asyncio.to_thread(held_by, r)
             if held and parked is not None:
                 held = f"deployment {parked.id} of release {parked.release_id} is parked after its canary; {held}"
             if not held and spec.contract == "manual":
                 held = f"contract: manual; run 'slipway migrations contract {environment}'"
         state = "applied" if r.revision in applied else "held" if held else "pending"
-        rows.append(_alembic_row(r.revision, r.name, r.phase, state, r.path, record, held))
+        rows.append(_alembic_row(r.revision, r.name, r.phase, state, r.path or None, record, held))
     known = {r.revision for r in view.revisions}
     for record in view.records.values():
         if record.revision not in known:
             rows.append(_alembic_row(record.revision, record.name, record.phase, "missing", None, record, None))
-    if view.head is not None and view.head not in known and view.head not in view.records:
-        note = "the database's head, applied outside Slipway and in no release installed or rolling out"
-        rows.append(replace(_alembic_row(view.head, "(not in the release)", Phase.EXPAND, "missing", None, None, None), note=note))
+    heads = view.unknown_heads() if view.revisions else ((view.head,) if view.head else ())
+    for head in heads:
+        if head not in view.records:
+            note = "the database's head, applied outside Slipway and in no release installed or rolling out"
+            row = _alembic_row(head, "(not in the release)", Phase.EXPAND, "missing", None, None, None)
+            rows.append(replace(row, note=note))
     return rows
 
 

@@ -24,8 +24,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from slipway.config import LoadedConfig
-from slipway.engine.template import render
-from slipway.errors import ArtifactError, ChecksumMismatch, MigrationError
+from slipway.errors import ChecksumMismatch, MigrationError
 from slipway.migrations import (
     BatchProgress,
     Migration,
@@ -41,11 +40,17 @@ from slipway.model.states import DeploymentKind, State
 from slipway.services import reconcile
 from slipway.services.app import App
 from slipway.services.environments import require_environment
-from slipway.services.secrets import resolve_secrets
+from slipway.services.migration_setup import (
+    artifact_has_path,
+    database_url,
+    held_reason,
+    require_spec,
+    spec_of,
+)
 
 if TYPE_CHECKING:
     from slipway.migrations.runner import MigrationRunner
-    from slipway.services.alembic_migrations import AlembicDeployment
+    from slipway.services.framework_migrations import FrameworkDeployment
 
 #: The "host" migration steps are recorded under: they run in the Slipway process, not on a target.
 HOST = "slipway"
@@ -53,39 +58,6 @@ _BATCH_SIZE = re.compile(r"^\s*--\s*slipway:batch\b.*\bsize=", re.MULTILINE)
 
 
 # -- reading -------------------------------------------------------------------------------------------
-
-
-def spec_of(loaded: LoadedConfig) -> MigrationsSpec | None:
-    """The project's ``migrations`` section, if any."""
-    return loaded.project.migrations
-
-
-def database_url(app: App, loaded: LoadedConfig, environment: str) -> str:
-    """The environment's database URL: its secret resolved now, or its templated URL (relative SQLite
-    paths are relative to the project)."""
-    env = loaded.project.environments[environment]
-    if env.database is None:
-        raise MigrationError(
-            f"environment {environment!r} has no database",
-            hint=f"add environments.{environment}.database to slipway.yml (docs/migrations.md)",
-        )
-    if env.database.secret is not None:
-        secrets = resolve_secrets(env, environment=environment, root=loaded.root, environ=app.environ)
-        app.masker.add(secrets.values())
-        return secrets[env.database.secret]
-    assert env.database.url is not None
-    url = render(
-        env.database.url,
-        {"vars": env.vars, "environment": {"name": environment}},
-        shell=False,
-        where=f"environments.{environment}.database.url",
-    )
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
-        path = (loaded.root / url[len(prefix) :]).absolute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        url = prefix + str(path)
-    return url
 
 
 def with_default_batch_size(migration: Migration, size: int) -> Migration:
@@ -108,7 +80,7 @@ def parse_directory(files: Mapping[str, str], *, batch_size: int) -> tuple[Migra
 def artifact_migrations(app: App, loaded: LoadedConfig, digest: str) -> tuple[Migration, ...]:
     """The migrations inside the artifact ``digest``, read from its verified bytes."""
     spec = spec_of(loaded)
-    if spec is None or spec.directory is None:  # no migrations, or Alembic's (services/alembic_migrations.py)
+    if spec is None or spec.directory is None:  # no migrations, or a tool's (services/framework_migrations.py)
         return ()
     manifest = app.artifacts.manifest(digest)
     prefix = spec.directory + "/"
@@ -127,15 +99,6 @@ def artifact_migrations(app: App, loaded: LoadedConfig, digest: str) -> tuple[Mi
 def artifact_has(app: App, digest: str, migration: Migration) -> bool:
     """Whether the artifact ``digest`` ships ``migration`` (the same path)."""
     return artifact_has_path(app, digest, migration.path)
-
-
-def artifact_has_path(app: App, digest: str, path: str) -> bool:
-    """Whether the artifact ``digest`` ships the file ``path``."""
-    try:
-        manifest = app.artifacts.manifest(digest)
-    except ArtifactError:
-        return False
-    return any(f.path == path for f in manifest.files)
 
 
 def make_runner(
@@ -221,24 +184,6 @@ def held_reasons(app: App, loaded: LoadedConfig, environment: str, pending: Sequ
             if why:
                 reasons[m.version] = why
     return reasons
-
-
-def held_reason(app: App, loaded: LoadedConfig, environment: str, path: str) -> str | None:
-    """Why the contract migration in the file ``path`` must wait: a target runs a release whose artifact
-    lacks the file, or the environment's last deployment did not succeed (None: it may run now)."""
-    store = app.store
-    env = loaded.project.environments[environment]
-    running = {h.host: h for h in store.host_releases(environment)}
-    for target in env.targets:
-        host = running.get(target.name)
-        if host is None:
-            return f"{target.name} runs no release yet"
-        if not artifact_has_path(app, host.artifact_digest, path):
-            return f"{target.name} runs release {host.release_id}, whose artifact does not contain it"
-    latest = store.deployments(environment, limit=1)
-    if not latest or latest[0].state is not State.SUCCEEDED:
-        return f"the last deployment of {environment} did not succeed (its verify has not passed)"
-    return None
 
 
 # -- running -----------------------------------------------------------------------------------------
@@ -424,15 +369,15 @@ async def run_contracts(
 
 async def for_deployment(
     app: App, loaded: LoadedConfig, *, environment: str, digest: str, release: str, stage_id: int, rollback: bool
-) -> DeploymentMigrations | AlembicDeployment | None:
+) -> DeploymentMigrations | FrameworkDeployment | None:
     """Check a deployment's migrations before any host is touched; None when the project has none."""
     spec = spec_of(loaded)
     if spec is None:
         return None
-    if spec.tool == "alembic":
-        alembic = alembic_deployment(app, loaded, environment, release, digest, MigrationSteps(app, environment, stage_id))
-        await alembic.check(rollback=rollback)
-        return alembic
+    if spec.tool != "sql":
+        framework = framework_deployment(app, loaded, environment, release, digest, MigrationSteps(app, environment, stage_id))
+        await framework.check(rollback=rollback)
+        return framework
     url = database_url(app, loaded, environment)
     migrations = await asyncio.to_thread(artifact_migrations, app, loaded, digest)
     found = DeploymentMigrations(
@@ -447,9 +392,9 @@ async def check_rollback(app: App, loaded: LoadedConfig, environment: str, *, di
     spec = spec_of(loaded)
     if spec is None:
         return
-    if spec.tool == "alembic":
+    if spec.tool != "sql":
         steps = MigrationSteps(app, environment, None)
-        await alembic_deployment(app, loaded, environment, release, digest, steps).check(rollback=True)
+        await framework_deployment(app, loaded, environment, release, digest, steps).check(rollback=True)
         return
     url = database_url(app, loaded, environment)
     migrations = await asyncio.to_thread(artifact_migrations, app, loaded, digest)
@@ -484,9 +429,9 @@ async def contract_now(app: App, loaded: LoadedConfig, environment: str) -> list
     holder = reconcile.holder_text(app.settings.actor, run_id=None, doing="migrations contract")
     app.store.acquire_lock(lock, holder, ttl=3600, is_dead=reconcile.holder_is_dead)
     try:
-        if spec.tool == "alembic":
-            done = await alembic_deployment(app, loaded, environment, release, digest, steps).run_contracts()
-            return [r.path for r in done]
+        if spec.tool != "sql":
+            done = await framework_deployment(app, loaded, environment, release, digest, steps).run_contracts()
+            return [r.path or r.revision for r in done]
         migrations = await asyncio.to_thread(artifact_migrations, app, loaded, digest)
         results = await run_contracts(app, loaded, environment, migrations, steps, url=url, release=release)
         return [r.path for r in results]
@@ -494,31 +439,10 @@ async def contract_now(app: App, loaded: LoadedConfig, environment: str) -> list
         app.store.release_lock(lock, holder)
 
 
-def alembic_deployment(
+def framework_deployment(
     app: App, loaded: LoadedConfig, environment: str, release: str, digest: str, steps: MigrationSteps
-) -> AlembicDeployment:
-    """The Alembic revisions of a deployment of ``release`` (``migrations: {tool: alembic}``)."""
-    from slipway.services.alembic_migrations import AlembicDeployment
+) -> FrameworkDeployment:
+    """The framework migrations of a deployment of ``release`` (services/framework_migrations.py)."""
+    from slipway.services.framework_migrations import deployment_of
 
-    spec = require_spec(loaded)
-    url = database_url(app, loaded, environment)
-    env = loaded.project.environments[environment]
-    secrets = resolve_secrets(env, environment=environment, root=loaded.root, environ=app.environ)
-    app.masker.add(secrets.values())
-    # env.py sees what hooks see: the environment's secrets (DATABASE_URL ...) and where it runs.
-    environ = {**app.environ, **secrets, "SLIPWAY_ENVIRONMENT": environment, "SLIPWAY_RELEASE_ID": release}
-    return AlembicDeployment(
-        app, environment, release, digest, spec, url, steps,
-        held=lambda path: held_reason(app, loaded, environment, path), environ=environ,
-    )
-
-
-def require_spec(loaded: LoadedConfig) -> MigrationsSpec:
-    """The project's migrations section; MigrationError saying how to add one when there is none."""
-    spec = spec_of(loaded)
-    if spec is None:
-        raise MigrationError(
-            "slipway.yml has no 'migrations' section",
-            hint="add 'migrations: {directory: db/migrations}' and a database per environment (docs/migrations.md)",
-        )
-    return spec
+    return deployment_of(app, loaded, environment, release, digest, steps)

@@ -90,7 +90,7 @@ def test_node_app_from_a_fresh_clone_to_two_hosts_behind_nginx(
     assert get_json(f"{nginx.url}/?name=slipway") == {"message": "hi, slipway"}
     port = proj_port(proj)
     assert [health(f"http://{h.address}:{port}")["commit"] for h in bed.hosts] == [second["commit"]] * 2
-    print(f"\nbuild: cache miss {miss_seconds:.1f} s, hit {hit_seconds:.1f} s")
+    print(f"\nbuild: cache miss {miss_seconds:.2f} s, hit {hit_seconds:.2f} s")
 
 
 def test_the_lock_pins_the_dependency_tarball_packed_from_its_source(repo_root: Path, tmp_path: Path) -> None:

@@ -17,7 +17,6 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
 import tarfile
 import urllib.request
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import Project
-from tests.example_flask.test_ship_flask import build_of, on_the_test_bed, through_approval
+from tests.example_flask.test_ship_flask import bootstrap_and_start, build_of, commit_on_the_test_bed, through_approval
 from tests.fleet.conftest import host_path
 from tests.host_services.conftest import health, shutdown_supervisors
 from tests.init.conftest import offline_env
@@ -51,10 +50,7 @@ def fresh_clone(tmp_path: Path, repo_root: Path, ssh_testbed: BedFactory) -> Ite
     root = tmp_path / "node-app"
     shutil.copytree(repo_root / EXAMPLE, root, ignore=shutil.ignore_patterns("node_modules", ".slipway"))
     proj = Project(root=root, env={**offline_env(tmp_path / "no-pip"), "npm_config_cache": str(tmp_path / "npm")})
-    config = on_the_test_bed(yaml.safe_load((root / "slipway.yml").read_text()), bed, nginx)
-    (root / "slipway.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True, env=proj.env)
-    proj.commit("node-app: release 1")
+    commit_on_the_test_bed(proj, bed, nginx)
     try:
         yield proj, bed, nginx
     finally:
@@ -66,10 +62,7 @@ def test_node_app_from_a_fresh_clone_to_two_hosts_behind_nginx(
     fresh_clone: tuple[Project, SSHTestBed, NginxServer],
 ) -> None:
     proj, bed, nginx = fresh_clone
-    assert 'host not found in upstream "slipway_node-app"' in nginx.check().stderr  # nginx cannot start yet
-    boot = proj.slipway("router", "bootstrap", "production")
-    assert "placeholder marked down" in boot.stdout, boot.stdout
-    nginx.start(prepared=True)
+    bootstrap_and_start(proj, nginx)  # nginx cannot start until 'slipway router bootstrap' writes its upstream
 
     first = through_approval(proj)
     miss_seconds, miss_log = build_of(proj, first)

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Installs the real servers the tests start (OpenSSH, PostgreSQL, nginx, iptables, git, podman with runc,
 # docker-registry with Apache's htpasswd for its bcrypt login file, a static busybox for test images, Chromium
-# for the web UI's browser tests, supervisor for services on hosts, rsync for the fleet benchmark) when
-# missing.
+# for the web UI's browser tests, supervisor for services on hosts, rsync for the fleet benchmark, node and npm
+# for the Node examples) when missing.
 # The one place that installs packages for the tests (`make testbed`; `make test` runs it first): the
 # benches in tests/support only check and fail with a hint to run this.
 # Needs root for apt-get; without root it only reports what is missing.
@@ -26,6 +26,9 @@ have htpasswd /usr/bin/htpasswd || need="$need apache2-utils"
 have chromium /usr/bin/chromium || need="$need chromium"
 # Services on hosts (docs/services-on-hosts.md): the bed's SSH hosts have no systemd, supervisord runs them.
 have supervisord /usr/bin/supervisord || need="$need supervisor"
+# Node apps (slipway init's Node sample, examples/node-app): node, and npm for their builds.
+have node /usr/bin/node || need="$need nodejs"
+have npm /usr/bin/npm || need="$need npm"
 # The fleet benchmark's baseline for a release with a few changed files: rsync --link-dest over ssh.
 have rsync /usr/bin/rsync || need="$need rsync"
 # Test images are FROM scratch: only the static busybox runs there (busybox may be the dynamic one).

@@ -8,10 +8,14 @@ from pathlib import Path
 import yaml
 
 
+def yaml_blocks(guide: Path) -> list[str]:
+    """The yaml blocks of a guide's "## slipway.yml" section."""
+    section = guide.read_text().split("\n## slipway.yml\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
+
+
 def test_the_guide_shows_the_tested_slipway_yml(repo_root: Path) -> None:
-    guide = (repo_root / "docs/ship-python.md").read_text()
+    blocks = yaml_blocks(repo_root / "docs/ship-python.md")
     tested = (repo_root / "examples/flask-app/slipway.yml").read_text()
-    section = guide.split("\n## slipway.yml\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
     assert blocks == [tested], "docs/ship-python.md: copy examples/flask-app/slipway.yml into its yaml block"
     assert yaml.safe_load(blocks[0])["name"] == "flask-app"

@@ -66,15 +66,28 @@ def fresh_clone(tmp_path: Path, repo_root: Path, mirror: Path, postgres_server: 
     for env in ("dev", "production"):
         proj.env[f"FLASK_APP_{env.upper()}_DATABASE_URL"] = postgres_server.create_database(
             f"flask_{env}_{tmp_path.name[-12:].lower().replace('-', '_')}")
-    config = on_the_test_bed(yaml.safe_load((root / "slipway.yml").read_text()), bed, nginx)
-    (root / "slipway.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True, env=proj.env)
-    proj.commit("flask-app: release 1")
+    commit_on_the_test_bed(proj, bed, nginx)
     try:
         yield proj, bed, nginx
     finally:
         nginx.stop()
         shutdown_supervisors([root])  # dev's; the bed's hosts stop with every process they ran
+
+
+def commit_on_the_test_bed(proj: Project, bed: SSHTestBed, nginx: NginxServer) -> None:
+    """The copy's slipway.yml made to name the bed and nginx (on_the_test_bed), committed in a new repository."""
+    config = on_the_test_bed(yaml.safe_load((proj.root / "slipway.yml").read_text()), bed, nginx)
+    (proj.root / "slipway.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    subprocess.run(["git", "init", "-q"], cwd=proj.root, check=True, env=proj.env)
+    proj.commit(f"{config['name']}: release 1")
+
+
+def bootstrap_and_start(proj: Project, nginx: NginxServer) -> None:
+    """nginx cannot start until ``slipway router bootstrap production`` writes its upstream; then it starts."""
+    assert f'host not found in upstream "slipway_{nginx.group}"' in nginx.check().stderr
+    boot = proj.slipway("router", "bootstrap", "production")
+    assert "placeholder marked down" in boot.stdout, boot.stdout
+    nginx.start(prepared=True)
 
 
 def through_approval(proj: Project, *, during: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -99,10 +112,7 @@ def test_flask_app_from_a_fresh_clone_to_two_hosts_behind_nginx(
     fresh_clone: tuple[Project, SSHTestBed, NginxServer],
 ) -> None:
     proj, bed, nginx = fresh_clone
-    assert 'host not found in upstream "slipway_flask-app"' in nginx.check().stderr  # nginx cannot start yet
-    boot = proj.slipway("router", "bootstrap", "production")
-    assert "placeholder marked down" in boot.stdout, boot.stdout
-    nginx.start(prepared=True)
+    bootstrap_and_start(proj, nginx)
 
     first = through_approval(proj)
     # wheels/ is in no commit (.gitignore): only the artifact has it, so the tests ran with the artifact's

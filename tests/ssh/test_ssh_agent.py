@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 from ssh_support import arun
-from tests.support.pytest_ssh import BedFactory, target_for
+from tests.support.pytest_ssh import BedFactory
+from tests.support.pytest_ssh import target_for as plain_target
 
 from slipway.errors import CommandTimeout
+from slipway.targets.ssh import SSHTarget
 from slipway.targets.ssh_agent import VERSION, agent_socket
 
 pytestmark = [pytest.mark.ssh, pytest.mark.timeout(120)]
@@ -22,6 +24,11 @@ def socket_of(bed_host_dir: Path) -> Path:
     path = agent_socket("/srv/app")
     assert path is not None
     return bed_host_dir / Path(path).relative_to("/srv")
+
+
+def target_for(host: object, **options: object) -> SSHTarget:
+    """A bed target that leaves an agent (10 minutes), as slipway.yml's ssh targets do by default."""
+    return plain_target(host, **{"agent_idle": 600, **options})  # type: ignore[arg-type]
 
 
 def wait_for(what: str, check: object, timeout: float = 15) -> None:

@@ -184,7 +184,7 @@ def nginx_router(spec: NginxRouterConfig, *, root: Path | None = None, clock: Cl
         SSHTargetSpec(
             name="router", address=host.address, port=host.port, user=host.user, key=host.key,
             known_hosts=host.known_hosts, accept_new_host_keys=host.accept_new_host_keys,
-            connect_timeout=host.connect_timeout, path="/",
+            connect_timeout=host.connect_timeout, path="/", agent_idle=0,  # a few commands; nothing left there
         ),
         root=root or Path.cwd(), environ={},
     )

@@ -120,7 +120,7 @@ class SSHTarget(SSHConnector, AgentClient):
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         connect_gate: asyncio.Semaphore | None = None,
         persistent_shell: bool = True,
-        agent_idle: float | None = 600.0,
+        agent_idle: float | None = None,
     ) -> None:
         self.name = name
         self.root = root

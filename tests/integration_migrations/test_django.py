@@ -87,7 +87,7 @@ def test_three_releases_parallel_change_and_no_rollback_past_the_contract(django
             assert "name" in app.item_columns("production") and CONTRACT not in app.applied_ids("production")
         app.slipway("approve", str(parked["id"]), "--reason", f"release {number}")
         production = app.status()["production"]
-        releases[number] = {"id": production["release"], "run": str(parked["id"])}
+        releases[number] = {"id": production["release"], "run": str(parked["id"]), "digest": production["artifact_digest"]}
 
     expected = ["items.0001_initial", "items.0002_item_title", "items.0003_backfill_title", CONTRACT, "notes.0001_initial"]
     assert app.item_columns("production") == {"id", "title"} and app.applied_ids("production") == set(expected)
@@ -109,4 +109,10 @@ def test_three_releases_parallel_change_and_no_rollback_past_the_contract(django
     assert refused.returncode == 7, refused.stdout + refused.stderr
     assert f"contract migration {CONTRACT} (drop items.name" in refused.stderr, refused.stderr
     assert f"with release {releases[3]['id']}" in refused.stderr and "Django migrations" in refused.stderr
+    assert app.hosts() == before and app.json("deployments", "production") == deployments
+    # Promoting release 1's artifact, which knows none of the later migrations, is refused the same way.
+    stale = app.slipway("promote", releases[1]["digest"], "--to", "production", "--allow-older",
+                        "--reason", "re-deploy release 1", check=False)
+    assert stale.returncode == 7, stale.stdout + stale.stderr
+    assert "Django migration" in stale.stderr and CONTRACT in stale.stderr, stale.stderr
     assert app.hosts() == before and app.json("deployments", "production") == deployments

@@ -256,8 +256,10 @@ def main() -> None:
         server, predecessor = start(args, stop)
     except HandoverError as exc:
         sys.exit(f"not started: {exc}")
-    if args.pidfile:
-        args.pidfile.write_text(f"{os.getpid()}\n")
+    if args.pidfile:  # atomically: stop.sh or a reader never sees it empty or half written
+        partial = args.pidfile.with_name(f".{args.pidfile.name}.{os.getpid()}")
+        partial.write_text(f"{os.getpid()}\n")
+        partial.replace(args.pidfile)
     how = "took the port over" if predecessor else "serving"
     print(f"{how} on http://{args.host}:{args.port} ({release_info().get('release')}, pid {os.getpid()})", flush=True)
     if parent is not None:

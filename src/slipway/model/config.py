@@ -350,11 +350,6 @@ class Environment(Frozen):
             raise ValueError("strategy.keep_old_warm: false is not supported: the old slot stays warm (there is no stop hook)")
         if self.readiness is not None and self.router is None:
             raise ValueError("readiness gates traffic through a router: add a router: block")
-        if self.router is not None and self.router.host is not None and (
-            isinstance(strategy, BlueGreen) or any(isinstance(t, ContainerTargetSpec) for t in self.targets)
-        ):
-            raise ValueError("router.host (nginx on another machine) works for hosts deployed all at once, rolling or "
-                             "canary; blue_green and container targets need nginx on the machine running Slipway")
         return self
 
     @field_validator("dependencies")

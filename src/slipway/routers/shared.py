@@ -12,7 +12,7 @@ back a state that another view changed in the meantime.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from slipway.errors import DeploymentError
 from slipway.model.routing import Backend, Router, RouterState
@@ -21,8 +21,9 @@ from slipway.model.routing import Backend, Router, RouterState
 class SharedGroups:
     """The router of an environment and which target owns which backends of each group."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, *, close: Callable[[], Awaitable[None]] | None = None) -> None:
         self.router = router
+        self._close = close
         #: group -> target -> its backends, in the order they were set.
         self.owned: dict[str, dict[str, list[Backend]]] = {}
         self._lock = asyncio.Lock()
@@ -30,6 +31,11 @@ class SharedGroups:
     def adopt(self, group: str, target: str, backends: Sequence[Backend]) -> None:
         """Record that ``target`` serves ``group`` with ``backends`` now (read back from its engine)."""
         self.owned.setdefault(group, {})[target] = list(backends)
+
+    async def close(self) -> None:
+        """Close the router's connection (``router.host``: nginx on another machine, over SSH)."""
+        if self._close is not None:
+            await self._close()
 
     def view(self, target: str) -> Router:
         """The Router that ``target``'s deployment uses."""

@@ -44,7 +44,7 @@ from slipway.services.releases import (
     revert_steps,
 )
 from slipway.services.secrets import resolve_secrets
-from slipway.services.traffic import RouterGate, _port
+from slipway.services.traffic import RouterGate, _port, nginx_router
 from slipway.store.repository import Store
 from slipway.targets import release as layout
 
@@ -166,17 +166,24 @@ class SlotGate:
         await self.router.switch(self.group, slot)
         self.active = slot
 
+    async def close(self) -> None:
+        """Close the router's connection (``router.host``: nginx on another machine, over SSH)."""
+        await self.router.close()
+
 
 def slot_gate(
     loaded: LoadedConfig, environment: str, release: ReleaseInfo, *, observer: Any, clock: Any = None
 ) -> SlotGate:
-    """The environment's router with both slots' backends (each slot's port rendered with its vars)."""
+    """The environment's router with both slots' backends (each slot's port rendered with its vars).
+
+    The router may be on another machine (``router.host``): close the gate (:meth:`SlotGate.close`) when done.
+    """
     env = loaded.project.environments[environment]
     strategy, spec = strategy_of(env), env.router
     assert strategy is not None and spec is not None
     readiness = env.readiness or ReadinessSpec()
     clock = clock or SystemClock()
-    router = NginxRouter.from_config(spec, clock=clock)
+    router = nginx_router(spec, root=loaded.root, clock=clock)
     url = environment_url(loaded.project, environment)
     backends: dict[str, dict[str, Backend]] = {}
     gates: dict[str, RouterGate] = {}
@@ -270,41 +277,44 @@ async def deploy(app: App, loaded: LoadedConfig, request: DeployRequest) -> str:
         artifact_commit,
     )
     gate = slot_gate(loaded, name, release, observer=app.observer)
-    await gate.load()
-    strategy = strategy_of(env)
-    assert strategy is not None
-    slot = idle_slot(strategy.slots, gate.active)
-    hosts = slot_hosts(loaded, name, slot)
-    url = environment_url(project, name)
-    plan = plan_deployment(project=project, environment=name, hosts=hosts, release=release, render=_render, url=url)
-    checks = deployment_checks(
-        app, loaded, environment=name, release=release, hosts=hosts, stage_id=request.stage_id, secrets=secrets
-    )
-    await checks.before()
-    app.observer.message(
-        f"blue/green: {gate.active or 'no slot'} serves {name}; release {release.id} goes to the idle slot {slot}"
-    )
-    with environment_lock(app, name, run_id=request.run_id):
-        migrations = await database.for_deployment(
-            app, loaded, environment=name, digest=request.digest, release=release.id, stage_id=request.stage_id,
-            rollback=False,
+    try:
+        await gate.load()
+        strategy = strategy_of(env)
+        assert strategy is not None
+        slot = idle_slot(strategy.slots, gate.active)
+        hosts = slot_hosts(loaded, name, slot)
+        url = environment_url(project, name)
+        plan = plan_deployment(project=project, environment=name, hosts=hosts, release=release, render=_render, url=url)
+        checks = deployment_checks(
+            app, loaded, environment=name, release=release, hosts=hosts, stage_id=request.stage_id, secrets=secrets
         )
-        targets = slot_targets(app, loaded, name, slot)
-        try:
-            await _share_objects(targets)
-            run = _run(app, loaded, request, plan, targets, gate, slot, checks, manifest, secrets)
-            run.before_migrate = migrations.expand if migrations else None
-            run.ledger.served = {r.host: r.release_id for r in app.store.host_releases(name)}
-            await run_deployment(run)
-            checks.raise_kept()
-        finally:
-            await asyncio.gather(*(t.close() for t in targets.values()), return_exceptions=True)
-    if migrations:  # the warm slot still runs the release before: contract migrations would break it
+        await checks.before()
         app.observer.message(
-            f"contract migrations are held while the warm slot may serve again: run "
-            f"'slipway migrations contract {name}' once you will not switch back"
+            f"blue/green: {gate.active or 'no slot'} serves {name}; release {release.id} goes to the idle slot {slot}"
         )
-    return release.id
+        with environment_lock(app, name, run_id=request.run_id):
+            migrations = await database.for_deployment(
+                app, loaded, environment=name, digest=request.digest, release=release.id, stage_id=request.stage_id,
+                rollback=False,
+            )
+            targets = slot_targets(app, loaded, name, slot)
+            try:
+                await _share_objects(targets)
+                run = _run(app, loaded, request, plan, targets, gate, slot, checks, manifest, secrets)
+                run.before_migrate = migrations.expand if migrations else None
+                run.ledger.served = {r.host: r.release_id for r in app.store.host_releases(name)}
+                await run_deployment(run)
+                checks.raise_kept()
+            finally:
+                await asyncio.gather(*(t.close() for t in targets.values()), return_exceptions=True)
+        if migrations:  # the warm slot still runs the release before: contract migrations would break it
+            app.observer.message(
+                f"contract migrations are held while the warm slot may serve again: run "
+                f"'slipway migrations contract {name}' once you will not switch back"
+            )
+        return release.id
+    finally:
+        await gate.close()
 
 
 def _run(

@@ -22,6 +22,7 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from slipway.artifacts.image import ImageRef
 from slipway.config import LoadedConfig
@@ -37,7 +38,6 @@ from slipway.model.config import Environment
 from slipway.model.containers import ContainerTargetSpec
 from slipway.model.states import DeploymentKind
 from slipway.ports import DeploymentStore
-from slipway.routers.nginx import NginxRouter
 from slipway.routers.shared import SharedGroups
 from slipway.services import canary
 from slipway.services.app import App
@@ -77,6 +77,7 @@ async def deploy_containers(
     specs = {t.name: service_specs(loaded, request.environment, _spec(t), secrets, release) for t in env.targets}
     await checks.before()  # an open dependency breaker fails fast, before any engine is touched
     engines = await open_engines([_spec(t) for t in env.targets], loaded, timeout=image_artifact(project).timeout)
+    units: ContainerUnits | None = None
     try:
         targets = {
             name: ContainerTarget(opened.engine, app=project.name, environment=request.environment,
@@ -87,6 +88,7 @@ async def deploy_containers(
         units = ContainerUnits(
             store=app.store, observer=app.observer, steps=steps, environment=request.environment, env=env,
             targets=targets, specs=specs, release=release, repository=ref.repository, run_id=request.run_id,
+            root=loaded.root,
         )
         with environment_lock(app, request.environment, run_id=request.run_id):
             units.deployment_id = canary.take_up(app, resume) if resume else app.store.start_deployment(
@@ -103,7 +105,10 @@ async def deploy_containers(
             ).run()
         checks.raise_kept()
     finally:
-        await asyncio.gather(*(e.close() for e in engines.values()), return_exceptions=True)
+        closing = [e.close() for e in engines.values()]
+        if units is not None and units.router is not None:  # router.host: its SSH connection
+            closing.append(units.router.close())
+        await asyncio.gather(*closing, return_exceptions=True)
     return release.id
 
 
@@ -129,15 +134,18 @@ async def open_engines(specs: Sequence[ContainerTargetSpec], loaded: LoadedConfi
 
 
 async def shared_router(observer: Observer, env: Environment, specs: Mapping[str, Sequence[ServiceSpec]],
-                        units: Mapping[str, Mapping[str, ServiceUnits]]) -> SharedGroups | None:
-    """The environment's router, told which containers serve each group now; the groups made to match."""
+                        units: Mapping[str, Mapping[str, ServiceUnits]], *, root: Path) -> SharedGroups | None:
+    """The environment's router, told which containers serve each group now; the groups made to match.
+
+    ``root``: slipway.yml's directory (``router.host``'s key paths). Close its router when done.
+    """
     if env.router is None:
         return None
     from slipway.clock import SystemClock
-    from slipway.services.traffic import ensure_upstream
+    from slipway.services.traffic import ensure_upstream, nginx_router
 
-    router = NginxRouter.from_config(env.router, clock=SystemClock())
-    shared = SharedGroups(router)
+    router = nginx_router(env.router, root=root, clock=SystemClock())
+    shared = SharedGroups(router, close=router.close)
     groups: set[str] = set()
     for name, found in units.items():
         for spec in specs[name]:
@@ -170,6 +178,8 @@ class ContainerUnits:
     release: ReleaseInfo
     repository: str
     run_id: int | None
+    #: slipway.yml's directory (``router.host``'s key paths).
+    root: Path = field(default_factory=Path.cwd)
     deployment_id: int = 0
     ledger: Ledger = field(default_factory=Ledger)
     #: Set by :meth:`prepare`, under the environment's lock.
@@ -197,7 +207,7 @@ class ContainerUnits:
             before = known.get(name)
             digest = before.artifact_digest if before else None
             units[name] = {s.name: await target.units(s.name, recorded=digest) for s in self.specs[name]}
-        self.router = await shared_router(self.observer, self.env, self.specs, units)
+        self.router = await shared_router(self.observer, self.env, self.specs, units, root=self.root)
         for name, found in units.items():
             orphans = [(spec, unit) for spec in self.specs[name] for unit in found[spec.name].orphans]
             if orphans:

@@ -65,7 +65,7 @@ async def _groups(app: App, loaded: LoadedConfig, environment: str, env: Environ
     if any(isinstance(t, ContainerTargetSpec) for t in env.targets):
         return await _container_groups(app, loaded, environment, env, deployed)
     if isinstance(env.strategy, BlueGreen):
-        return {env.router.group: _serving_slots(app, loaded, environment)}
+        return {env.router.group: await _serving_slots(app, loaded, environment)}
     return {env.router.group: [b for host, b in _host_backends(loaded, environment).items() if host in deployed]}
 
 
@@ -87,12 +87,13 @@ def _host_backends(loaded: LoadedConfig, environment: str) -> dict[str, Backend]
     return dict(gate.backends) if gate is not None else {}
 
 
-def _serving_slots(app: App, loaded: LoadedConfig, environment: str) -> list[Backend]:
+async def _serving_slots(app: App, loaded: LoadedConfig, environment: str) -> list[Backend]:
     """Blue/green: each host's serving slot's backend (the store says which slot serves)."""
     from slipway.engine.events import NullObserver
     from slipway.services.bluegreen import slot_gate
 
     gate = slot_gate(loaded, environment, _NO_RELEASE, observer=NullObserver())
+    await gate.close()  # only its backends are needed: the router is never asked
     serving = {(s.host, s.slot) for s in app.store.slot_releases(environment) if s.serving}
     return [b for slot, hosts in gate.backends.items() for host, b in hosts.items() if (host, slot) in serving]
 

@@ -93,28 +93,31 @@ async def switch_back(app: App, loaded: LoadedConfig, request: DeployRequest) ->
     assert strategy is not None and request.release_id is not None
     release = ReleaseInfo(request.release_id, request.digest, request.commit or "unknown")
     gate = slot_gate(loaded, name, release, observer=app.observer)
-    await gate.load()
-    if gate.active is None:
-        raise GateError(f"the router serves no slot of {name}: there is nothing to switch back from")
-    warm = other_slot(strategy.slots, gate.active)
-    env = loaded.project.environments[name]
-    secrets = resolve_secrets(env, environment=name, root=loaded.root, environ=app.environ)
-    app.masker.add(secrets.values())
-    checks = deployment_checks(
-        app, loaded, environment=name, release=release, hosts=slot_hosts(loaded, name, warm),
-        stage_id=request.stage_id, secrets=secrets, rollback=True,
-    )
-    with environment_lock(app, name, run_id=request.run_id):
-        targets = slot_targets(app, loaded, name, warm)
-        try:
-            held = dict(zip(targets, await asyncio.gather(*(layout.current_release(t) for t in targets.values())), strict=True))
-            missing = warm_mismatches(held, release.id)
-            if missing:
-                raise GateError(f"the warm slot {warm} of {name} does not hold {release.id}: {_describe(missing)}")
-            await _switch(app, loaded, request, gate, warm, targets, release, checks)
-        finally:
-            await asyncio.gather(*(t.close() for t in targets.values()), return_exceptions=True)
-    return release.id
+    try:
+        await gate.load()
+        if gate.active is None:
+            raise GateError(f"the router serves no slot of {name}: there is nothing to switch back from")
+        warm = other_slot(strategy.slots, gate.active)
+        env = loaded.project.environments[name]
+        secrets = resolve_secrets(env, environment=name, root=loaded.root, environ=app.environ)
+        app.masker.add(secrets.values())
+        checks = deployment_checks(
+            app, loaded, environment=name, release=release, hosts=slot_hosts(loaded, name, warm),
+            stage_id=request.stage_id, secrets=secrets, rollback=True,
+        )
+        with environment_lock(app, name, run_id=request.run_id):
+            targets = slot_targets(app, loaded, name, warm)
+            try:
+                held = dict(zip(targets, await asyncio.gather(*(layout.current_release(t) for t in targets.values())), strict=True))
+                missing = warm_mismatches(held, release.id)
+                if missing:
+                    raise GateError(f"the warm slot {warm} of {name} does not hold {release.id}: {_describe(missing)}")
+                await _switch(app, loaded, request, gate, warm, targets, release, checks)
+            finally:
+                await asyncio.gather(*(t.close() for t in targets.values()), return_exceptions=True)
+        return release.id
+    finally:
+        await gate.close()
 
 
 @dataclasses.dataclass

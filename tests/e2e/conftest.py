@@ -74,7 +74,9 @@ class Project:
         return {e["name"]: e for e in self.json("status")["environments"]}
 
     def stop_apps(self) -> None:
-        for shared in (self.root / ".slipway/targets").glob("*/shared"):
+        """Stop the app of every local deploy root, blue/green slots' included."""
+        targets = self.root / ".slipway/targets"
+        for shared in [*targets.glob("*/shared"), *targets.glob("*/slots/*/shared")]:
             subprocess.run(["sh", str(self.root / "bin/stop.sh"), str(shared)], check=False)
 
 

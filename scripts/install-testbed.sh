@@ -26,6 +26,8 @@ have htpasswd /usr/bin/htpasswd || need="$need apache2-utils"
 have chromium /usr/bin/chromium || need="$need chromium"
 # Services on hosts (docs/services-on-hosts.md): the bed's SSH hosts have no systemd, supervisord runs them.
 have supervisord /usr/bin/supervisord || need="$need supervisor"
+# The systemd unit of docs/services-on-hosts.md is checked with systemd-analyze verify (systemd never runs).
+have systemd-analyze /usr/bin/systemd-analyze || need="$need systemd"
 # Node apps (slipway init's Node sample, examples/node-app): node, and npm for their builds.
 have node /usr/bin/node || need="$need nodejs"
 have npm /usr/bin/npm || need="$need npm"

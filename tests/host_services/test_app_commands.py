@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import REPO
 from tests.e2e.conftest import SLIPWAY, Project
 from tests.fleet.conftest import host_path, ssh_target
-from tests.host_services.conftest import config, wait_until
+from tests.host_services.conftest import config, health, wait_until
+from tests.routers.test_bootstrap import audited
 from tests.support.ports import free_port, free_ports
 from tests.support.pytest_ssh import BedFactory
 
@@ -172,6 +174,13 @@ def test_app_status_and_logs_on_two_ssh_hosts(service_project: Make, ssh_testbed
     # the hosts' tail -F ended with the follow (its SSH channel closed, or the command was stopped)
     wait_until("no tail -F left on the hosts", lambda: _tails_following("/srv/app/shared/log") == [], deadline=30)
 
+    # web2 reboots: app start brings its services back over SSH, web1's are left alone
+    kept = _pid(host_path(bed, 0, "app/shared/run/web-0.pid"))
+    reboot(host_path(bed, 1, "app"), 1)
+    up = json.loads(proj.slipway("app", "start", "dev", "--json").stdout)
+    assert [(h["host"], h["ok"]) for h in up] == [("web1", True), ("web2", True)], up
+    assert up[0]["processes"][0]["pid"] == kept and up[1]["processes"][0]["pid"] == _pid(pidfile)
+
 
 CONTAINERS = """version: 1
 name: shop
@@ -201,3 +210,57 @@ def test_app_commands_refuse_container_targets_with_the_engines_command(tmp_path
         assert out.returncode == 2, out.stderr
         assert f"dev's target box-1 is a container: 'slipway app {command}' is for hosts" in out.stderr, out.stderr
         assert engine in out.stderr
+
+
+def reboot(root: Path, instances: int) -> None:
+    """What a reboot does to a deploy root's services: supervisord and every service process gone at once
+    (SIGKILL, no clean shutdown), their pid files and the control socket left behind."""
+    pids = [_pid(root / "supervisor/supervisord.pid")] + [_pid(root / f"shared/run/web-{n}.pid") for n in range(instances)]
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_until("supervisord and the services gone", lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids))
+
+
+def documented_unit(root: Path) -> str:
+    """The systemd unit of docs/services-on-hosts.md, for the deploy root ``root``."""
+    text = (REPO / "docs/services-on-hosts.md").read_text()
+    block = text.split("# /etc/systemd/system/slipway-app.service\n", 1)[1].split("```", 1)[0]
+    return "\n".join(line.removeprefix("  ") for line in block.splitlines()).replace("/srv/app", str(root))
+
+
+def test_app_start_brings_every_service_back_after_a_reboot(service_project: Make, tmp_path: Path) -> None:
+    port = two_free_ports()
+    proj = service_project(config(port, [LOCAL], instances=2))
+    root = proj.root / ".slipway/targets/dev"
+    none = proj.slipway("app", "start", "dev", "--json", check=False)
+    assert none.returncode == 1 and json.loads(none.stdout)[0]["note"] == "no services were deployed here"
+    proj.slipway("run")
+    release = os.path.basename(os.readlink(root / "current"))
+    before = {n: _pid(root / f"shared/run/web-{n}.pid") for n in (0, 1)}
+
+    reboot(root, 2)
+    down = proj.slipway("app", "status", "dev", "--json", check=False)
+    assert down.returncode == 1 and "app start" in json.loads(down.stdout)[0]["note"], down.stdout
+    up = proj.slipway("app", "start", "dev", "--json")
+    (host,) = json.loads(up.stdout)
+    assert host["ok"] and [(p["process"], p["state"], p["release"]) for p in host["processes"]] == [
+        ("web-0", "RUNNING", release), ("web-1", "RUNNING", release)], up.stdout
+    started = {n: _pid(root / f"shared/run/web-{n}.pid") for n in (0, 1)}
+    assert started != before and {health(f"http://127.0.0.1:{port + n}")["status"] for n in (0, 1)} == {"ok"}
+    again = json.loads(proj.slipway("app", "start", "dev", "--json").stdout)
+    assert {p["pid"] for p in again[0]["processes"]} == set(started.values())  # what runs is left alone
+    assert audited(proj).count("app.start") == 3
+
+    # boot.sh alone, as cron's @reboot or the documented systemd unit runs it: a bare environment
+    reboot(root, 2)
+    boot = subprocess.run(["/bin/sh", str(root / "supervisor/boot.sh")], env={"PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert boot.returncode == 0, boot.stdout + boot.stderr
+    assert {health(f"http://127.0.0.1:{port + n}")["status"] for n in (0, 1)} == {"ok"}
+
+    unit = tmp_path / "slipway-app.service"
+    unit.write_text(documented_unit(root))
+    verified = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True,
+                              timeout=60, check=False)
+    assert verified.returncode == 0 and not (verified.stdout + verified.stderr).strip(), verified.stderr
+    assert f"ExecStart=/bin/sh {root}/supervisor/boot.sh" in unit.read_text()

@@ -1,4 +1,4 @@
-"""``slipway app status|logs ENV``: the app's services on an environment's hosts (docs/services-on-hosts.md)."""
+"""``slipway app status|logs|start ENV``: the app's services on an environment's hosts (docs/services-on-hosts.md)."""
 
 from __future__ import annotations
 
@@ -12,22 +12,39 @@ from slipway.cli.common import Environment, JsonView, console, open_app
 
 T = TypeVar("T")
 app_cli = typer.Typer(
-    help="The app's services on an environment's hosts: which run where, and their logs.", no_args_is_help=True
+    help="The app's services on an environment's hosts: which run where, their logs, and starting them after a reboot.",
+    no_args_is_help=True,
 )
 
 
 @app_cli.command("status")
 def status(ctx: typer.Context, environment: Environment, json_out: JsonView = False) -> None:
     """Each host's services: state, pid, uptime and the release each process runs. Exit 1 unless all run current."""
-    from dataclasses import asdict
-
     from slipway.services.app_processes import app_status
 
     app = open_app(ctx, json_mode=json_out)
     hosts = _interruptible(app, lambda: app_status(app, environment))
     assert hosts is not None
+    _report(hosts, json_out=json_out)
+
+
+@app_cli.command("start")
+def start(ctx: typer.Context, environment: Environment, json_out: JsonView = False) -> None:
+    """Start each host's supervisord and every service of its current release, as after a reboot (what runs
+    already is left alone); recorded in the audit log. Then the status, as 'app status'. Exit 1 unless all run."""
+    from slipway.services.app_processes import app_start
+
+    app = open_app(ctx, json_mode=json_out)
+    hosts = _interruptible(app, lambda: app_start(app, environment))
+    assert hosts is not None
+    _report(hosts, json_out=json_out)
+
+
+def _report(hosts: list[Any], *, json_out: bool) -> None:
+    """Each host's services, as a table or JSON; exit 1 unless every process runs the current release."""
     if json_out:
         import json
+        from dataclasses import asdict
 
         print(json.dumps([{**asdict(h), "ok": h.ok} for h in hosts], indent=2))
     else:

@@ -1,10 +1,12 @@
-"""``slipway app status ENV`` and ``slipway app logs ENV``: the app's services on an environment's hosts.
+"""``slipway app status|logs|start ENV``: the app's services on an environment's hosts.
 
 Both ask each host (local or SSH target, in parallel, ``parallel`` at a time) what the supervisord of its
 deploy root knows (docs/services-on-hosts.md): ``supervisorctl status`` and the release each process runs
 (its working directory, a ``releases/<id>`` it was started in), or the services' log files under
 ``shared/log``, followed with ``tail -F`` until the command is stopped. Neither changes anything on a host,
-nor records anything. Containers have their engine's own ``logs`` and ``ps``: they are refused here.
+nor records anything. ``app start`` runs each host's ``supervisor/boot.sh`` (its supervisord, then every
+service of the current release: what a reboot stopped), records that in the audit log, then reports as
+``status`` does. Containers have their engine's own ``logs`` and ``ps``: they are refused here.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def parse_host_status(host: str, output: str) -> HostStatus:
     first, _, status = head.partition("\n")
     current = release_of(first.removeprefix("@@current"))
     if any(marker in status for marker in _NO_DAEMON):
-        return HostStatus(host, current, note="supervisord is not running (the next deployment or rollback starts it)")
+        return HostStatus(host, current, note="supervisord is not running (after a reboot: slipway app start ENV)")
     releases = {int(pid): release_of(cwd) for pid, _, cwd in (line.partition(" ") for line in cwds.splitlines())
                 if pid.isdigit()}
     processes = tuple(
@@ -151,6 +153,41 @@ async def app_status(app: App, environment: str) -> list[HostStatus]:
         return parse_host_status(target.name, result.stdout)
 
     return await _on_each(targets, slots, ask)
+
+
+#: How long starting one host's daemon and services may take (each program waits ``startsecs``).
+START_TIMEOUT = 300
+
+
+async def app_start(app: App, environment: str) -> list[HostStatus]:
+    """Start each host's supervisord and every service of its current release (after a reboot, or a daemon
+    that was killed); what already runs is left alone. Then each host's status, as :func:`app_status`."""
+    targets, slots = _targets(app, environment, "slipway app start")
+    app.store.audit(app.settings.actor, "app.start", f"environment {environment}", {"hosts": [t.name for t in targets]})
+
+    async def start(target: Target) -> HostStatus:
+        layout = supervisor.Layout(target.root)
+        boot = supervisor.boot_path(layout)
+        script = (
+            f"if [ -f {quote(boot)} ]; then sh {quote(boot)}; "
+            f"elif [ -f {quote(layout.conf)} ]; then echo '@@old'; else echo '@@none'; fi"
+        )
+        try:
+            started = await target.run(script, timeout=START_TIMEOUT)
+            if started.stdout.startswith(("@@none", "@@old")):
+                return HostStatus(target.name, None, note="no services were deployed here" if started.stdout.startswith(
+                    "@@none") else "deployed by an earlier Slipway without supervisor/boot.sh: deploy once more")
+            result = await target.run(_status_script(target.root), timeout=60)
+        except TargetError as exc:
+            return HostStatus(target.name, None, note=exc.message.splitlines()[0])
+        status = parse_host_status(target.name, result.stdout) if result.ok else HostStatus(target.name, None)
+        if not started.ok:
+            said = (started.stderr or started.stdout).strip().splitlines()
+            why = app.masker(said[-1] if said else f"exit code {started.exit_code}")
+            return HostStatus(status.host, status.current, status.processes, f"starting failed: {why}")
+        return status
+
+    return await _on_each(targets, slots, start)
 
 
 def service_names(app: App, service: str | None) -> list[str]:

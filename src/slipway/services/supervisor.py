@@ -161,16 +161,54 @@ def _check(result: CommandResult, what: str) -> CommandResult:
     return result
 
 
-async def ensure_daemon(target: Target, layout: Layout, *, timeout: float = 60) -> bool:
-    """Write the daemon's config and start it unless it answers; True when it was started now."""
-    check_root(layout.root)
-    await target.put(daemon_conf(layout).encode(), layout.conf)
-    script = (
+def _start_daemon(layout: Layout) -> str:
+    """Shell: start the daemon unless it answers (prints ``running`` or ``started``), with a clean environment
+    so that it does not inherit whatever the first deployment (or the boot) had."""
+    return (
         f"mkdir -p -- {quote(layout.programs)} {quote(layout.logs)} && "
-        f"if {layout.ctl('pid')} >/dev/null 2>&1; then echo running; exit 0; fi; "
+        f"if {layout.ctl('pid')} >/dev/null 2>&1; then echo running; else "
         "command -v supervisord >/dev/null 2>&1 || { echo 'supervisord is not installed on this host "
         "(Debian: apt-get install supervisor; or pip install supervisor)' >&2; exit 127; }; "
-        f'env -i PATH="$PATH" HOME="${{HOME:-/}}" LANG=C.UTF-8 supervisord -c {quote(layout.conf)} && echo started'
+        f'env -i PATH="$PATH" HOME="${{HOME:-/}}" LANG=C.UTF-8 supervisord -c {quote(layout.conf)} && echo started; fi'
+    )
+
+
+def boot_script(layout: Layout) -> str:
+    """``supervisor/boot.sh``: after a reboot, the daemon and every service of the release ``current`` names.
+
+    Programs do not autostart (a deployment starts each process once, and waits for it), so a daemon
+    started alone runs nothing: this script starts it and then every program. ``slipway app start ENV``
+    runs it on each host; ``@reboot`` in the deploy user's crontab or a systemd unit runs it at boot
+    (docs/services-on-hosts.md).
+    """
+    return "\n".join([
+        "#!/bin/sh",
+        "# Written by Slipway (docs/services-on-hosts.md): starts this deploy root's supervisord, then every",
+        "# service of the current release. Safe to run again: what runs already is left alone.",
+        'PATH="$PATH:/usr/local/bin:/usr/bin:/bin"',
+        _start_daemon(layout) + " || exit $?",
+        # 'start all' waits until each process has run startsecs; a program that fails says so, exit 1
+        f"{layout.ctl('start', 'all')}",
+        "",
+    ])
+
+
+def boot_path(layout: Layout) -> str:
+    """Where :func:`boot_script` is written."""
+    return f"{layout.dir}/boot.sh"
+
+
+async def ensure_daemon(target: Target, layout: Layout, *, timeout: float = 60) -> bool:
+    """Write the daemon's config and boot script, and start the daemon unless it answers; True when it was
+    started now."""
+    check_root(layout.root)
+    await target.put(daemon_conf(layout).encode(), layout.conf)
+    boot = boot_script(layout)
+    script = (
+        # the boot script rides along in the same command: no round trip of its own (a root has no line break)
+        f"mkdir -p -- {quote(layout.dir)} && cat > {quote(boot_path(layout))} <<'SLIPWAY_BOOT_EOF'\n"
+        f"{boot}SLIPWAY_BOOT_EOF\n"
+        f"chmod 0755 {quote(boot_path(layout))} && {_start_daemon(layout)}"
     )
     result = _check(await target.run(script, timeout=timeout), "cannot start supervisord for the services")
     return "started" in result.stdout

@@ -78,6 +78,8 @@ def test_container_deployments_through_nginx_on_another_host(
     staging = [{"kind": "container", "name": "staging-1", "engine": podman_service.base_url}]
     slipway_yml: dict[str, Any] = config(cleanup_app, podman_service, session_registry.address,
                                          {**fresh_nginx, "dev": nginx}, staging)
+    del slipway_yml["environments"]["staging"]  # only dev, behind the remote nginx
+    slipway_yml["pipeline"] = [s for s in slipway_yml["pipeline"] if s.get("environment") != "staging"]
     slipway_yml["environments"]["dev"]["router"]["host"] = {
         "address": host.address, "port": host.port, "user": host.username,
         "key": str(host.client_key), "known_hosts": str(host.known_hosts),

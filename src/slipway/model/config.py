@@ -276,6 +276,9 @@ class SSHTargetSpec(SSHEndpoint):
     #: Seconds the host's agent waits for the next connection before it exits (docs/ssh.md, "The agent");
     #: 0: leave no agent, every later command logs in.
     agent_idle: float = Field(default=600, ge=0)
+    #: Seconds a connection to the host is kept after its last use, by a keeper on this machine, for the
+    #: next Slipway command (docs/ssh.md, "Kept connections"); 0: none, every command connects. Needs the agent.
+    keep: float = Field(default=0, ge=0)
 
 
 TargetSpec = Annotated[LocalTargetSpec | SSHTargetSpec | ContainerTargetSpec, Field(discriminator="kind")]

@@ -187,5 +187,6 @@ def make_target(
             connect_timeout=spec.connect_timeout,
             connect_gate=connect_gate,
             agent_idle=spec.agent_idle or None,
+            keep=spec.keep or None,
         )
     raise ConfigError(f"unsupported target kind {getattr(spec, 'kind', '?')!r}")

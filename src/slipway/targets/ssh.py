@@ -40,6 +40,7 @@ from slipway.errors import (
 from slipway.ports import OutputSink
 from slipway.targets.ssh_agent import AgentClient, agent_socket
 from slipway.targets.ssh_connect import SSHConnector
+from slipway.targets.ssh_keeper import KeepSpec
 from slipway.targets.ssh_session import PID_MARK, CommandSession
 from slipway.targets.ssh_shell import STATUS_LINE, FramedCommand, Shell
 
@@ -121,6 +122,7 @@ class SSHTarget(SSHConnector, AgentClient):
         connect_gate: asyncio.Semaphore | None = None,
         persistent_shell: bool = True,
         agent_idle: float | None = None,
+        keep: float | None = None,
     ) -> None:
         self.name = name
         self.root = root
@@ -149,6 +151,12 @@ class SSHTarget(SSHConnector, AgentClient):
         #: connection; None: every new connection logs in.
         self.agent_idle = agent_idle
         self.agent_path = agent_socket(root) if agent_idle and persistent_shell else None
+        #: The kept connection (ssh_keeper) this target uses and hands over, ``keep`` seconds after its last use.
+        self.keep_spec = KeepSpec(
+            address, port, username, tuple(self._client_key_paths), str(self.known_hosts), self.agent_path,
+            keep, connect_timeout,
+        ) if keep and self.agent_path is not None else None
+        self.kept_shells_opened = 0
         self._logged_in = False
         self.agent_shells_opened = 0
         #: How many SSH connections, long-lived shells and one-command channels this target has opened.
@@ -235,16 +243,27 @@ class SSHTarget(SSHConnector, AgentClient):
         A shell told EOF exits by itself (removing its FIFOs) and sshd reaps it before the connection
         goes: dropped with the connection instead, it would be orphaned on the host.
         """
-        if self._loop is asyncio.get_running_loop():
-            await self._leave_agent()
+        try:
+            if self._loop is asyncio.get_running_loop():
+                await self._leave_agent()
+                await self._hand_over()
+        finally:
+            await self._close_now()
+
+    async def _close_now(self) -> None:
         shells, self._idle = self._idle, []
         conn, self._conn = self._conn, None
-        if conn is not None and self._loop is asyncio.get_running_loop():
-            ending = [shell.end() for shell in shells if not shell.closed]
+        if self._loop is asyncio.get_running_loop():
+            # kept connections' shells too: their dispatchers exit, and their sockets close
+            ending = [shell.end() for shell in shells if not shell.closed and (conn is not None or shell.kept)]
             if ending:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(PIPE_GRACE):
                         await asyncio.gather(*ending)
+            for shell in shells:
+                if shell.kept:
+                    shell.close()
+        if conn is not None and self._loop is asyncio.get_running_loop():
             conn.close()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.kill_timeout):
@@ -314,8 +333,7 @@ class SSHTarget(SSHConnector, AgentClient):
             found = await self._shell(label)
             if found is None:
                 return None
-            shell, conn = found, found.conn
-            assert conn is not None
+            shell, conn = found, found.conn  # conn None: a kept connection's shell (ssh_keeper)
             session = FramedCommand(on_output)
             with contextlib.suppress(asyncssh.Error, OSError):  # a lost channel shows as a lost frame
                 go = shell.offer(STATUS_LINE + "\n" + script, stdin, session)
@@ -323,7 +341,7 @@ class SSHTarget(SSHConnector, AgentClient):
                     async with asyncio.timeout(self.connect_timeout):
                         await go.wait()
                 except TimeoutError:
-                    self._drop(conn)
+                    self._drop_shell(shell)
                     raise HostUnreachable(
                         f"did not answer within {self.connect_timeout:g}s: nothing was run", host=self.name,
                         command=label,
@@ -334,7 +352,7 @@ class SSHTarget(SSHConnector, AgentClient):
                 if not session.exited.is_set():
                     shell.start(stdin)
                     break
-            self._drop(conn)
+            self._drop_shell(shell)
             if attempt == 2:
                 raise HostUnreachable("lost the connection before the command started: nothing was run",
                                       host=self.name, command=label)
@@ -378,10 +396,14 @@ class SSHTarget(SSHConnector, AgentClient):
                 await asyncio.sleep(0)
         while self._idle:
             shell = self._idle.pop()
-            if shell.idle() and shell.conn is not None and not shell.conn.is_closed():
+            if shell.idle() and (shell.kept or (shell.conn is not None and not shell.conn.is_closed())):
                 return shell
         if not self.persistent_shell:
             return None
+        if self.keep_spec is not None:
+            kept = await self._kept_shell()
+            if kept is not None:
+                return kept
         if self.agent_path is not None:
             agent = await self._agent_shell()
             if agent is not None:
@@ -469,14 +491,14 @@ class SSHTarget(SSHConnector, AgentClient):
             self._drop(conn)
 
     async def _kill_framed(self, shell: Shell, session: FramedCommand) -> None:
-        """Kill a framed command's process group; its shell ends the frame and is reused."""
-        assert shell.conn is not None
+        """Kill a framed command's process group; its shell ends the frame and is reused. A kept connection's
+        shell has no SSH connection here: the kill opens one."""
         try:
             async with asyncio.timeout(self.kill_timeout):
-                await self._kill_group(shell.conn, session.pid)
+                await self._kill_group(shell.conn or await self._connection(), session.pid)
                 await session.exited.wait()
-        except (TimeoutError, asyncssh.Error, OSError):
-            self._drop(shell.conn)
+        except (TimeoutError, asyncssh.Error, OSError, TargetError):
+            self._drop_shell(shell)
             return
         if session.exit_code is not None:
             self._idle.append(shell)
@@ -506,6 +528,13 @@ class SSHTarget(SSHConnector, AgentClient):
             self._sessions = asyncio.Semaphore(self.max_sessions)
             self._kill_slots = asyncio.Semaphore(2)
             self._idle = []
+
+    def _drop_shell(self, shell: Shell) -> None:
+        """Give up on a shell: its SSH connection, or (a kept connection's) its socket."""
+        if shell.conn is not None:
+            self._drop(shell.conn)
+        else:
+            shell.close()
 
     def _drop(self, conn: asyncssh.SSHClientConnection) -> None:
         if self._conn is conn:

@@ -27,6 +27,7 @@ from shlex import quote
 
 import asyncssh
 
+from slipway.targets.ssh_keeper import KeepSpec, hand_over, kept_socket
 from slipway.targets.ssh_shell import DISPATCHER, STATUS_LINE, FramedCommand, Shell
 
 #: The agent: argv is SOCKET IDLE_SECONDS DISPATCHER. Python 3.6 and later, standard library only.
@@ -125,19 +126,14 @@ def start_command(path: str, idle: float) -> str:
     )
 
 
-class AgentChannel(asyncssh.SSHUNIXSession[bytes]):
-    """A channel to the agent's socket, carrying one dispatcher: its frames go to ``shell`` as a session
-    channel's stdout and stderr would."""
+class _Frames:
+    """The agent's frames (tag, length, bytes) back to what a session channel gives ``shell``."""
 
     def __init__(self, shell: Shell) -> None:
         self.shell = shell
         self._buffer = b""
 
-    def connection_made(self, chan: asyncssh.SSHUNIXChannel[bytes]) -> None:
-        self.shell.connection_made(chan)  # type: ignore[arg-type]  # write, write_eof and close are alike
-        chan.write(self.shell.nonce + b"\n")
-
-    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+    def feed(self, data: bytes) -> None:
         self._buffer += data
         while len(self._buffer) >= _HEADER.size:
             tag, size = _HEADER.unpack_from(self._buffer)
@@ -146,6 +142,44 @@ class AgentChannel(asyncssh.SSHUNIXSession[bytes]):
             payload = self._buffer[_HEADER.size : _HEADER.size + size]
             self._buffer = self._buffer[_HEADER.size + size :]
             self.shell.data_received(payload, asyncssh.EXTENDED_DATA_STDERR if tag == 2 else None)
+
+
+class AgentChannel(asyncssh.SSHUNIXSession[bytes]):
+    """A channel to the agent's socket, carrying one dispatcher: its frames go to ``shell`` as a session
+    channel's stdout and stderr would."""
+
+    def __init__(self, shell: Shell) -> None:
+        self.shell = shell
+        self._frames = _Frames(shell)
+
+    def connection_made(self, chan: asyncssh.SSHUNIXChannel[bytes]) -> None:
+        self.shell.connection_made(chan)  # type: ignore[arg-type]  # write, write_eof and close are alike
+        chan.write(self.shell.nonce + b"\n")
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        self._frames.feed(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.shell.connection_lost(exc)
+
+
+class KeptChannel(asyncio.Protocol):
+    """The same, through a kept connection's local socket (ssh_keeper): no SSH connection in this process."""
+
+    def __init__(self, shell: Shell) -> None:
+        self.shell = shell
+        self._frames = _Frames(shell)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        self.shell.connection_made(transport)  # type: ignore[arg-type]  # write, write_eof and close are alike
+        transport.write(self.shell.nonce + b"\n")
+
+    def data_received(self, data: bytes) -> None:
+        self._frames.feed(data)
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.shell.connection_lost(exc)
@@ -159,6 +193,9 @@ class AgentClient:
     agent_idle: float | None
     agent_path: str | None
     agent_shells_opened: int
+    kept_shells_opened: int
+    connections_opened: int
+    keep_spec: KeepSpec | None
     _logged_in: bool
     _idle: list[Shell]
 
@@ -183,6 +220,32 @@ class AgentClient:
             return shell
         shell.close()
         return None
+
+    async def _kept_shell(self) -> Shell | None:
+        """A dispatcher through the kept connection's socket (ssh_keeper), when the keeper has one to this host;
+        None otherwise (no keeper, the host's agent gone): the caller connects."""
+        assert self.keep_spec is not None
+        path = kept_socket(self.keep_spec)
+        if path is None or not path.exists():
+            return None
+        shell = Shell()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await asyncio.get_running_loop().create_unix_connection(lambda: KeptChannel(shell), str(path))
+                ready = await shell.started
+        except (TimeoutError, OSError):
+            ready = False
+        if ready:
+            shell.kept = True
+            self.kept_shells_opened += 1
+            return shell
+        shell.close()
+        return None
+
+    async def _hand_over(self) -> None:
+        """After this target connected to the host itself: ask the keeper to keep a connection to it."""
+        if self.keep_spec is not None and self.connections_opened and self.agent_idle is not None:
+            await hand_over([self.keep_spec])
 
     async def _leave_agent(self) -> None:
         """Start the host's agent through an idle login shell, if this target logged in (bounded, and

@@ -190,8 +190,10 @@ class Shell(asyncssh.SSHClientSession[bytes]):
         self.closed = False
         self._gone = asyncio.Event()
         self.unsupported = ""
-        #: The connection the channel runs on (set by the target once the channel is open).
+        #: The connection the channel runs on (set by the target once the channel is open); None with ``kept``.
         self.conn: asyncssh.SSHClientConnection | None = None
+        #: Whether it runs through a kept connection's local socket (ssh_keeper), not a connection of ours.
+        self.kept = False
 
     @property
     def command_line(self) -> str:

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import struct
+from collections.abc import Awaitable, Callable
 from shlex import quote
 
 import asyncssh
@@ -207,19 +208,12 @@ class AgentClient:
         runs, another version's, sshd refuses socket forwarding): the caller logs in."""
         assert self.agent_path is not None
         conn = await self._connection()
-        shell = Shell()
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                await conn.create_unix_connection(lambda: AgentChannel(shell), self.agent_path)
-                ready = await shell.started
-        except (TimeoutError, asyncssh.Error, OSError):
-            ready = False
-        if ready:
+        path = self.agent_path
+        shell = await self._dispatcher(lambda shell: conn.create_unix_connection(lambda: AgentChannel(shell), path))
+        if shell is not None:
             shell.conn = conn
             self.agent_shells_opened += 1
-            return shell
-        shell.close()
-        return None
+        return shell
 
     async def _kept_shell(self) -> Shell | None:
         """A dispatcher through the kept connection's socket (ssh_keeper), when the keeper has one to this host;
@@ -228,16 +222,23 @@ class AgentClient:
         path = kept_socket(self.keep_spec)
         if path is None or not path.exists():
             return None
+        loop = asyncio.get_running_loop()
+        shell = await self._dispatcher(lambda shell: loop.create_unix_connection(lambda: KeptChannel(shell), str(path)))
+        if shell is not None:
+            shell.kept = True
+            self.kept_shells_opened += 1
+        return shell
+
+    async def _dispatcher(self, open_stream: Callable[[Shell], Awaitable[object]]) -> Shell | None:
+        """A shell whose stream ``open_stream`` opens to an agent's socket, once its dispatcher is ready."""
         shell = Shell()
         try:
             async with asyncio.timeout(self.connect_timeout):
-                await asyncio.get_running_loop().create_unix_connection(lambda: KeptChannel(shell), str(path))
+                await open_stream(shell)
                 ready = await shell.started
-        except (TimeoutError, OSError):
+        except (TimeoutError, asyncssh.Error, OSError):
             ready = False
         if ready:
-            shell.kept = True
-            self.kept_shells_opened += 1
             return shell
         shell.close()
         return None

@@ -12,7 +12,9 @@ check per host):
 - first deploy: ``slipway run`` (deploy stage) against parallel ``tar | ssh``;
 - a second release with 1% of the files changed: Slipway against ``rsync --link-dest`` of the previous
   release into a new one, then one ``ssh`` per host for the same switch, restart and check;
-- rollback (switch only): ``slipway rollback`` in-process against one parallel ``ssh`` symlink flip.
+- rollback (switch only): ``slipway rollback`` in-process against one parallel ``ssh`` symlink flip;
+- the same rollback with ``keep: 300`` on the targets (docs/ssh.md, "Kept connections"), after a command
+  with ``keep`` handed every host to the keeper, as a deployment's end does: no SSH connection at all.
 
 The agent Slipway leaves on each host (docs/ssh.md) is measured where it would be there: a first deploy
 finds none (fresh roots), the second release finds none either (:func:`forget_agents`: a new release comes
@@ -36,6 +38,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.support.keeper import own_runtime_dir
 from tests.support.sshbed import SSHHost, SSHTestBed
 
 from benchmarks.bench_fleet import (
@@ -53,6 +56,9 @@ from benchmarks.bench_fleet import (
     write_configs,
 )
 from benchmarks.common import CpuMeter, table
+from slipway.services.app import open_app
+from slipway.services.fleet import exec_everywhere
+from slipway.targets.ssh_keeper import keeper_dir
 
 HOSTS = int(os.environ.get("SLIPWAY_BENCH_HOSTS", "50"))
 ROUNDS = int(os.environ.get("SLIPWAY_BENCH_ROUNDS", "3"))
@@ -169,7 +175,7 @@ def one_round(bed: SSHTestBed, proj: Path, src: Path, index: int) -> dict[str, f
     wipe(bed)
     hosts = bed.hosts
     r: dict[str, float] = {}
-    meters = {k: BedCpu(bed) for k in ("s1", "b1", "s2", "b2", "sr", "br")}
+    meters = {k: BedCpu(bed) for k in ("s1", "b1", "s2", "b2", "sr", "br", "sk")}
 
     def slipway_first() -> None:
         r["s1"], r["s1_bytes"] = slipway_deploy(proj, meters["s1"])
@@ -200,10 +206,37 @@ def one_round(bed: SSHTestBed, proj: Path, src: Path, index: int) -> dict[str, f
     ]
     for key, fn in rollbacks if index % 2 == 0 else rollbacks[::-1]:
         r[key] = _timed(meters[key], fn)
+    kept = with_keep(proj, plain)
+    hand_over_hosts(proj, kept, len(hosts))  # not timed: what the end of a deployment with keep does
+    r["sk"] = _timed(meters["sk"], lambda: slipway_rollback(proj, config=kept))  # back to the other release
     r["floor"] = asyncio.run(_floor(hosts))
     for key, meter in meters.items():
         r[f"{key}_dcpu"], r[f"{key}_hcpu"] = meter.deployer, meter.hosts
     return r
+
+
+def with_keep(proj: Path, config: str) -> str:
+    """A copy of ``config`` whose ssh targets keep their connections for 300 s."""
+    text = (proj / config).read_text().replace("{kind: ssh, ", "{kind: ssh, keep: 300, ")
+    (proj / "kept.yml").write_text(text)
+    return "kept.yml"
+
+
+def hand_over_hosts(proj: Path, config: str, count: int) -> None:
+    """``slipway exec fleet -- true`` in-process with ``config``: its end hands every host to the keeper;
+    then wait (bounded) until the keeper holds a connection to each."""
+    app = open_app(config_path=proj / config, environ={**os.environ, "SLIPWAY_USER": "bench"})
+    try:
+        outcomes = asyncio.run(exec_everywhere(app, "fleet", "true"))
+    finally:
+        app.close()
+    if not all(o.ok for o in outcomes):
+        raise RuntimeError(f"benchmark exec failed: {[o.error for o in outcomes if not o.ok][:3]}")
+    deadline = time.monotonic() + 60
+    while len(list(keeper_dir().glob("*.sock"))) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the keeper holds {len(list(keeper_dir().glob('*.sock')))} of {count} hosts")
+        time.sleep(0.1)
 
 
 def measure(tmp: Path, heavy: bool) -> tuple[list[dict[str, float]], str, str]:
@@ -247,6 +280,8 @@ def section(name: str, rounds: list[dict[str, float]], loads: tuple[str, str]) -
          _spread([r["b2"] for r in rounds]), _ratio(rounds, "s2", "b2")],
         ["rollback (switch only)", _spread([r["sr"] for r in rounds]), "parallel `ssh` flip",
          _spread([r["br"] for r in rounds]), _ratio(rounds, "sr", "br")],
+        ["rollback, `keep: 300` (kept connections)", _spread([r["sk"] for r in rounds]), "parallel `ssh` flip",
+         _spread([r["br"] for r in rounds]), _ratio(rounds, "sk", "br")],
         ["floor: `ssh host true` on every host", "", "", _spread([r["floor"] for r in rounds]), ""],
     ]
     by_bytes = [
@@ -255,7 +290,8 @@ def section(name: str, rounds: list[dict[str, float]], loads: tuple[str, str]) -
          _spread([100 * r["s2_bytes"] / r["s1_bytes"] for r in rounds], "%")],
     ]
     cpu = []
-    for label, s, b in (("first deploy", "s1", "b1"), ("1% changed", "s2", "b2"), ("rollback", "sr", "br")):
+    for label, s, b in (("first deploy", "s1", "b1"), ("1% changed", "s2", "b2"), ("rollback", "sr", "br"),
+                        ("rollback, kept", "sk", "br")):
         cpu.append([
             label, _spread([r[f"{s}_dcpu"] for r in rounds]), _spread([r[f"{b}_dcpu"] for r in rounds]),
             _spread([r[f"{s}_hcpu"] for r in rounds]), _spread([r[f"{b}_hcpu"] for r in rounds]),
@@ -277,7 +313,8 @@ def section(name: str, rounds: list[dict[str, float]], loads: tuple[str, str]) -
 def run() -> str:
     """Both beds, heavy first, and the markdown section."""
     out = []
-    with tempfile.TemporaryDirectory(prefix="slipway-shellbench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="slipway-shellbench-") as tmp, own_runtime_dir() as runtime:
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)  # this run's keeper, stopped at the end
         for heavy in (True, False):
             rounds, before, after = measure(Path(tmp), heavy)
             title = (f"Login shell with a costly ~/.bashrc ({HEAVY_LOOPS:,} loop turns, about 0.13 s of CPU)"

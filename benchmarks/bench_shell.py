@@ -82,14 +82,35 @@ class BedCpu(CpuMeter):
         return self._hosts
 
     def __enter__(self) -> BedCpu:
+        # The bed's hosts share one disk: a first deploy leaves gigabytes of dirty pages, and whichever
+        # tool ran next would pay for their writeback. Each measured block starts with a clean disk.
+        os.sync()
         super().__enter__()
+        self._keeper = keeper_cpu()
         self._start = self._bed.cpu_seconds()
         return self
 
     def __exit__(self, *exc: object) -> None:
         super().__exit__(*exc)
+        # A keeper is detached, so not a child: its CPU is added to the deployer's here.
+        self.deployer += sum(cpu - self._keeper.get(pid, 0.0) for pid, cpu in keeper_cpu().items())
         time.sleep(1.0)  # the hosts' sessions end and are reaped once the connections have closed
         self._hosts = self._bed.cpu_seconds() - self._start
+
+
+def keeper_cpu() -> dict[int, float]:
+    """CPU seconds used so far by each running connection keeper (``slipway.targets.ssh_keeper``), by pid."""
+    found = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if b"slipway.targets.ssh_keeper" not in (proc / "cmdline").read_bytes():
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[int(proc.name)] = (int(fields[11]) + int(fields[12])) / tick  # utime and stime
+    return found
 
 
 def _load() -> str:

@@ -45,8 +45,14 @@ class Target(Protocol):
         cwd: str | None = None,
         timeout: float | None = None,
         on_output: OutputSink | None = None,
+        contained: bool = False,
     ) -> CommandResult:
-        """Run a POSIX shell command on the host and return what it did."""
+        """Run a POSIX shell command on the host and return what it did.
+
+        ``contained``: the caller vouches that the command leaves no process behind when it exits (no
+        daemon, nothing in the background), as Slipway's own release-layout commands do; a target may then
+        skip what guards against output written after the exit. Hooks are never contained.
+        """
         ...
 
     async def put(self, data: bytes, path: str, *, mode: int = 0o644) -> None:

@@ -74,3 +74,32 @@ def test_prune_that_cannot_remove_a_release_says_so_instead_of_reporting_it_remo
         asyncio.run(layout.prune_releases(host, 1, []))
     assert info.value.host == "web-1"
     assert sorted(p.name for p in (tmp_path / "host/releases").iterdir()) == ["r0", "r1", "r2"]
+
+
+def test_one_look_says_what_runs_and_what_the_next_release_lacks_and_the_install_then_needs_one_command(
+    tmp_path: Path,
+) -> None:
+    host = FakeTarget("web-1", tmp_path / "host")
+    empty = asyncio.run(layout.look_before_install(host, artifact(tmp_path, {"a.txt": b"a"}, "e")[1], "r0"))
+    assert empty.current is None and empty.missing is not None and len(empty.missing) == 1
+    assert (tmp_path / "host/.slipway/objects").is_dir()  # the look made the layout
+
+    store, one = artifact(tmp_path, {"app/a.txt": b"a", "app/b.txt": b"b", "app/c.txt": b"c"}, "one")
+    asyncio.run(layout.install_release(host, one, "r1", source_for(store, one)))
+    asyncio.run(layout.switch_current(host, "r1"))
+    store, two = artifact(tmp_path, {"app/a.txt": b"a", "app/b.txt": b"b", "app/c.txt": b"changed"}, "two")
+    host.calls.clear()
+
+    look = asyncio.run(layout.look_before_install(host, two, "r2"))
+    changed = next(f.object_name for f in two.files if f.path == "app/c.txt")
+    assert look == layout.HostLook("r1", frozenset({changed})), look
+    assert [c.contained for c in host.calls] == [True]
+
+    host.calls.clear()
+    stats = asyncio.run(layout.install_release(host, two, "r2", source_for(store, two), looked=look))
+    assert (stats.objects_sent, stats.bytes_sent) == (1, len(b"changed"))
+    assert len(host.calls) == 1 and host.calls[0].contained, host.commands  # upload and build, in one
+    assert (tmp_path / "host/releases/r2/app/c.txt").read_bytes() == b"changed"
+
+    again = asyncio.run(layout.look_before_install(host, two, "r2"))
+    assert again == layout.HostLook("r1", None)  # installed: nothing is listed

@@ -127,3 +127,37 @@ def test_a_login_shell_that_exits_is_reported_with_what_it_said(ssh_testbed: Bed
             assert "bashrc" in (info.value.hint or "")
 
     arun(main())
+
+
+def test_a_contained_command_writes_straight_to_the_shell_and_keeps_every_guarantee(ssh_testbed: BedFactory) -> None:
+    bed = ssh_testbed(1, heavy_shell=2000)
+    host = bed.hosts[0]
+    # The command's stdout, and the commands its shell's parent runs besides it (the relays, if any).
+    look = "readlink /proc/$$/fd/1; for p in /proc/[0-9]*; do grep -qx \"PPid:\t$PPID\" $p/status 2>/dev/null && " \
+        "cat $p/comm; done; true"
+
+    async def main() -> None:
+        async with target_for(host) as target:
+            relayed = await target.run(look)
+            assert "slipway-shell." in relayed.stdout and relayed.stdout.count("cat\n") == 2, relayed.stdout
+            straight = await target.run(look, contained=True)
+            assert "slipway-shell." not in straight.stdout and "cat\n" not in straight.stdout, straight.stdout
+
+            # exact output on both streams, exit codes, and an exit 143 that is no SIGTERM
+            both = await target.run("printf 'out'; printf 'err\\n\\n' >&2; exit 3", contained=True)
+            assert (both.stdout, both.stderr, both.exit_code) == ("out", "err\n\n", 3)
+            assert (await target.run("exit 143", contained=True)).exit_code == 143
+            assert (await target.run("kill -TERM $$", contained=True)).exit_code == -15
+            # exact stdin, drained when not read: the next command is not fed the rest
+            data = b"y" * 300_000
+            assert (await target.run("head -c 3", stdin=data, contained=True)).stdout == "yyy"
+            assert (await target.run("wc -c", stdin=data, contained=True)).stdout.strip() == "300000"
+            # a timeout kills the command's process group; the shell goes on
+            with pytest.raises(CommandTimeout):
+                await target.run("(sleep 3; touch /srv/app/late) & sleep 30", timeout=1, contained=True)
+            await asyncio.sleep(3.5)
+            assert (await target.run("test -e /srv/app/late", contained=True)).exit_code == 1
+            assert target.shells_opened == 1
+
+    arun(main())
+    assert bed.logins() == {host.name: 2}  # the shell's, and the kill's own channel

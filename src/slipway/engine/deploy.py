@@ -98,6 +98,8 @@ class DeploymentRun:
     resumed: Resumed | None = None
     ledger: Ledger = field(default_factory=Ledger)
     _objects: layout.ObjectCache | None = None
+    #: What each host's first look found (layout.look_before_install), used once by its install step.
+    _looks: dict[str, layout.HostLook] = field(default_factory=dict)
 
     @property
     def environment(self) -> str:
@@ -133,8 +135,20 @@ class DeploymentRun:
         if self.plan.rollback:
             await self._look_before_rollback()
             return
-        currents = await self._each(self.plan.hosts, lambda t: layout.current_release(t))
-        self.ledger.previous.update({h: (str(r) if r else None) for h, r in currents.items()})
+        if resumed is None and self.manifest is not None:
+            # One round trip per host: the layout, what runs there, and what this release lacks there.
+            manifest = self.manifest
+            seen = await self._each(
+                self.plan.hosts,
+                lambda t: layout.look_before_install(
+                    t, manifest, self.release_id, shared=self.shared, timeout=self._install_timeout(t.name)
+                ),
+            )
+            self._looks = {h: cast(layout.HostLook, v) for h, v in seen.items()}
+            self.ledger.previous.update({h: look.current for h, look in self._looks.items()})
+        else:
+            currents = await self._each(self.plan.hosts, lambda t: layout.current_release(t))
+            self.ledger.previous.update({h: (str(r) if r else None) for h, r in currents.items()})
         back_to_last_good(self.store, self.ledger, known, environment=self.environment, deployment_id=self.deployment_id)
         if resumed is not None:  # the phases before the switch ran before the deployment parked
             return
@@ -192,6 +206,11 @@ class DeploymentRun:
     def explain(self, error: DeploymentError) -> DeploymentError:
         """A failure of release directories needs no other words."""
         return error
+
+    def _install_timeout(self, host: str) -> float:
+        """The timeout of the host's install step (the look is the install's first round trip)."""
+        steps = [s for s in self.plan.phase_steps(host, "install") if s.action is Action.INSTALL]
+        return steps[0].timeout if steps else 600.0
 
     async def _look_before_rollback(self) -> None:
         """One round trip per host: what runs there, and whether the release to go back to is still there.
@@ -302,7 +321,8 @@ class DeploymentRun:
             async def install() -> str:
                 marker = layout.Marker(release.commit, release.built_by)
                 stats = await layout.install_release(
-                    target, manifest, release.id, objects, shared=self.shared, timeout=step.timeout, marker=marker
+                    target, manifest, release.id, objects, shared=self.shared, timeout=step.timeout, marker=marker,
+                    looked=self._looks.pop(target.name, None),
                 )
                 if stats.already_installed:
                     return f"release {release.id} already installed: nothing sent"

@@ -82,9 +82,12 @@ class SlotTarget:
         cwd: str | None = None,
         timeout: float | None = None,
         on_output: OutputSink | None = None,
+        contained: bool = False,
     ) -> CommandResult:
         """Run on the host."""
-        return await self.inner.run(command, stdin=stdin, env=env, cwd=cwd, timeout=timeout, on_output=on_output)
+        return await self.inner.run(
+            command, stdin=stdin, env=env, cwd=cwd, timeout=timeout, on_output=on_output, contained=contained
+        )
 
     async def put(self, data: bytes, path: str, *, mode: int = 0o644) -> None:
         """Write a file on the host."""

@@ -40,8 +40,12 @@ class LocalTarget:
         cwd: str | None = None,
         timeout: float | None = None,
         on_output: OutputSink | None = None,
+        contained: bool = False,
     ) -> CommandResult:
-        """Run ``command`` with ``sh -c``; stream its lines; stop its whole process group on timeout."""
+        """Run ``command`` with ``sh -c``; stream its lines; stop its whole process group on timeout.
+
+        ``contained`` changes nothing here: a local command costs no login shell or relay.
+        """
         started = time.monotonic()
         try:
             proc = await _start(command, cwd=cwd, env={**self._base_env, **(env or {})}, piped_stdin=stdin is not None)

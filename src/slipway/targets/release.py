@@ -8,11 +8,13 @@ On each host, under its deploy root::
     .slipway/objects/<sha256>-<mode>   file contents by hash (the host's content-addressed store)
     .slipway/tmp/              uploads in progress
 
-Installing a release asks the host in one round trip which contents it lacks, sends only those in one
-tar stream, verifies their hashes on the host, then builds ``releases/<id>.partial`` from hard links and
-renames it to ``releases/<id>`` only once it is complete. A directory without ``.partial`` is therefore
+Installing a release takes two round trips. The first creates the layout, reads ``current`` and asks
+which contents the host lacks; the second sends only those in one tar stream, verifies their hashes on
+the host, then builds ``releases/<id>.partial`` from hard links and renames it to ``releases/<id>`` only
+once it is complete. A directory without ``.partial`` is therefore
 always a complete release, and ``current`` only ever points at one. Everything here is POSIX shell plus
-GNU tar, the same on a laptop directory, an SSH host or a container volume.
+GNU tar, the same on a laptop directory, an SSH host or a container volume. Every command here leaves
+no process behind, so each is run ``contained`` (:meth:`slipway.ports.Target.run`).
 """
 
 from __future__ import annotations
@@ -76,13 +78,6 @@ def validate_release_id(release_id: str) -> str:
     return release_id
 
 
-async def prepare_layout(target: Target, shared: Sequence[str], *, timeout: float) -> None:
-    """Create the deploy root's directories (idempotent)."""
-    dirs = ["releases", "shared", OBJECTS, TMP, *[f"shared/{check_member_path(s)}" for s in shared]]
-    cmd = f"mkdir -p -- {' '.join(quote(f'{target.root}/{d}') for d in dirs)}"
-    _check(await target.run(cmd, timeout=timeout), "cannot create the deploy directories")
-
-
 async def share_object_store(target: Target, store: str, *, timeout: float = 60) -> None:
     """Make the layout at ``target.root`` keep its contents in ``store`` (a symlink), if it has none yet.
 
@@ -97,7 +92,7 @@ async def share_object_store(target: Target, store: str, *, timeout: float = 60)
         f"mkdir -p -- {quote(store)} {quote(parent)} && "
         f"if [ ! -e {quote(link)} ] && [ ! -L {quote(link)} ]; then ln -s -- {quote(relative)} {quote(link)}; fi"
     )
-    _check(await target.run(script, timeout=timeout), "cannot link the shared object store")
+    _check(await target.run(script, timeout=timeout, contained=True), "cannot link the shared object store")
 
 
 async def release_exists(target: Target, release_id: str, *, timeout: float = 60, digest: str = "") -> bool:
@@ -110,28 +105,12 @@ async def release_exists(target: Target, release_id: str, *, timeout: float = 60
     cmd = f"test -f {quote(path)}"
     if digest:
         cmd += f" && grep -qF {quote(json.dumps({'digest': digest})[1:-1])} {quote(path)}"
-    result = await target.run(cmd, timeout=timeout)
+    result = await target.run(cmd, timeout=timeout, contained=True)
     return result.ok
 
 
 def _under(path: str, shared: Sequence[str]) -> bool:
     return any(path == s or path.startswith(s + "/") for s in shared)
-
-
-async def missing_objects(
-    target: Target, manifest: Manifest, *, timeout: float, shared: Sequence[str] = ()
-) -> set[str]:
-    """Ask the host, in one round trip, which contents of ``manifest`` it lacks (by object name).
-
-    Files under a shared directory are replaced by the link to ``shared/``, so they are never needed.
-    """
-    names = sorted({f.object_name for f in manifest.files if not _under(f.path, shared)})
-    script = f'cd {quote(target.root + "/" + OBJECTS)} && while read -r n; do [ -e "$n" ] || echo "$n"; done'
-    result = _check(
-        await target.run(script, stdin=("\n".join(names) + "\n").encode(), timeout=timeout),
-        "cannot list the host's object store",
-    )
-    return {line.strip() for line in result.stdout.splitlines() if line.strip()}
 
 
 class ObjectCache:
@@ -217,20 +196,9 @@ def _upload_script(incoming: str, store: str, count: int) -> str:
     )
 
 
-async def upload_objects(
-    target: Target, missing: set[str], objects: ObjectCache, *, release_id: str, timeout: float
-) -> tuple[int, int]:
-    """Send the missing contents in one tar stream; the host verifies each hash before accepting it."""
-    if not missing:
-        return 0, 0
-    stream, sent = await objects.bundle(frozenset(missing))
-    incoming = f"{target.root}/{TMP}/{release_id}.objects"
-    script = _upload_script(incoming, f"{target.root}/{OBJECTS}", len(missing))
-    result = await target.run(script, stdin=stream, timeout=timeout)
-    if not result.ok:
-        await target.run(f"rm -rf {quote(incoming)}", timeout=timeout)
-        raise CommandFailed.from_result(result, what=await _upload_failure(target, sent, timeout=timeout))
-    return len(missing), sent
+async def _remove(target: Target, path: str, *, timeout: float) -> None:
+    """Remove what a failed step left behind (an upload's directory, a partial release)."""
+    await target.run(f"rm -rf -- {quote(path)}", timeout=timeout, contained=True)
 
 
 async def _upload_failure(target: Target, sent: int, *, timeout: float) -> str:
@@ -244,7 +212,7 @@ async def _upload_failure(target: Target, sent: int, *, timeout: float) -> str:
 
 async def _free_space(target: Target, *, timeout: float) -> int | None:
     """Bytes free on the filesystem of the deploy root, for the evidence of a failed upload."""
-    result = await target.run(f"df -Pk {quote(target.root)} | tail -n 1", timeout=timeout)
+    result = await target.run(f"df -Pk {quote(target.root)} | tail -n 1", timeout=timeout, contained=True)
     fields = result.stdout.split()
     return int(fields[3]) * 1024 if result.ok and len(fields) >= 4 and fields[3].isdigit() else None
 
@@ -343,10 +311,63 @@ async def build_release(
 ) -> None:
     """Build ``releases/<id>`` from the object store; it appears only once complete."""
     links = link_tar(manifest, release_id, shared, marker=marker)  # refuses an unsafe link before the host
-    result = await target.run(_build_script(target, manifest, release_id, shared), stdin=links, timeout=timeout)
+    script = _build_script(target, manifest, release_id, shared)
+    result = await target.run(script, stdin=links, timeout=timeout, contained=True)
     if not result.ok:
-        await target.run(f"rm -rf {quote(release_dir(target, release_id) + '.partial')}", timeout=timeout)
+        await _remove(target, release_dir(target, release_id) + ".partial", timeout=timeout)
         raise CommandFailed.from_result(result, what="building the release directory failed")
+
+
+@dataclass(frozen=True)
+class HostLook:
+    """What one look at a host found before an install: what ``current`` points at, and what the release lacks."""
+
+    #: The release ``current`` points at; None when nothing was activated yet.
+    current: str | None
+    #: The object names the host lacks; None when the release (of this artifact) is complete there.
+    missing: frozenset[str] | None
+
+
+async def look_before_install(
+    target: Target, manifest: Manifest, release_id: str, *, shared: Sequence[str] = (), timeout: float = 600
+) -> HostLook:
+    """One round trip: create the layout, read ``current``, and ask what the release lacks on the host.
+
+    The host compares the wanted object names (stdin) against one listing of its store with ``awk``: a
+    shell ``while read`` loop reads a pipe one byte at a time, which cost more CPU than sending the 1% of
+    a release that changed.
+    """
+    validate_release_id(release_id)
+    dirs = ["releases", "shared", OBJECTS, TMP, *[f"shared/{check_member_path(s)}" for s in shared]]
+    path = f"{release_dir(target, release_id)}/{MARKER}"
+    wanted = quote(json.dumps({"digest": manifest.digest})[1:-1])
+    names = sorted({f.object_name for f in manifest.files if not _under(f.path, shared)})
+    script = (
+        f"mkdir -p -- {' '.join(quote(f'{target.root}/{d}') for d in dirs)} || exit 1\n"
+        f"printf 'current %s\\n' \"$(readlink {quote(target.root + '/current')})\"\n"
+        f"if test -f {quote(path)} && grep -qF {wanted} {quote(path)}; then echo {_INSTALLED}; exit 0; fi\n"
+        # Names are hex digests and a mode: no blank or special character. "ls -a" always lists "." and
+        # "..", so its output is never empty and NR == FNR holds only while awk reads it.
+        f"cd {quote(target.root + '/' + OBJECTS + '/')} || exit 1\n"
+        "exec 3<&0\n"
+        "ls -a | awk 'NR == FNR { have[$0] = 1; next } !($0 in have) { print \"missing \" $0 }' - /dev/fd/3"
+    )
+    result = _check(
+        await target.run(script, stdin=("\n".join(names) + "\n").encode(), timeout=timeout, contained=True),
+        "cannot prepare the deploy directories",
+    )
+    current: str | None = None
+    missing: set[str] = set()
+    installed = False
+    for line in result.stdout.splitlines():
+        word, _, rest = line.partition(" ")
+        if word == "current":
+            current = PurePosixPath(rest.strip()).name or None
+        elif word == "missing" and rest.strip():
+            missing.add(rest.strip())
+        elif line.strip() == _INSTALLED:
+            installed = True
+    return HostLook(current, None if installed else frozenset(missing))
 
 
 async def install_release(
@@ -358,41 +379,22 @@ async def install_release(
     shared: Sequence[str] = (),
     timeout: float = 600,
     marker: Marker | None = None,
+    looked: HostLook | None = None,
 ) -> InstallStats:
     """Make ``releases/<id>`` exist and complete on the target, sending only missing contents.
 
-    Two round trips: one creates the layout and asks whether the release is there and, if not, which
-    contents the host lacks; the other sends those contents and the release's links, and builds it.
+    Two round trips: :func:`look_before_install` (skipped when ``looked`` is what it found, moments
+    ago, in the same deployment), then one that sends the missing contents and the release's links and
+    builds it.
     """
     validate_release_id(release_id)
     links = link_tar(manifest, release_id, shared, marker=marker)  # an unsafe link is refused before the host
-    missing = await _look(target, manifest, release_id, shared, timeout=timeout)
-    if missing is None:
+    look = looked or await look_before_install(target, manifest, release_id, shared=shared, timeout=timeout)
+    if look.missing is None:
         return InstallStats(0, 0, already_installed=True)
     cache = objects if isinstance(objects, ObjectCache) else ObjectCache(manifest, objects)
-    count, sent = await _send(target, manifest, release_id, shared, missing, cache, links, timeout=timeout)
+    count, sent = await _send(target, manifest, release_id, shared, set(look.missing), cache, links, timeout=timeout)
     return InstallStats(count, sent, already_installed=False)
-
-
-async def _look(
-    target: Target, manifest: Manifest, release_id: str, shared: Sequence[str], *, timeout: float
-) -> set[str] | None:
-    """Create the layout; None if the release (of this artifact) is complete there, else what it lacks."""
-    dirs = ["releases", "shared", OBJECTS, TMP, *[f"shared/{check_member_path(s)}" for s in shared]]
-    path = f"{release_dir(target, release_id)}/{MARKER}"
-    wanted = quote(json.dumps({"digest": manifest.digest})[1:-1])
-    names = sorted({f.object_name for f in manifest.files if not _under(f.path, shared)})
-    script = (
-        f"mkdir -p -- {' '.join(quote(f'{target.root}/{d}') for d in dirs)} || exit 1\n"
-        f"if test -f {quote(path)} && grep -qF {wanted} {quote(path)}; then echo {_INSTALLED}; exit 0; fi\n"
-        f'cd {quote(target.root + "/" + OBJECTS)} && while read -r n; do [ -e "$n" ] || echo "$n"; done'
-    )
-    result = _check(
-        await target.run(script, stdin=("\n".join(names) + "\n").encode(), timeout=timeout),
-        "cannot prepare the deploy directories",
-    )
-    lines = {line.strip() for line in result.stdout.splitlines() if line.strip()}
-    return None if lines == {_INSTALLED} else lines
 
 
 async def _send(
@@ -414,19 +416,19 @@ async def _send(
     script = (f"{upload} || exit {_UPLOAD_FAILED}\n" if missing else "") + _build_script(
         target, manifest, release_id, shared
     )
-    result = await target.run(script, stdin=payload, timeout=timeout)
+    result = await target.run(script, stdin=payload, timeout=timeout, contained=True)
     if result.ok:
         return len(missing), sent
     if missing and result.exit_code == _UPLOAD_FAILED:
-        await target.run(f"rm -rf {quote(incoming)}", timeout=timeout)
+        await _remove(target, incoming, timeout=timeout)
         raise CommandFailed.from_result(result, what=await _upload_failure(target, sent, timeout=timeout))
-    await target.run(f"rm -rf {quote(release_dir(target, release_id) + '.partial')}", timeout=timeout)
+    await _remove(target, release_dir(target, release_id) + ".partial", timeout=timeout)
     raise CommandFailed.from_result(result, what="building the release directory failed")
 
 
 async def current_release(target: Target, *, timeout: float = 60) -> str | None:
     """The release id ``current`` points at, or None when nothing was activated yet."""
-    result = await target.run(f"readlink {quote(target.root + '/current')} || true", timeout=timeout)
+    result = await target.run(f"readlink {quote(target.root + '/current')} || true", timeout=timeout, contained=True)
     link = result.stdout.strip()
     return PurePosixPath(link).name if link else None
 
@@ -443,7 +445,7 @@ async def inspect_releases(target: Target, release_id: str, *, timeout: float = 
     """``current`` and the presence of ``release_id``, in one round trip (a rollback's only look)."""
     marker = f"{release_dir(target, validate_release_id(release_id))}/{MARKER}"
     script = f"readlink {quote(target.root + '/current')} || true; if test -f {quote(marker)}; then echo present; fi"
-    lines = (await target.run(script, timeout=timeout)).stdout.splitlines()
+    lines = (await target.run(script, timeout=timeout, contained=True)).stdout.splitlines()
     present = bool(lines) and lines[-1] == "present"
     link = (lines[:-1] if present else lines)[:1]
     return HostReleases(PurePosixPath(link[0].strip()).name if link and link[0].strip() else None, present)
@@ -458,7 +460,7 @@ async def switch_current(target: Target, release_id: str, *, timeout: float = 60
         f"cd {root} && test -f {marker} || {{ echo 'release {release_id} is not complete on this host' >&2; exit 3; }}; "
         f"ln -sfn {quote('releases/' + release_id)} current.tmp && mv -Tf current.tmp current"
     )
-    _check(await target.run(script, timeout=timeout), f"cannot switch current to {release_id}")
+    _check(await target.run(script, timeout=timeout, contained=True), f"cannot switch current to {release_id}")
 
 
 async def prune_releases(target: Target, keep: int, protect: Sequence[str], *, timeout: float = 120) -> list[str]:
@@ -483,7 +485,7 @@ async def prune_releases(target: Target, keep: int, protect: Sequence[str], *, t
         f"find {quote(target.root + '/' + OBJECTS + '/')} -type f -links 1 -delete\n"
         'exit "$failed"'
     )
-    result = await target.run(script, timeout=timeout)
+    result = await target.run(script, timeout=timeout, contained=True)
     # Checked: the caller reports these as removed (a deployment warns when pruning fails).
     _check(result, "cannot remove old releases")
     return result.stdout.split()

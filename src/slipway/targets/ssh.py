@@ -178,9 +178,16 @@ class SSHTarget(SSHConnector, AgentClient):
         cwd: str | None = None,
         timeout: float | None = None,
         on_output: OutputSink | None = None,
+        contained: bool = False,
     ) -> CommandResult:
-        """Run ``command`` with ``sh -c`` on the host; stream its lines; kill its process group on timeout."""
-        raw = await self._execute(command, _script(command, env, cwd), on_output, stdin=stdin, timeout=timeout)
+        """Run ``command`` with ``sh -c`` on the host; stream its lines; kill its process group on timeout.
+
+        ``contained``: the command leaves no process behind, so the host's shell lets it write straight
+        to the channel (no FIFOs or relays, see :mod:`slipway.targets.ssh_shell`).
+        """
+        raw = await self._execute(
+            command, _script(command, env, cwd), on_output, stdin=stdin, timeout=timeout, contained=contained
+        )
         if cwd is not None and raw.exit_code == _CWD_EXIT and _tail(raw.stderr, 1) == _CWD_MARK:
             raise TargetError(f"cannot start command: no directory {cwd}", host=self.name, command=command)
         return CommandResult(
@@ -278,13 +285,14 @@ class SSHTarget(SSHConnector, AgentClient):
     # ----------------------------------------------------------------- commands
 
     async def _execute(
-        self, label: str, script: str, on_output: OutputSink | None, *, stdin: bytes | None, timeout: float | None
+        self, label: str, script: str, on_output: OutputSink | None, *, stdin: bytes | None, timeout: float | None,
+        contained: bool = False,
     ) -> _Raw:
         started = time.monotonic()
         self._bind_loop()
         async with self._sessions:
             session: CommandSession | None = await self._exec_framed(
-                label, script, on_output, stdin=stdin, timeout=timeout
+                label, script, on_output, stdin=stdin, timeout=timeout, contained=contained
             )
             if session is None:
                 session = CommandSession(on_output)
@@ -323,7 +331,8 @@ class SSHTarget(SSHConnector, AgentClient):
         await self._drain(chan, session)
 
     async def _exec_framed(
-        self, label: str, script: str, on_output: OutputSink | None, *, stdin: bytes | None, timeout: float | None
+        self, label: str, script: str, on_output: OutputSink | None, *, stdin: bytes | None, timeout: float | None,
+        contained: bool = False,
     ) -> FramedCommand | None:
         """One command through the host's long-lived shell (None: the host has none, use a channel).
 
@@ -336,7 +345,7 @@ class SSHTarget(SSHConnector, AgentClient):
             shell, conn = found, found.conn  # conn None: a kept connection's shell (ssh_keeper)
             session = FramedCommand(on_output)
             with contextlib.suppress(asyncssh.Error, OSError):  # a lost channel shows as a lost frame
-                go = shell.offer(STATUS_LINE + "\n" + script, stdin, session)
+                go = shell.offer(STATUS_LINE + "\n" + script, stdin, session, contained=contained)
                 try:
                     async with asyncio.timeout(self.connect_timeout):
                         await go.wait()

@@ -9,7 +9,7 @@ deployment through it: the login shell runs once per host.
 
 The protocol, one command at a time per channel::
 
-    client -> host   "<nonce> <script lines> <stdin bytes>\\n" <script>
+    client -> host   "<nonce> <script lines> <stdin bytes>[ c]\\n" <script>
     host -> client   "<nonce> go\\n"
     client -> host   "<nonce>\\n" <stdin>
     host -> client   stdout: <the command's stdout> "\\n<nonce> <exit code>\\n"
@@ -29,6 +29,12 @@ exact bytes sent (``head -c``, or for more than 1 MB GNU ``dd`` with ``count_byt
 stream), and its stdout and stderr through fresh FIFOs relayed by ``cat``: output that a daemon the command
 left behind writes later cannot leak into the next command's frame; the relays are stopped one second
 after the command exits, as the old channel was closed one second after its exit status (``PIPE_GRACE``).
+
+A *contained* command (the header's fourth word ``c``: Slipway's own layout commands, never a hook)
+leaves no process behind by construction, so nothing can write after it exits: it writes straight to the
+channel, without FIFOs, ``cat`` relays or the timer, four processes fewer per command. Its status file is
+one per shell, emptied before each command. Everything else holds as above: it is started only on the
+client's word, it runs in a process group of its own that a timeout kills, and its stdin is exact.
 
 A host without ``setsid``, ``mkfifo`` or ``head`` answers "unsupported" and the target falls back to one
 channel per command.
@@ -61,13 +67,26 @@ take() {
 }
 k=0; g=0
 printf '%s ready\n' "$n0"
-while IFS=' ' read -r n nl il; do
+while IFS=' ' read -r n nl il cw; do
   s=; i=0
   while [ "$i" -lt "$nl" ]; do IFS= read -r l || exit 0; s="$s$l
 "; i=$((i + 1)); done
   printf '%s go\n' "$n"
   IFS= read -r go || break
   [ "$go" = "$n" ] || break
+  if [ "$cw" = c ]; then
+    x=$d/c; : >"$x"
+    if [ "$il" -gt 0 ]; then
+      take "$il" | { setsid sh -c "$s" sh "$x"; r=$?; cat >/dev/null; exit "$r"; }
+    else
+      setsid sh -c "$s" sh "$x" </dev/null
+    fi
+    r=$?
+    if [ "$r" -gt 128 ] && [ ! -s "$x" ]; then r=-$((r - 128)); fi
+    printf '\n%s %s\n' "$n" "$r"
+    printf '\n%s\n' "$n" >&2
+    continue
+  fi
   if [ "$k" -eq 0 ]; then
     g=$((g + 1)); set --; j=1
     while [ "$j" -le 16 ]; do set -- "$@" "$d/o$g.$j" "$d/e$g.$j"; j=$((j + 1)); done
@@ -261,15 +280,21 @@ class Shell(asyncssh.SSHClientSession[bytes]):
             frame.command.connection_lost(exc)
             frame.go.set()  # whoever waits for it looks at the command: lost, never started
 
-    def offer(self, script: str, stdin: bytes | None, command: FramedCommand) -> asyncio.Event:
-        """Send one command's header and script; the returned event is set once the host says "go"."""
+    def offer(
+        self, script: str, stdin: bytes | None, command: FramedCommand, *, contained: bool = False
+    ) -> asyncio.Event:
+        """Send one command's header and script; the returned event is set once the host says "go".
+
+        ``contained``: the command leaves no process behind, so it writes straight to the channel.
+        """
         assert self._chan is not None and self._frame is None
         frame = _Frame(command, secrets.token_hex(16).encode())
         body = script.encode()
         if not body.endswith(b"\n"):
             body += b"\n"
         self._frame = frame
-        self._chan.write(b"%s %d %d\n" % (frame.nonce, body.count(b"\n"), len(stdin or b"")) + body)
+        mode = b" c" if contained else b""
+        self._chan.write(b"%s %d %d%s\n" % (frame.nonce, body.count(b"\n"), len(stdin or b""), mode) + body)
         return frame.go
 
     def start(self, stdin: bytes | None) -> None:

@@ -45,6 +45,8 @@ class Call:
     #: What ``put`` wrote, and with which mode.
     data: bytes | None = None
     mode: int | None = None
+    #: Whether ``run`` was told the command leaves no process behind (:meth:`slipway.ports.Target.run`).
+    contained: bool = False
 
 
 @dataclass
@@ -136,9 +138,12 @@ class FakeTarget:
         cwd: str | None = None,
         timeout: float | None = None,
         on_output: OutputSink | None = None,
+        contained: bool = False,
     ) -> CommandResult:
         """Record the call; answer it from a matching response, or run it with ``sh -c`` in the fake host."""
-        self.calls.append(Call("run", command, stdin=stdin, env=dict(env or {}), cwd=cwd, timeout=timeout))
+        self.calls.append(
+            Call("run", command, stdin=stdin, env=dict(env or {}), cwd=cwd, timeout=timeout, contained=contained)
+        )
         self._check_reachable(command)
         response = next((r for r in self._responses if r.matches(command)), None)
         if response is None:

@@ -123,7 +123,7 @@ def start_command(path: str, idle: float) -> str:
     return (
         f"command -v python3 >/dev/null 2>&1 || exit 0; "
         f"python3 -c {quote(AGENT)} {quote(path)} {idle:g} {quote(DISPATCHER)} </dev/null >/dev/null 2>&1; "
-        f"i=0; while [ ! -S {quote(path)} ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done"
+        f"i=0; while [ ! -S {quote(path)} ] && [ $i -lt 250 ]; do sleep 0.02; i=$((i + 1)); done"
     )
 
 
@@ -260,7 +260,9 @@ class AgentClient:
         shell, command = shells[-1], FramedCommand(None)
         with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
             async with asyncio.timeout(self.connect_timeout):
-                go = shell.offer(STATUS_LINE + "\n" + start_command(self.agent_path, self.agent_idle), None, command)
+                script = STATUS_LINE + "\n" + start_command(self.agent_path, self.agent_idle)
+                # contained: the agent detaches with its streams on /dev/null, so nothing writes later
+                go = shell.offer(script, None, command, contained=True)
                 await go.wait()
                 if not command.exited.is_set():
                     shell.start(None)

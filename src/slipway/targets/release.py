@@ -11,10 +11,10 @@ On each host, under its deploy root::
 Installing a release takes two round trips. The first creates the layout, reads ``current`` and asks
 which contents the host lacks; the second sends only those in one tar stream, verifies their hashes on
 the host, then builds ``releases/<id>.partial`` from hard links and renames it to ``releases/<id>`` only
-once it is complete. A directory without ``.partial`` is therefore
-always a complete release, and ``current`` only ever points at one. Everything here is POSIX shell plus
-GNU tar, the same on a laptop directory, an SSH host or a container volume. Every command here leaves
-no process behind, so each is run ``contained`` (:meth:`slipway.ports.Target.run`).
+once it is complete. A directory without ``.partial`` is therefore always a complete release, and
+``current`` only ever points at one. Everything here is POSIX shell plus GNU tar, the same on a laptop
+directory, an SSH host or a container volume. Every command here leaves no process behind, so each is
+run ``contained`` (:meth:`slipway.ports.Target.run`).
 """
 
 from __future__ import annotations
@@ -403,7 +403,7 @@ async def install_release(
     look = looked or await look_before_install(target, manifest, release_id, shared=shared, timeout=timeout)
     if look.missing is None:
         return InstallStats(0, 0, already_installed=True)
-    count, sent = await _send(target, manifest, release_id, shared, set(look.missing), cache, links, timeout=timeout)
+    count, sent = await _send(target, manifest, release_id, shared, look.missing, cache, links, timeout=timeout)
     return InstallStats(count, sent, already_installed=False)
 
 
@@ -412,14 +412,14 @@ async def _send(
     manifest: Manifest,
     release_id: str,
     shared: Sequence[str],
-    missing: set[str],
+    missing: frozenset[str],
     objects: ObjectCache,
     links: bytes,
     *,
     timeout: float,
 ) -> tuple[int, int]:
     """Upload the missing contents and build the release from its links, in one command."""
-    payload, sent = await objects.payload(frozenset(missing), links)
+    payload, sent = await objects.payload(missing, links)
     incoming = f"{target.root}/{TMP}/{release_id}.objects"
     size = len(payload) - len(links)
     upload = f"{_take(size)} | ( {_upload_script(incoming, f'{target.root}/{OBJECTS}', len(missing))} )"

@@ -21,8 +21,12 @@ finds none (fresh roots), the second release finds none either (:func:`forget_ag
 long after the last one's agent exited), and the rollback, which follows its deployment within minutes,
 finds the one the second release left.
 
-The floor: one parallel ``ssh host true`` per host, the price of reaching every host once (a connection and
-one login shell), which any operation from a new process pays unless an agent answers.
+Two floors. The baseline's: one parallel ``ssh host true`` per host, the price of reaching every host once
+(a connection and one login shell) with OpenSSH's client. A rollback's: the least work any rollback from a
+new process can do with Slipway's guarantee that no host changes before every host has been looked at
+(:func:`_rollback_floor`): per host one asyncssh connection and one command, through the login shell, that
+reads ``current``, checks the release and stages the link, then renames it once every host has answered. No
+store, no dispatcher, no evidence: what is left is the connections' cost on this machine.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncssh
 from tests.support.keeper import own_runtime_dir
 from tests.support.sshbed import SSHHost, SSHTestBed
 
@@ -58,6 +63,8 @@ from benchmarks.bench_fleet import (
 from benchmarks.common import CpuMeter, table
 from slipway.services.app import open_app
 from slipway.services.fleet import exec_everywhere
+from slipway.targets.release import MARKER
+from slipway.targets.ssh_connect import ENCRYPTION_ALGS
 from slipway.targets.ssh_keeper import keeper_dir
 
 HOSTS = int(os.environ.get("SLIPWAY_BENCH_HOSTS", "50"))
@@ -186,6 +193,39 @@ async def _floor(hosts: list[SSHHost]) -> float:
     return time.perf_counter() - started
 
 
+async def _rollback_floor(hosts: list[SSHHost]) -> float:
+    """The least cold rollback (module docstring): each host re-points ``current`` at the release it runs."""
+    root = "/srv/slipway"
+    barrier = asyncio.Barrier(len(hosts))
+
+    async def one(h: SSHHost) -> None:
+        release = os.readlink(h.host_dir / "slipway" / "current")  # the bed's hosts see host_dir as /srv
+        script = (
+            f"cd {root} && readlink current && test -f {release}/{MARKER} && "
+            f"ln -sfn {release} current.tmp && echo staged && read go && [ \"$go\" = commit ] && "
+            "mv -Tf current.tmp current && echo switched"
+        )
+        async with asyncssh.connect(
+            h.address, h.port, username=h.username, known_hosts=str(h.known_hosts), client_keys=[str(h.client_key)],
+            agent_path=None, config=[], preferred_auth="publickey", encryption_algs=list(ENCRYPTION_ALGS),
+        ) as conn:
+            proc = await conn.create_process(script)
+            out = ""
+            while "staged" not in out:
+                chunk = await proc.stdout.read(1024)
+                if not chunk:
+                    raise RuntimeError(f"rollback floor: no staged link on {h.name}: {out!r}")
+                out += chunk
+            await barrier.wait()
+            proc.stdin.write("commit\n")
+            if "switched" not in await proc.stdout.read():
+                raise RuntimeError(f"rollback floor: {h.name} did not switch")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(h) for h in hosts))
+    return time.perf_counter() - started
+
+
 def _timed(cpu: CpuMeter, fn: Callable[[], float]) -> float:
     with cpu:
         return fn()
@@ -231,6 +271,7 @@ def one_round(bed: SSHTestBed, proj: Path, src: Path, index: int) -> dict[str, f
     hand_over_hosts(proj, kept, len(hosts))  # not timed: what the end of a deployment with keep does
     r["sk"] = _timed(meters["sk"], lambda: slipway_rollback(proj, config=kept))  # back to the other release
     r["floor"] = asyncio.run(_floor(hosts))
+    r["rfloor"] = asyncio.run(_rollback_floor(hosts))
     for key, meter in meters.items():
         r[f"{key}_dcpu"], r[f"{key}_hcpu"] = meter.deployer, meter.hosts
     return r
@@ -304,6 +345,8 @@ def section(name: str, rounds: list[dict[str, float]], loads: tuple[str, str]) -
         ["rollback, `keep: 300` (kept connections)", _spread([r["sk"] for r in rounds]), "parallel `ssh` flip",
          _spread([r["br"] for r in rounds]), _ratio(rounds, "sk", "br")],
         ["floor: `ssh host true` on every host", "", "", _spread([r["floor"] for r in rounds]), ""],
+        ["floor of a rollback: one asyncssh connection and command per host, no store", _spread([r["rfloor"] for r in rounds]),
+         "parallel `ssh` flip", _spread([r["br"] for r in rounds]), _ratio(rounds, "rfloor", "br")],
     ]
     by_bytes = [
         ["1% of files changed: bytes", _spread([r["s2_bytes"] / 1e6 for r in rounds], " MB", 3),
@@ -347,7 +390,14 @@ def run() -> str:
         "OpenSSH hosts: one whose login shell sources a costly `~/.bashrc`, as servers with pyenv, rbenv, nvm\n"
         "or conda hooks do, and one with /bin/sh. Rounds are interleaved (the order of Slipway and baseline\n"
         "alternates) on fresh deploy roots. Reproduce: `python benchmarks/run.py shell` (root, for the bed;\n"
-        "`SLIPWAY_BENCH_HOSTS` and `SLIPWAY_BENCH_ROUNDS` change the size).\n\n"
+        "`SLIPWAY_BENCH_HOSTS` and `SLIPWAY_BENCH_ROUNDS` change the size). The load averages are mostly the\n"
+        "beds' own: their sshd, shells and commands run on this machine's cores.\n\n"
+        "Two floors. `ssh host true` on every host: what reaching each host once costs with OpenSSH's client.\n"
+        "The floor of a rollback: the least any rollback from a new process can do and still change no host\n"
+        "before every host has been looked at: per host one asyncssh connection and one command through the\n"
+        "login shell that reads `current`, checks the release and stages the link, renamed once every host has\n"
+        "answered; no store, no dispatcher, no evidence. On the heavy bed it pays the login shell that Slipway's\n"
+        "agent spares; on the plain one it is the connections' cost, which only kept connections avoid.\n\n"
         + "\n".join(out)
     )
 
